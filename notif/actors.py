@@ -1,0 +1,106 @@
+"""Dramatiq actors: ``dramatiq notif.actors`` runs them.
+
+Two actors per priority, each on its priority's own Redis queue (``notif.high``,
+``notif.normal``, ``notif.low``): Dramatiq's ``priority`` option only orders work inside
+one process, so separate queues are what keep a LOW flood from filling HIGH's path.
+
+- ``ingest_<priority>(messages)``: a batch of up to 10 SQS messages → stored notifications.
+- ``deliver_<priority>(delivery_id)``: one delivery row → its channel.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
+
+from . import deliver as deliver_mod
+from . import ingest as ingest_mod
+from .config import PRIORITIES, Settings, load_settings
+from .db import database
+from .errors import PermanentError
+from .keys import dramatiq_namespace
+from .logs import configure_logging
+from .runtime import Runtime
+from .sqs import Received
+
+log = logging.getLogger(__name__)
+
+INGEST_RETRIES = 8
+DELIVER_RETRIES = 8
+
+
+def queue_name(priority: str) -> str:
+    return f"notif.{priority}"
+
+
+def make_broker(settings: Settings) -> RedisBroker:
+    broker = RedisBroker(
+        url=settings.require("redis_url"),
+        namespace=dramatiq_namespace(settings),
+        socket_timeout=10,
+        socket_connect_timeout=5,
+    )
+    broker.add_middleware(CurrentMessage())
+    return broker
+
+
+settings = load_settings()
+configure_logging(settings.log_format, settings.log_level, process="worker")
+broker = make_broker(settings)
+dramatiq.set_broker(broker)
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.start(settings)
+        return _runtime
+
+
+def _retry_when(limit: int):
+    def retry_when(retries: int, exc: BaseException) -> bool:
+        return not isinstance(exc, PermanentError) and retries < limit
+    return retry_when
+
+
+def _enqueue_deliveries(pending: list[tuple[int, str]]) -> None:
+    for delivery_id, priority in pending:
+        DELIVER[priority].send(delivery_id)
+
+
+def _ingest(messages: list[dict]) -> None:
+    rt = runtime()
+    with database.connection_context():
+        ingest_mod.ingest_batch(rt, [Received.from_json(m) for m in messages], _enqueue_deliveries)
+
+
+def _deliver(delivery_id: int) -> None:
+    rt = runtime()
+    message = CurrentMessage.get_current_message()
+    retries = message.options.get("retries", 0) if message is not None else 0
+    with database.connection_context():
+        deliver_mod.deliver(rt, delivery_id, final_attempt=retries >= DELIVER_RETRIES)
+
+
+def _actor(fn, name: str, priority: str, retries: int, time_limit_ms: int):
+    return dramatiq.actor(
+        fn,
+        actor_name=name,
+        queue_name=queue_name(priority),
+        max_retries=retries,
+        min_backoff=1_000,
+        max_backoff=300_000,
+        retry_when=_retry_when(retries),
+        time_limit=time_limit_ms,
+    )
+
+
+INGEST = {p: _actor(_ingest, f"ingest_{p}", p, INGEST_RETRIES, 120_000) for p in PRIORITIES}
+DELIVER = {p: _actor(_deliver, f"deliver_{p}", p, DELIVER_RETRIES, 60_000) for p in PRIORITIES}

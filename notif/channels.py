@@ -1,0 +1,34 @@
+"""Channels: where a stored notification goes (in-app, SSE, push, email, a plugin's).
+
+A channel is an object with a ``name`` and a ``send`` method. ``send`` returns on success
+and raises :class:`~notif.errors.TransientError` (retry later) or
+:class:`~notif.errors.PermanentError` (give up, with a reason); any other exception counts
+as transient for a bounded number of tries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .models import Delivery, Notification
+
+
+@dataclass
+class ChannelContext:
+    """What a channel may use while sending: settings, the shared Redis client, a logger."""
+
+    settings: "Settings"
+    redis: Any
+    log: Any
+
+
+class Channel:
+    """Base class for channels; subclasses set ``name`` and implement ``send``."""
+
+    name: str = ""
+
+    def send(self, notification: "Notification", delivery: "Delivery", ctx: ChannelContext) -> None:
+        """Deliver ``notification`` through this channel, or raise a notif error."""
+        raise NotImplementedError

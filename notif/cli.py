@@ -1,0 +1,181 @@
+"""The ``notif`` command. Every flag that configures a process has an environment twin."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import PRIORITIES, load_settings
+from .errors import ConfigError, NotifError
+
+
+def cmd_migrate(args, settings) -> int:
+    from .db import init_database
+    from .migrations import current_version, migrate
+
+    init_database(settings.database_url)
+    applied = migrate()
+    for name in applied:
+        print(f"applied {name}")
+    print(f"schema at version {current_version()}" + ("" if applied else " (nothing to do)"))
+    return 0
+
+
+def cmd_serve(args, settings) -> int:
+    import uvicorn
+
+    from .logs import configure_logging
+    from .web import create_app
+
+    configure_logging(settings.log_format, settings.log_level, process="web")
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port or settings.port, log_config=None,
+                timeout_graceful_shutdown=25, proxy_headers=True)
+    return 0
+
+
+def cmd_poll(args, settings) -> int:
+    from .logs import configure_logging
+    from .poller import main
+
+    configure_logging(settings.log_format, settings.log_level, process="poller")
+    main(settings)
+    return 0
+
+
+def cmd_token(args, settings) -> int:
+    from .auth import make_token
+
+    print(make_token(settings.require("jwt_secret"), args.user, args.ttl))
+    return 0
+
+
+def _parse_vars(pairs: list[str]) -> dict:
+    variables = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--var expects NAME=VALUE, got {pair!r}")
+        variables[name] = value
+    return variables
+
+
+def cmd_send(args, settings) -> int:
+    from .sqs import client_for
+
+    if args.body:
+        body = sys.stdin.read() if args.body == "-" else args.body
+    else:
+        message: dict = {"recipients" if len(args.user) > 1 else "user_id": args.user if len(args.user) > 1 else args.user[0]}
+        if args.type:
+            message["type"] = args.type
+        if args.title is not None:
+            message["title"] = args.title
+        if args.message is not None:
+            message["message"] = args.message
+        if args.var:
+            message["variables"] = _parse_vars(args.var)
+        if args.channel:
+            message["channels"] = args.channel
+        if args.id:
+            message["id"] = args.id
+        body = json.dumps(message)
+    response = client_for(settings).send_message(QueueUrl=settings.queue_url(args.priority), MessageBody=body)
+    print(response["MessageId"])
+    return 0
+
+
+def cmd_templates(args, settings) -> int:
+    from .plugins import manager_for, template_dirs
+    from .templates import TemplateStore
+
+    store = TemplateStore.from_settings(settings, template_dirs(manager_for(settings), settings))
+    if args.action == "check":
+        failures = 0
+        for type_ in store.types():
+            try:
+                template = store.get(type_)
+                store.render(type_, template.sample)
+                print(f"ok      {type_}")
+            except NotifError as exc:
+                failures += 1
+                print(f"FAILED  {type_}: {exc}")
+        print(f"{len(store.types()) - failures} ok, {failures} failed")
+        return 1 if failures else 0
+    template = store.get(args.type)
+    rendered = store.render(args.type, {**template.sample, **_parse_vars(args.var or [])})
+    print(json.dumps({"title": rendered.title, "message": rendered.message, "html": rendered.html,
+                      "actions": rendered.actions}, indent=2))
+    return 0
+
+
+def cmd_dev(args, settings) -> int:
+    from .dev import run_dev
+
+    return run_dev(port=args.port, threads=args.threads)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notif", description="notif: SQS in; in-app, live SSE, push and email out.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("dev", help="run the whole stack locally on embedded defaults")
+    p.add_argument("--port", type=int, default=None, help="web port (env PORT, default 8000)")
+    p.add_argument("--threads", type=int, default=4, help="worker threads")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("serve", help="run the web process (ASGI, uvicorn)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=None, help="env PORT, default 8000")
+    p.set_defaults(func=cmd_serve)
+
+    sub.add_parser("poll", help="run the SQS poller").set_defaults(func=cmd_poll)
+    sub.add_parser("migrate", help="create or upgrade the database schema (safe to repeat)").set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("send", help="put a notification on an input queue")
+    p.add_argument("--user", action="append", default=[], help="recipient user id (repeat for several)")
+    p.add_argument("--title")
+    p.add_argument("--message")
+    p.add_argument("--type", help="template id, e.g. REPORT_SUBMITTED")
+    p.add_argument("--var", action="append", help="template variable NAME=VALUE (repeatable)")
+    p.add_argument("--channel", action="append", help="channel (repeatable); default: the template's")
+    p.add_argument("--id", help="idempotency key")
+    p.add_argument("--priority", choices=PRIORITIES, default="normal")
+    p.add_argument("--body", help="send this raw JSON body instead ('-' reads stdin)")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("token", help="print a JWT for a user (for testing)")
+    p.add_argument("user")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("templates", help="check or preview notification templates")
+    tsub = p.add_subparsers(dest="action", required=True)
+    tsub.add_parser("check", help="render every template with its sample variables")
+    pv = tsub.add_parser("preview", help="render one template")
+    pv.add_argument("type")
+    pv.add_argument("--var", action="append", help="NAME=VALUE (repeatable)")
+    p.set_defaults(func=cmd_templates)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "send" and not args.body and (not args.user or not (args.type or (args.title and args.message))):
+            parser.error("send needs --user and either --type or both --title and --message (or --body)")
+        settings = load_settings()
+        return args.func(args, settings) or 0
+    except ConfigError as exc:
+        print(f"notif: {exc}", file=sys.stderr)
+        return 2
+    except NotifError as exc:
+        print(f"notif: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Settings: the environment, read once into one typed object.
+
+Every process builds a :class:`Settings` with :func:`load_settings` at start-up and passes
+it on; nothing else in notif reads ``os.environ``. When a ``notif dev`` stack is running in
+the current folder, its state file (``.notif/state.json``) fills in whatever the real
+environment leaves unset, so ``notif send`` and ``notif token`` reach it from a second
+terminal with nothing configured.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+PRIORITIES = ("high", "normal", "low")
+
+HELP = "run `notif dev` for a local stack or see README › Configuration"
+
+
+def _weights(text: str) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or name not in PRIORITIES or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"expected high=N,normal=N,low=N with N >= 1, got {text!r}")
+        weights[name] = int(value)
+    missing = set(PRIORITIES) - set(weights)
+    if missing:
+        raise ValueError(f"missing weight for {', '.join(sorted(missing))} in {text!r}")
+    return weights
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def env(name: str, default: Any = None, cast: Callable[[str], Any] = str, doc: str = "") -> Any:
+    """Declare a setting read from environment variable ``name``."""
+    return field(default=default, metadata={"env": name, "cast": cast, "doc": doc})
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: caches key on the settings object
+class Settings:
+    database_url: str = env("DATABASE_URL", "sqlite:///notif.db", doc="`postgres://…` or `sqlite:///path`")
+    redis_url: str | None = env("REDIS_URL", doc="Redis for Dramatiq, fan-out, locks, limits")
+    redis_prefix: str = env("NOTIF_REDIS_PREFIX", "notif", doc="prefix of every Redis key notif uses (one per deployment or test run)")
+    aws_endpoint_url: str | None = env("AWS_ENDPOINT_URL", doc="SQS endpoint override (boto3's own variable)")
+    aws_access_key_id: str | None = env("AWS_ACCESS_KEY_ID", doc="AWS credentials (else boto3's usual chain: instance role, ~/.aws)")
+    aws_secret_access_key: str | None = env("AWS_SECRET_ACCESS_KEY", doc="AWS credentials, with the above")
+    aws_region: str = env("AWS_DEFAULT_REGION", "us-east-1", doc="AWS region of the queues")
+    queue_high: str | None = env("AWS_SQS_HIGH_PRIORITY_QUEUE_URL", doc="input queue, HIGH priority")
+    queue_normal: str | None = env("AWS_SQS_NOTIFICATION_QUEUE_URL", doc="input queue, NORMAL priority")
+    queue_low: str | None = env("AWS_SQS_LOW_PRIORITY_QUEUE_URL", doc="input queue, LOW priority")
+    queue_dead_letter: str | None = env("AWS_SQS_DEAD_LETTER_QUEUE_URL", doc="where permanent failures go, with their reason")
+    jwt_secret: str | None = env("NOTIF_JWT_SECRET", doc="HS256 secret shared with the host app")
+    port: int = env("PORT", 8000, int, doc="web port")
+    poll_weights: dict = env("NOTIF_POLL_WEIGHTS", "high=6,normal=3,low=1", _weights, doc="share of receives per priority when the workers are busy")
+    poll_wait_seconds: int = env("NOTIF_POLL_WAIT_SECONDS", 20, int, doc="SQS long-poll wait")
+    visibility_timeout: int = env("NOTIF_VISIBILITY_TIMEOUT", 120, int, doc="seconds a received SQS message stays hidden while notif stores it")
+    max_queued: int = env("NOTIF_MAX_QUEUED", 200, int, doc="pause receiving a priority while its Dramatiq queue holds this many messages")
+    max_backlog: int = env("NOTIF_MAX_BACKLOG", 32, int, doc="ingest batches waiting in Redis (all priorities) before receives are shared by weight")
+    max_receives: int = env("NOTIF_MAX_RECEIVES", 10, int, doc="an SQS message received this many times is dead-lettered")
+    templates_dir: str | None = env("NOTIF_TEMPLATES_DIR", doc="a deployment's own templates, looked up before the built-ins")
+    disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", _csv, doc="channel plugins not to load, by name")
+    default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", _csv, doc="channels used when neither message nor template names any")
+    log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
+    log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")
+    state_dir: str = env("NOTIF_STATE_DIR", ".notif", doc="where `notif dev` keeps its generated secret and endpoints")
+
+    # -- helpers -----------------------------------------------------------------
+    def require(self, attribute: str) -> Any:
+        """The value of ``attribute``, or a ConfigError that says what to do."""
+        value = getattr(self, attribute)
+        if value in (None, ""):
+            name = self.__dataclass_fields__[attribute].metadata["env"]
+            raise ConfigError(f"{name} is not set; {HELP}")
+        return value
+
+    def queue_url(self, priority: str) -> str:
+        return self.require(f"queue_{priority}")
+
+    def priority_of_queue(self, url: str) -> str | None:
+        for priority in PRIORITIES:
+            if getattr(self, f"queue_{priority}") == url:
+                return priority
+        return None
+
+
+def state_file(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("NOTIF_STATE_DIR", ".notif")) / "state.json"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, use_state: bool = True) -> Settings:
+    """Read the environment (overlaid on a running dev stack's state) into Settings."""
+    environ = dict(os.environ if environ is None else environ)
+    if use_state:
+        path = state_file(environ)
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())["env"]
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"{path} is unreadable ({exc}); delete it and restart `notif dev`") from None
+            environ = {**saved, **environ}
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name, cast = f.metadata["env"], f.metadata["cast"]
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            value = f.default
+            if isinstance(value, str) and cast is not str:
+                value = cast(value)
+        else:
+            try:
+                value = cast(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+        values[f.name] = value
+    return Settings(**values)
+
+
+def documented_variables() -> list[tuple[str, Any, str]]:
+    """(variable, default, meaning) for every setting: README's configuration table."""
+    return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]

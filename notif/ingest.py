@@ -1,0 +1,248 @@
+"""Ingest: a batch of SQS messages becomes notifications and deliveries, durably, once.
+
+Order of events, and why:
+1. validate and render every message; a permanent failure becomes a dead letter;
+2. in ONE transaction, insert the notifications (a duplicate idempotency key inserts
+   nothing) and one delivery row per (new notification, channel) — the outbox;
+3. after the commit, enqueue one ``deliver`` per pending delivery;
+4. send the dead letters, then delete from SQS what is stored, duplicated or dead-lettered.
+
+A crash before step 4 leaves the SQS message to be received again; step 2 then inserts
+nothing. If the batch transaction fails, each message is tried in a transaction of its
+own so one bad message cannot hold back the nine beside it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import peewee
+
+from .db import database
+from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
+from .messages import parse_message
+from .models import Delivery, Notification, utcnow
+from .runtime import Runtime
+from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
+
+log = logging.getLogger(__name__)
+
+CHUNK = 200  # rows per INSERT statement (SQLite caps bound variables per statement)
+LAST_ERROR_TTL = 7 * 24 * 3600
+
+Enqueue = Callable[[list[tuple[int, str]]], None]
+
+
+@dataclass
+class Prepared:
+    """One valid message, rendered: the rows it would insert."""
+
+    message: Received
+    notifications: list[dict]
+    channels: list[str]
+
+
+@dataclass
+class Outcome:
+    stored: int = 0  # notifications inserted
+    duplicates: int = 0  # notifications whose key was already stored
+    dead_lettered: list[DeadLetter] = field(default_factory=list)
+    retry: list[Received] = field(default_factory=list)  # transient failures, left on SQS
+    deliveries: list[tuple[int, str]] = field(default_factory=list)  # (delivery id, priority) enqueued
+    done: list[Received] = field(default_factory=list)  # safe to delete from SQS
+
+
+def _error_kind(exc: PermanentError) -> str:
+    if isinstance(exc, InvalidMessage):
+        return "invalid_message"
+    if isinstance(exc, TemplateError):
+        return "template_error"
+    return "permanent_error"
+
+
+def prepare(rt: Runtime, received: Received) -> Prepared:
+    """Validate and render one message; raises PermanentError on bad input."""
+    msg = parse_message(received.body)
+    template = rt.templates.get(msg.type) if msg.uses_template else None
+    if template is not None:
+        rendered = rt.templates.render(msg.type, msg.variables)
+        title, message, html, actions = rendered.title, rendered.message, rendered.html, rendered.actions
+    else:
+        title, message, html, actions = msg.title, msg.message, None, None
+    channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or rt.settings.default_channels))
+    key = msg.id or received.message_id
+    sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
+               if received.sent_ms else None)
+    now = utcnow()
+    rows = []
+    for recipient in msg.recipient_list():
+        extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True)
+        rows.append({
+            "user_id": recipient.user_id,
+            "key": key,
+            "type": msg.type,
+            "title": title,
+            "message": message,
+            "html": html,
+            "actions": actions or None,
+            "data": msg.data,
+            "recipient": extra or None,
+            "priority": msg.priority or received.priority,
+            "correlation_id": received.correlation_id,
+            "sqs_message_id": received.message_id,
+            "sqs_sent_at": sent_at,
+            "created_at": now,
+        })
+    return Prepared(received, rows, channels)
+
+
+def _chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def store(rt: Runtime, prepared: list[Prepared]) -> tuple[int, int, list[tuple[int, str]]]:
+    """Write all of ``prepared`` in one transaction.
+
+    Returns (inserted, duplicates, pending deliveries as (id, priority)).
+    """
+    rows = [row for p in prepared for row in p.notifications]
+    channels_of = {(row["user_id"], row["key"]): p.channels for p in prepared for row in p.notifications}
+    available = rt.channels
+    with database.atomic():
+        inserted: list[tuple[int, str, str, str]] = []
+        for chunk in _chunks(rows):
+            query = (Notification.insert_many(chunk).on_conflict_ignore()
+                     .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
+            inserted.extend(query.tuples().execute())
+        deliveries = []
+        now = utcnow()
+        for notification_id, user_id, key, priority in inserted:
+            for channel in channels_of[(user_id, key)]:
+                row = {"notification": notification_id, "channel": channel, "status": Delivery.PENDING,
+                       "created_at": now, "updated_at": now}
+                if channel not in available:
+                    row.update(status=Delivery.SKIPPED,
+                               last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")
+                deliveries.append((row, priority))
+        pending: list[tuple[int, str]] = []
+        for chunk in _chunks(deliveries):
+            query = (Delivery.insert_many([row for row, _ in chunk])
+                     .returning(Delivery.id, Delivery.status))
+            for (delivery_id, status), (_, priority) in zip(query.tuples().execute(), chunk):
+                if status == Delivery.PENDING:
+                    pending.append((delivery_id, priority))
+    return len(inserted), len(rows) - len(inserted), pending
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """The database refused this data (not a connection problem): retrying cannot help."""
+    return isinstance(exc, (peewee.IntegrityError, peewee.DataError, peewee.ProgrammingError))
+
+
+def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None:
+    for item in prepared:
+        try:
+            inserted, duplicates, pending = store(rt, [item])
+        except peewee.DatabaseError as exc:
+            if _is_data_error(exc):
+                outcome.dead_lettered.append(DeadLetter(item.message, f"database rejected the message: {exc}", None, "database_rejected"))
+            else:
+                _remember_error(rt, item.message, f"database error: {exc}")
+                outcome.retry.append(item.message)
+            continue
+        outcome.stored += inserted
+        outcome.duplicates += duplicates
+        outcome.deliveries.extend(pending)
+        outcome.done.append(item.message)
+
+
+def _last_error_key(rt: Runtime, received: Received) -> str:
+    return f"{rt.settings.redis_prefix}:ingest-error:{received.message_id}"
+
+
+def _remember_error(rt: Runtime, received: Received, reason: str) -> None:
+    """Keep the last transient error, so a message that finally gives up says why."""
+    try:
+        rt.redis.set(_last_error_key(rt, received), reason[:1000], ex=LAST_ERROR_TTL)
+    except Exception:  # a lost breadcrumb must not fail the batch
+        log.warning("could not record the last ingest error in Redis", exc_info=True)
+
+
+def _gave_up(rt: Runtime, received: Received) -> DeadLetter:
+    last = None
+    try:
+        last = rt.redis.get(_last_error_key(rt, received))
+    except Exception:
+        pass
+    reason = f"received {received.receives} times without being stored (NOTIF_MAX_RECEIVES={rt.settings.max_receives})"
+    if last:
+        reason += f"; last error: {last.decode(errors='replace')}"
+    return DeadLetter(received, reason, None, "gave_up")
+
+
+def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Outcome:
+    """Store a batch, enqueue its deliveries, dead-letter the bad, delete what is done.
+
+    Raises TransientError (after finishing everything else) when some messages could not
+    be stored for a reason that may pass; those stay on SQS.
+    """
+    started = time.monotonic()
+    outcome = Outcome()
+    prepared: list[Prepared] = []
+    for received in messages:
+        if received.receives > rt.settings.max_receives:
+            outcome.dead_lettered.append(_gave_up(rt, received))
+            continue
+        try:
+            prepared.append(prepare(rt, received))
+        except PermanentError as exc:
+            outcome.dead_lettered.append(DeadLetter(received, exc.reason, exc.field, _error_kind(exc)))
+
+    if prepared:
+        try:
+            inserted, duplicates, pending = store(rt, prepared)
+        except peewee.DatabaseError as exc:
+            log.warning("batch transaction failed; storing each message on its own",
+                        extra={"error": str(exc), "batch_size": len(prepared)})
+            _store_each(rt, prepared, outcome)
+        else:
+            outcome.stored, outcome.duplicates = inserted, duplicates
+            outcome.deliveries.extend(pending)
+            outcome.done.extend(p.message for p in prepared)
+
+    if outcome.deliveries:
+        try:
+            enqueue(outcome.deliveries)
+        except Exception:
+            # The rows are committed as 'pending': the outbox sweeper enqueues them again.
+            log.exception("could not enqueue deliveries; they stay pending in the outbox",
+                          extra={"delivery_ids": [d for d, _ in outcome.deliveries][:50]})
+
+    if outcome.dead_lettered:
+        dlq_url = rt.settings.require("queue_dead_letter")
+        sent = send_dead_letters(rt.sqs, dlq_url, outcome.dead_lettered)
+        for letter in sent:
+            log.error("message dead-lettered", extra={
+                "sqs_message_id": letter.message.message_id, "correlation_id": letter.message.correlation_id,
+                "priority": letter.message.priority, "error_kind": letter.kind, "reason": letter.reason,
+                "field": letter.field})
+        outcome.done.extend(letter.message for letter in sent)
+
+    by_queue: dict[str, list[Received]] = {}
+    for received in outcome.done:
+        by_queue.setdefault(rt.settings.queue_url(received.priority), []).append(received)
+    for queue_url, done in by_queue.items():
+        delete_batch(rt.sqs, queue_url, done)
+
+    log.info("batch ingested", extra={
+        "batch_size": len(messages), "stored": outcome.stored, "duplicates": outcome.duplicates,
+        "dead_lettered": len(outcome.dead_lettered), "retrying": len(outcome.retry),
+        "deliveries": len(outcome.deliveries), "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "correlation_ids": [m.correlation_id for m in messages]})
+    if outcome.retry:
+        raise TransientError(f"{len(outcome.retry)} of {len(messages)} messages could not be stored; they stay on SQS")
+    return outcome

@@ -1,0 +1,92 @@
+"""The input message: what producers put on SQS, validated into :class:`InputMessage`.
+
+See DESIGN.md › Input message. Anything that does not parse is an
+:class:`~notif.errors.InvalidMessage` whose ``field`` names the offending field, so the
+dead-letter entry tells the producer exactly what to fix.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import InvalidMessage
+
+MAX_RECIPIENTS = 1000
+
+
+class Recipient(BaseModel):
+    """One addressee; extra fields (name, locale, …) are kept for templates and channels."""
+
+    model_config = ConfigDict(extra="allow")
+    user_id: str = Field(min_length=1, max_length=255)
+    email: Optional[str] = Field(default=None, max_length=320)
+
+
+class InputMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Optional[str] = Field(default=None, min_length=1, max_length=255)
+    type: Optional[str] = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: Optional[str] = Field(default=None, max_length=1000)
+    message: Optional[str] = Field(default=None, max_length=10000)
+    user_id: Optional[str] = Field(default=None, min_length=1, max_length=255)
+    recipients: Optional[list[Union[str, Recipient]]] = Field(default=None, min_length=1, max_length=MAX_RECIPIENTS)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    channels: Optional[list[str]] = Field(default=None, min_length=1)
+    priority: Optional[Literal["high", "normal", "low"]] = None
+    send_at: Optional[str] = None
+    batch_key: Optional[str] = Field(default=None, max_length=255)
+    batch_window: Optional[int] = Field(default=None, ge=1)
+    data: Optional[Any] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "InputMessage":
+        if (self.user_id is None) == (self.recipients is None):
+            raise ValueError("give exactly one of `user_id` or `recipients`")
+        literal = self.title is not None and self.message is not None
+        if not literal and self.type is None:
+            raise ValueError("give `type` (a template) or both `title` and `message`")
+        return self
+
+    def recipient_list(self) -> list[Recipient]:
+        if self.user_id is not None:
+            return [Recipient(user_id=self.user_id)]
+        seen: dict[str, Recipient] = {}
+        for item in self.recipients or []:
+            recipient = Recipient(user_id=item) if isinstance(item, str) else item
+            seen.setdefault(recipient.user_id, recipient)  # a user listed twice gets one notification
+        return list(seen.values())
+
+    @property
+    def uses_template(self) -> bool:
+        return not (self.title is not None and self.message is not None)
+
+
+def _location(loc: tuple) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"str", "Recipient"})]
+    return ".".join(parts) or "body"
+
+
+def parse_message(body: str | bytes) -> InputMessage:
+    """Parse an SQS body; raises InvalidMessage naming the field at fault."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"body is not valid JSON: {exc}", field="body") from None
+    if not isinstance(raw, dict):
+        raise InvalidMessage(f"body must be a JSON object, got {type(raw).__name__}", field="body")
+    if "cancel" in raw:
+        raise InvalidMessage("`cancel` messages need scheduled sends, which this version does not have yet", field="cancel")
+    try:
+        return InputMessage.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # In a union (a recipient is a string or an object) the deepest error is the useful one.
+        first = max(errors, key=lambda e: len(e["loc"]))
+        field = _location(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if field == "body":
+            raise InvalidMessage(message, field=None) from None
+        raise InvalidMessage(f"{field}: {message}", field=field) from None

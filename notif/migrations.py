@@ -1,0 +1,67 @@
+"""Versioned schema migrations: ``notif migrate`` applies the missing ones, in order.
+
+Each migration is a function that takes the database; the applied versions are kept in
+``notif_schema_version``. Running ``notif migrate`` twice, or from two release processes
+at once (PostgreSQL serialises them with an advisory lock), changes nothing the second time.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import peewee
+
+from .db import database, is_postgres
+from .models import Delivery, Notification, utcnow
+
+log = logging.getLogger(__name__)
+
+ADVISORY_LOCK_ID = 7_370_001  # any constant shared by every notif process
+
+
+class SchemaVersion(peewee.Model):
+    version = peewee.IntegerField(primary_key=True)
+    name = peewee.CharField(max_length=100)
+    applied_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        database = database
+        table_name = "notif_schema_version"
+
+
+def _0001_initial(db: peewee.Database) -> None:
+    db.create_tables([Notification, Delivery], safe=True)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
+    (1, "initial: notifications and deliveries", _0001_initial),
+]
+
+
+def current_version() -> int:
+    if not database.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    latest = SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar()
+    return latest or 0
+
+
+def migrate() -> list[str]:
+    """Apply every migration not yet applied; returns the names applied."""
+    applied: list[str] = []
+    with database.atomic():
+        if is_postgres():
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_ID,))
+        database.create_tables([SchemaVersion], safe=True)
+        done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
+        for version, name, apply in MIGRATIONS:
+            if version in done:
+                continue
+            apply(database.obj)
+            SchemaVersion.create(version=version, name=name)
+            log.info("migration applied", extra={"version": version, "migration": name})
+            applied.append(f"{version:04d} {name}")
+    return applied
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1][0]

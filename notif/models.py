@@ -1,0 +1,105 @@
+"""Stored state: notifications and their deliveries (the outbox).
+
+A notification is what a user sees in the inbox. A delivery is one (notification,
+channel) pair that still has to reach that channel, or already did: it is written in the
+same transaction as its notification, before any Dramatiq message exists, so the
+database alone says what is owed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import peewee
+
+from .db import database
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, the one timestamp convention in the database."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def isoformat(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
+
+
+class JSONField(peewee.TextField):
+    """JSON kept as text, the same on PostgreSQL and SQLite."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Notification(BaseModel):
+    id = peewee.BigAutoField()
+    user_id = peewee.CharField(max_length=255)
+    key = peewee.CharField(max_length=255)  # idempotency key: the message `id`, else the SQS MessageId
+    type = peewee.CharField(max_length=100, null=True)
+    title = peewee.TextField()
+    message = peewee.TextField()
+    html = peewee.TextField(null=True)
+    actions = JSONField(null=True)
+    data = JSONField(null=True)
+    recipient = JSONField(null=True)  # what the message said about the recipient (email, …)
+    priority = peewee.CharField(max_length=10)
+    correlation_id = peewee.CharField(max_length=64)
+    sqs_message_id = peewee.CharField(max_length=128, null=True)
+    sqs_sent_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    read_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "notif_notification"
+        indexes = (
+            (("user_id", "key"), True),
+            (("user_id", "id"), False),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "title": self.title,
+            "message": self.message,
+            "html": self.html,
+            "actions": self.actions or [],
+            "data": self.data,
+            "priority": self.priority,
+            "created_at": isoformat(self.created_at),
+            "read_at": isoformat(self.read_at),
+            "read": self.read_at is not None,
+        }
+
+
+class Delivery(BaseModel):
+    PENDING, SENT, FAILED, SKIPPED = "pending", "sent", "failed", "skipped"
+
+    id = peewee.BigAutoField()
+    notification = peewee.ForeignKeyField(Notification, backref="deliveries", on_delete="CASCADE")
+    channel = peewee.CharField(max_length=64)
+    status = peewee.CharField(max_length=16, default=PENDING)
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "notif_delivery"
+        indexes = (
+            (("notification", "channel"), True),
+            (("status", "updated_at"), False),
+        )
+
+
+MODELS = [Notification, Delivery]

@@ -1,0 +1,55 @@
+"""The plugin manager: loads channel plugins from the ``notif.plugins`` entry points."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pluggy
+
+from . import hookspecs
+from .channels import Channel
+from .config import Settings
+from .errors import ConfigError
+
+ENTRY_POINT_GROUP = "notif.plugins"
+
+
+def get_plugin_manager(settings: Settings) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("notif")
+    pm.add_hookspecs(hookspecs)
+    for name in settings.disable_plugins:
+        pm.set_blocked(name)
+    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    pm.check_pending()  # an implementation matching no hook is a typo: fail at start-up
+    return pm
+
+
+def load_channels(pm: pluggy.PluginManager, settings: Settings) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {}
+    for provided in pm.hook.notif_channels(settings=settings):
+        for channel in provided or ():
+            if not getattr(channel, "name", ""):
+                raise ConfigError(f"plugin channel {channel!r} has no name")
+            if channel.name in channels:
+                raise ConfigError(f"two plugins provide a channel named {channel.name!r}")
+            channels[channel.name] = channel
+    return channels
+
+
+def template_dirs(pm: pluggy.PluginManager, settings: Settings) -> list[Path]:
+    return [Path(d) for found in pm.hook.notif_template_dirs(settings=settings) for d in (found or ())]
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(settings: Settings) -> tuple[pluggy.PluginManager, dict[str, Channel]]:
+    pm = get_plugin_manager(settings)
+    return pm, load_channels(pm, settings)
+
+
+def channels_for(settings: Settings) -> dict[str, Channel]:
+    """The channels available in this process (loaded once per settings object)."""
+    return _cached(settings)[1]
+
+
+def manager_for(settings: Settings) -> pluggy.PluginManager:
+    return _cached(settings)[0]

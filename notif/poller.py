@@ -1,0 +1,123 @@
+"""The poller (``notif poll``): SQS → Dramatiq, by priority, with backpressure.
+
+One thread per priority long-polls its SQS queue (20 s waits, 10 messages per receive) and
+hands each batch to that priority's ingest actor. A :class:`~notif.weights.WeightedGate`
+decides who may receive: everybody while Redis is nearly empty, by weight when the
+workers fall behind; a priority whose Dramatiq queue is full waits, leaving its messages
+in SQS, the durable buffer. SIGTERM/SIGINT stop receiving; a batch already received is
+still handed off, and one that could not be is left for SQS to deliver again.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+
+from .config import PRIORITIES, Settings
+from .keys import dramatiq_namespace
+from .sqs import Received, client_for
+from .weights import WeightedGate
+
+log = logging.getLogger(__name__)
+
+CORRELATION_ATTRIBUTE = "correlation_id"
+
+
+def to_received(raw: dict, priority: str) -> Received:
+    attributes = raw.get("Attributes", {})
+    producer_cid = raw.get("MessageAttributes", {}).get(CORRELATION_ATTRIBUTE, {}).get("StringValue")
+    return Received(
+        message_id=raw["MessageId"],
+        receipt_handle=raw["ReceiptHandle"],
+        body=raw.get("Body", ""),
+        priority=priority,
+        sent_ms=int(attributes["SentTimestamp"]) if "SentTimestamp" in attributes else None,
+        receives=int(attributes.get("ApproximateReceiveCount", 1)),
+        correlation_id=(producer_cid or uuid.uuid4().hex)[:64],
+    )
+
+
+class Poller:
+    def __init__(self, settings: Settings, redis_client, send_batch) -> None:
+        """``send_batch(priority, [Received])`` hands a batch to Dramatiq."""
+        self.settings = settings
+        self.redis = redis_client
+        self.send_batch = send_batch
+        self.sqs = client_for(settings)
+        self.urls = {p: settings.queue_url(p) for p in PRIORITIES}
+        self.stop = threading.Event()
+        self.gate = WeightedGate(settings.poll_weights, self.queue_depths, settings.max_backlog, settings.max_queued)
+        self.received = {p: 0 for p in PRIORITIES}
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages in each priority's Dramatiq queue (waiting or being worked on)."""
+        namespace = dramatiq_namespace(self.settings)
+        pipe = self.redis.pipeline(transaction=False)
+        for p in PRIORITIES:
+            pipe.hlen(f"{namespace}:notif.{p}.msgs")
+        try:
+            return dict(zip(PRIORITIES, pipe.execute()))
+        except Exception:
+            log.exception("could not read Dramatiq queue depths; pausing receives")
+            return {p: self.settings.max_queued for p in PRIORITIES}
+
+    def receive(self, priority: str) -> list[Received]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.urls[priority],
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self.settings.poll_wait_seconds,
+            VisibilityTimeout=self.settings.visibility_timeout,
+            MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
+        )
+        return [to_received(raw, priority) for raw in response.get("Messages", [])]
+
+    def run_priority(self, priority: str) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            if not self.gate.acquire(priority, self.stop):
+                break
+            try:
+                batch = self.receive(priority)
+                if batch:
+                    self.send_batch(priority, batch)
+                    self.received[priority] += len(batch)
+                    log.info("batch handed to ingest", extra={
+                        "priority": priority, "batch_size": len(batch),
+                        "correlation_ids": [m.correlation_id for m in batch],
+                        "sqs_message_ids": [m.message_id for m in batch]})
+                failures = 0
+            except Exception:
+                if self.stop.is_set():
+                    break  # shutting down: what was received returns to SQS after its visibility timeout
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** failures)
+                log.exception("receive or hand-off failed; messages stay on SQS", extra={
+                    "priority": priority, "retry_in_s": delay})
+                self.stop.wait(delay)
+            finally:
+                self.gate.release()
+
+    def run(self, install_signals: bool = True) -> None:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop.set())
+        log.info("poller started", extra={"queues": self.urls, "weights": self.settings.poll_weights})
+        threads = [threading.Thread(target=self.run_priority, args=(p,), name=f"poll-{p}", daemon=True)
+                   for p in PRIORITIES]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+        log.info("poller stopped", extra={"received": self.received})
+
+
+def main(settings: Settings) -> None:
+    from . import actors  # binds the Dramatiq broker
+
+    def send_batch(priority: str, batch: list[Received]) -> None:
+        actors.INGEST[priority].send([m.to_json() for m in batch])
+
+    Poller(settings, actors.broker.client, send_batch).run()

@@ -1,0 +1,128 @@
+"""Notification templates: one TOML file per type, rendered by Jinja2 in a sandbox.
+
+A template (``templates/REPORT_SUBMITTED.toml``) holds the parts of a notification —
+``title``, ``message``, optional ``html`` and ``actions`` — as Jinja2 strings, plus the
+``channels`` it goes to by default and ``[sample]`` variables for ``notif templates check``.
+Lookup is layered: a deployment's ``NOTIF_TEMPLATES_DIR`` first, then directories that
+plugins add, then the built-ins. Rendering is sandboxed, HTML is autoescaped, and an
+undefined variable is a :class:`~notif.errors.TemplateError` that names it.
+"""
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import TemplateError
+
+TEXT_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+HTML_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True)
+ACTION_KEYS = ("id", "label", "url", "api_endpoint", "method")
+
+
+@dataclass(frozen=True)
+class Template:
+    type: str
+    title: str
+    message: str
+    html: str | None = None
+    actions: tuple[dict, ...] = ()
+    channels: tuple[str, ...] = ()
+    sample: dict = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    message: str
+    html: str | None
+    actions: list[dict]
+
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("notif_templates")))
+
+
+class TemplateStore:
+    """Finds templates by type across layered directories and renders them."""
+
+    def __init__(self, directories: Iterable[str | Path]) -> None:
+        self.directories = [Path(d) for d in directories if d]
+
+    @classmethod
+    def from_settings(cls, settings, plugin_dirs: Iterable[str | Path] = ()) -> "TemplateStore":
+        return cls([settings.templates_dir, *plugin_dirs, builtin_dir()])
+
+    def types(self) -> list[str]:
+        found: set[str] = set()
+        for directory in self.directories:
+            found.update(p.stem for p in directory.glob("*.toml"))
+        return sorted(found)
+
+    def get(self, type_: str) -> Template:
+        for directory in self.directories:
+            path = directory / f"{type_}.toml"
+            if path.is_file():
+                return _load(str(path), path.stat().st_mtime_ns)
+        raise TemplateError(f"unknown template {type_!r}: no {type_}.toml in {', '.join(map(str, self.directories))}", field="type")
+
+    def render(self, type_: str, variables: dict[str, Any]) -> Rendered:
+        return render(self.get(type_), variables)
+
+
+@functools.lru_cache(maxsize=512)
+def _load(path: str, mtime_ns: int) -> Template:
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TemplateError(f"template file {path} is unreadable: {exc}", field="type") from None
+    missing = [k for k in ("title", "message") if not isinstance(raw.get(k), str)]
+    if missing:
+        raise TemplateError(f"template file {path} lacks {', '.join(missing)}", field="type")
+    return Template(
+        type=Path(path).stem,
+        title=raw["title"],
+        message=raw["message"],
+        html=raw.get("html"),
+        actions=tuple(raw.get("actions", ())),
+        channels=tuple(raw.get("channels", ())),
+        sample=dict(raw.get("sample", {})),
+        path=path,
+    )
+
+
+@functools.lru_cache(maxsize=2048)
+def _compile(source: str, html: bool) -> jinja2.Template:
+    return (HTML_ENV if html else TEXT_ENV).from_string(source)
+
+
+def render_string(source: str, variables: dict[str, Any], *, html: bool = False, part: str = "") -> str:
+    try:
+        return _compile(source, html).render(variables)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{part or 'template'}: missing variable ({exc.message})", field="variables") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{part or 'template'}: {exc}", field="type") from None
+
+
+def render(template: Template, variables: dict[str, Any]) -> Rendered:
+    where = f"template {template.type}"
+    actions = []
+    for i, action in enumerate(template.actions):
+        actions.append({
+            k: render_string(str(action[k]), variables, part=f"{where} actions[{i}].{k}")
+            for k in ACTION_KEYS if k in action
+        })
+    return Rendered(
+        title=render_string(template.title, variables, part=f"{where} title"),
+        message=render_string(template.message, variables, part=f"{where} message"),
+        html=None if template.html is None else render_string(template.html, variables, html=True, part=f"{where} html"),
+        actions=actions,
+    )

@@ -1,0 +1,24 @@
+"""Request dependencies shared by the routes: settings, the current user, a DB connection."""
+from __future__ import annotations
+
+from fastapi import Request
+
+from ..auth import AuthError, verify_token
+from ..config import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def current_user(request: Request) -> str:
+    """The user the request's JWT speaks for (``Authorization: Bearer`` or ``?token=``)."""
+    header = request.headers.get("authorization", "")
+    token = None
+    if header:
+        scheme, _, value = header.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else None
+        if token is None:
+            raise AuthError("Authorization header must be `Bearer <jwt>`")
+    token = token or request.query_params.get("token")
+    return verify_token(get_settings(request).jwt_secret, token)

@@ -1,0 +1,49 @@
+"""Liveness and readiness."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..db import database
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+def _check_database() -> None:
+    with database.connection_context():
+        database.execute_sql("SELECT 1")
+
+
+def _check_redis(settings) -> None:
+    import redis
+    client = redis.Redis.from_url(settings.require("redis_url"), socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _check_sqs(settings) -> None:
+    from ..sqs import client_for
+    client_for(settings).get_queue_attributes(QueueUrl=settings.queue_url("normal"), AttributeNames=["QueueArn"])
+
+
+@router.get("/readyz", summary="Database, Redis and SQS are reachable")
+async def readyz(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    checks = {}
+    for name, check in (("database", _check_database), ("redis", lambda: _check_redis(settings)),
+                        ("sqs", lambda: _check_sqs(settings))):
+        try:
+            await run_in_threadpool(check)
+            checks[name] = "ok"
+        except Exception as exc:  # readiness reports, it does not raise
+            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)

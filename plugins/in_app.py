@@ -1,0 +1,32 @@
+"""The in-app channel: the notification is already stored; tell live browsers about it.
+
+Publishing goes to the user's Redis pub/sub channel, which every web process serving that
+user's SSE streams listens to. A browser that misses the publish (not connected, or
+between reconnects) catches up from the database with ``Last-Event-ID``.
+"""
+from __future__ import annotations
+
+import json
+
+import redis
+
+from notif.channels import Channel, ChannelContext
+from notif.errors import TransientError
+from notif.hookspecs import hookimpl
+from notif.keys import user_channel
+
+
+class InAppChannel(Channel):
+    name = "in_app"
+
+    def send(self, notification, delivery, ctx: ChannelContext) -> None:
+        event = {"event": "notification", "notification": notification.to_dict()}
+        try:
+            ctx.redis.publish(user_channel(ctx.settings, notification.user_id), json.dumps(event))
+        except redis.RedisError as exc:
+            raise TransientError(f"could not publish to Redis: {exc}") from exc
+
+
+@hookimpl
+def notif_channels(settings):
+    return [InAppChannel()]
