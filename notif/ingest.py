@@ -123,7 +123,7 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[int, int, list[tuple[i
         for notification_id, user_id, key, priority in inserted:
             for channel in channels_of[(user_id, key)]:
                 row = {"notification": notification_id, "channel": channel, "status": Delivery.PENDING,
-                       "created_at": now, "updated_at": now}
+                       "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
                 if channel not in available:
                     row.update(status=Delivery.SKIPPED,
                                last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
+from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import TemplateError
@@ -26,7 +27,7 @@ HTML_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoe
 ACTION_KEYS = ("id", "label", "url", "api_endpoint", "method")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: one object per loaded file
 class Template:
     type: str
     title: str
@@ -112,8 +113,25 @@ def render_string(source: str, variables: dict[str, Any], *, html: bool = False,
         raise TemplateError(f"{part or 'template'}: {exc}", field="type") from None
 
 
+@functools.lru_cache(maxsize=512)
+def required_variables(template: Template) -> frozenset[str]:
+    """Every variable any part of the template uses."""
+    sources = [template.title, template.message, template.html or ""]
+    sources += [str(v) for action in template.actions for v in action.values()]
+    names: set[str] = set()
+    for source in sources:
+        try:
+            names |= meta.find_undeclared_variables(TEXT_ENV.parse(source))
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"template {template.type} does not parse: {exc}", field="type") from None
+    return frozenset(names)
+
+
 def render(template: Template, variables: dict[str, Any]) -> Rendered:
     where = f"template {template.type}"
+    missing = sorted(required_variables(template) - set(variables))
+    if missing:
+        raise TemplateError(f"{where}: missing variables: {', '.join(missing)}", field="variables")
     actions = []
     for i, action in enumerate(template.actions):
         actions.append({

@@ -1,0 +1,167 @@
+"""Fixtures: real PostgreSQL, real Redis, SQS over HTTP (moto's server), per run isolated.
+
+Each test run gets its own PostgreSQL database and its own Redis key prefix, so two runs
+on one machine cannot see each other. The services must be up (``.ci/run`` starts them);
+a missing one fails loudly instead of skipping.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import boto3
+import psycopg2
+import pytest
+import redis as redis_lib
+
+from notif.config import load_settings
+from notif.db import database, init_database
+from notif.migrations import migrate
+
+from helpers import free_port, wait_until
+
+POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+def _admin():
+    try:
+        conn = psycopg2.connect(POSTGRES_ADMIN, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({exc}); start it (see README › Tests)", pytrace=False)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    name = f"notif_test_{RUN_ID}"
+    admin = _admin()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def _pg_schema(pg_url):
+    init_database(pg_url)
+    migrate()
+    database.close()
+    return pg_url
+
+
+@pytest.fixture
+def pg(_pg_schema):
+    """A migrated PostgreSQL database bound to notif's handle, emptied after the test."""
+    init_database(_pg_schema)
+    yield _pg_schema
+    database.close()
+    conn = psycopg2.connect(_pg_schema)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE notif_delivery, notif_notification RESTART IDENTITY CASCADE")
+    conn.close()
+
+
+# -- Redis -----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_server():
+    client = redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis_lib.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}); start it (see README › Tests)", pytrace=False)
+    yield client
+    for key in client.scan_iter(f"notif-test-{RUN_ID}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_server):
+    prefix = f"notif-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+    yield prefix
+    for key in redis_server.scan_iter(f"{prefix}*", count=1000):
+        redis_server.delete(key)
+
+
+# -- SQS (moto's server over HTTP) -----------------------------------------------------
+@pytest.fixture(scope="session")
+def sqs_endpoint():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    wait_until(up, 30, message="moto's SQS server")
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def sqs(sqs_endpoint):
+    return boto3.client("sqs", region_name="us-east-1", endpoint_url=sqs_endpoint,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+@pytest.fixture
+def queues(sqs):
+    """Four fresh queues for this test (kept shallow: moto scans a queue on every call)."""
+    tag = uuid.uuid4().hex[:8]
+    urls = {role: sqs.create_queue(QueueName=f"t{tag}-{role}")["QueueUrl"] for role in ("high", "normal", "low", "dlq")}
+    yield urls
+    for url in urls.values():
+        sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def env(pg, redis_prefix, sqs_endpoint, queues, tmp_path):
+    """The environment a notif process gets in tests (also used to start real processes)."""
+    return {
+        "DATABASE_URL": pg,
+        "REDIS_URL": REDIS_URL,
+        "NOTIF_REDIS_PREFIX": redis_prefix,
+        "AWS_ENDPOINT_URL": sqs_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_SQS_HIGH_PRIORITY_QUEUE_URL": queues["high"],
+        "AWS_SQS_NOTIFICATION_QUEUE_URL": queues["normal"],
+        "AWS_SQS_LOW_PRIORITY_QUEUE_URL": queues["low"],
+        "AWS_SQS_DEAD_LETTER_QUEUE_URL": queues["dlq"],
+        "NOTIF_JWT_SECRET": "test-secret-" + RUN_ID,
+        "NOTIF_STATE_DIR": str(tmp_path / "state"),
+        "NOTIF_POLL_WAIT_SECONDS": "1",
+    }
+
+
+@pytest.fixture
+def settings(env):
+    return load_settings(env, use_state=False)
+
+
+@pytest.fixture
+def runtime(settings):
+    from notif.runtime import Runtime
+    rt = Runtime.start(settings)
+    yield rt
+    rt.redis.close()
+
+

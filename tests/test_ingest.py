@@ -1,0 +1,198 @@
+"""Ingest against real PostgreSQL, Redis and SQS over HTTP, in-process (no Dramatiq)."""
+import json
+from dataclasses import replace
+
+import pytest
+
+from helpers import drain, pg_query, queue_counts, wait_until
+from notif.errors import TransientError
+from notif.ingest import ingest_batch
+from notif.models import Delivery, Notification
+from notif.poller import to_received
+
+
+def put(sqs, url, body):
+    return sqs.send_message(QueueUrl=url, MessageBody=body if isinstance(body, str) else json.dumps(body))["MessageId"]
+
+
+def receive(sqs, url, priority="normal", expect=None, visibility=30):
+    """Receive everything on the queue as the poller would."""
+    out = []
+    while True:
+        response = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=visibility,
+                                       MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+                                       MessageAttributeNames=["All"])
+        batch = response.get("Messages", [])
+        if not batch:
+            break
+        out.extend(to_received(m, priority) for m in batch)
+    if expect is not None:
+        assert len(out) == expect
+    return out
+
+
+class Enqueued(list):
+    def __call__(self, pending):
+        self.extend(pending)
+
+
+def literal(user, key=None, **extra):
+    body = {"user_id": user, "title": "Hello", "message": f"for {user}", **extra}
+    if key:
+        body["id"] = key
+    return body
+
+
+def test_a_batch_of_ten_is_one_transaction(runtime, sqs, queues, pg):
+    for i in range(10):
+        put(sqs, queues["normal"], literal(f"u{i}", f"k{i}"))
+    enqueued = Enqueued()
+    outcome = ingest_batch(runtime, receive(sqs, queues["normal"], expect=10), enqueued)
+    assert outcome.stored == 10
+    # every row written by the same PostgreSQL transaction
+    assert pg_query(pg, "SELECT COUNT(DISTINCT xmin::text) FROM notif_notification") == [(1,)]
+    assert pg_query(pg, "SELECT COUNT(DISTINCT xmin::text) FROM notif_delivery") == [(1,)]
+    deliveries = list(Delivery.select())
+    assert len(deliveries) == 10 and {d.status for d in deliveries} == {"pending"}
+    assert sorted(enqueued) == sorted((d.id, "normal") for d in deliveries)
+    assert queue_counts(sqs, queues["normal"]) == (0, 0)
+
+
+def test_stored_notification_keeps_what_the_message_said(runtime, sqs, queues):
+    put(sqs, queues["high"], {"id": "report-42", "type": "REPORT_SUBMITTED",
+                              "recipients": ["u1", {"user_id": "u2", "email": "b@example.com"}],
+                              "variables": {"submitterName": "Ana", "branchName": "North", "reportId": 42},
+                              "data": {"reportId": 42}})
+    ingest_batch(runtime, receive(sqs, queues["high"], "high", expect=1), Enqueued())
+    rows = {n.user_id: n for n in Notification.select()}
+    assert set(rows) == {"u1", "u2"}
+    n = rows["u2"]
+    assert (n.key, n.type, n.priority) == ("report-42", "REPORT_SUBMITTED", "high")
+    assert n.message == "Ana has submitted a new report for North"
+    assert n.actions[1]["api_endpoint"] == "/api/reports/42/approve"
+    assert n.recipient == {"email": "b@example.com"} and n.data == {"reportId": 42}
+    assert n.sqs_sent_at is not None and len(n.correlation_id) == 32
+    # the template routes to in_app and push; push is not installed yet, so it is recorded as skipped
+    statuses = {d.channel: (d.status, d.last_error) for d in Delivery.select().where(Delivery.notification == n)}
+    assert statuses["in_app"] == ("pending", None)
+    assert statuses["push"][0] == "skipped" and "not installed" in statuses["push"][1]
+
+
+def test_duplicates_store_nothing_new_and_are_deleted(runtime, sqs, queues):
+    put(sqs, queues["normal"], literal("u1", "same"))
+    put(sqs, queues["normal"], literal("u1", "same"))  # same key in the same batch
+    first = ingest_batch(runtime, receive(sqs, queues["normal"], expect=2), Enqueued())
+    put(sqs, queues["normal"], literal("u1", "same"))  # and again later
+    enqueued = Enqueued()
+    second = ingest_batch(runtime, receive(sqs, queues["normal"], expect=1), enqueued)
+    assert (first.stored, first.duplicates, second.stored, second.duplicates) == (1, 1, 0, 1)
+    assert Notification.select().count() == 1 and Delivery.select().count() == 1
+    assert enqueued == []
+    assert queue_counts(sqs, queues["normal"]) == (0, 0)
+
+
+def test_without_an_id_the_sqs_message_id_is_the_key(runtime, sqs, queues):
+    message_id = put(sqs, queues["low"], literal("u1"))
+    ingest_batch(runtime, receive(sqs, queues["low"], "low", expect=1), Enqueued())
+    assert Notification.get().key == message_id
+
+
+BAD = [
+    ("{oops", "invalid_message", "body", "not valid JSON"),
+    (json.dumps({"title": "t", "message": "m"}), "invalid_message", None, "user_id"),
+    (json.dumps({"user_id": "u", "type": "NO_SUCH_TYPE"}), "template_error", "type", "unknown template"),
+    (json.dumps({"user_id": "u", "type": "REPORT_SUBMITTED", "variables": {"submitterName": "Ana"}}),
+     "template_error", "variables", "branchName"),
+]
+
+
+def test_bad_messages_go_to_the_dlq_with_their_reason_and_do_not_block_the_rest(runtime, sqs, queues):
+    for body, *_ in BAD:
+        put(sqs, queues["normal"], body)
+    put(sqs, queues["normal"], literal("good", "g1"))
+    outcome = ingest_batch(runtime, receive(sqs, queues["normal"], expect=5), Enqueued())
+    assert outcome.stored == 1 and len(outcome.dead_lettered) == 4
+    assert Notification.get().user_id == "good"
+    assert queue_counts(sqs, queues["normal"]) == (0, 0)
+    letters = {m["Body"]: m["MessageAttributes"] for m in drain(sqs, queues["dlq"])}
+    assert len(letters) == 4
+    for body, kind, field, words in BAD:
+        attributes = letters[body]  # the original body, unchanged
+        assert attributes["notif_error"]["StringValue"] == kind
+        assert words in attributes["notif_reason"]["StringValue"]
+        assert attributes.get("notif_field", {}).get("StringValue") == field
+        assert attributes["notif_priority"]["StringValue"] == "normal"
+
+
+@pytest.fixture
+def failing_trigger(pg):
+    """Make PostgreSQL refuse notifications for some users, the way a real failure looks."""
+    pg_query(pg, """
+        CREATE OR REPLACE FUNCTION notif_test_fail() RETURNS trigger AS $$
+        BEGIN
+          IF NEW.user_id = 'explode' THEN RAISE EXCEPTION 'simulated database failure'; END IF;
+          IF NEW.user_id = 'baddata' THEN RAISE EXCEPTION 'value out of range' USING ERRCODE = '22003'; END IF;
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER notif_test_fail BEFORE INSERT ON notif_notification
+          FOR EACH ROW EXECUTE FUNCTION notif_test_fail();""")
+    yield
+    pg_query(pg, "DROP TRIGGER IF EXISTS notif_test_fail ON notif_notification; DROP FUNCTION IF EXISTS notif_test_fail()")
+
+
+def test_a_failed_database_write_leaves_the_message_on_sqs(runtime, sqs, queues, failing_trigger):
+    put(sqs, queues["normal"], literal("explode", "e1"))
+    for i in range(3):
+        put(sqs, queues["normal"], literal(f"ok{i}", f"ok{i}"))
+    with pytest.raises(TransientError, match="1 of 4"):
+        ingest_batch(runtime, receive(sqs, queues["normal"], expect=4), Enqueued())
+    # the three good ones are stored and deleted; the failed one is still on SQS (in flight)
+    assert sorted(n.user_id for n in Notification.select()) == ["ok0", "ok1", "ok2"]
+    assert queue_counts(sqs, queues["normal"]) == (0, 1)
+    assert drain(sqs, queues["dlq"]) == []
+
+
+def test_data_the_database_rejects_is_dead_lettered(runtime, sqs, queues, failing_trigger):
+    put(sqs, queues["normal"], literal("baddata", "b1"))
+    put(sqs, queues["normal"], literal("fine", "f1"))
+    ingest_batch(runtime, receive(sqs, queues["normal"], expect=2), Enqueued())
+    assert [n.user_id for n in Notification.select()] == ["fine"]
+    (letter,) = drain(sqs, queues["dlq"])
+    assert letter["MessageAttributes"]["notif_error"]["StringValue"] == "database_rejected"
+    assert "value out of range" in letter["MessageAttributes"]["notif_reason"]["StringValue"]
+
+
+def test_a_message_received_too_often_is_dead_lettered_with_its_last_error(runtime, sqs, queues, failing_trigger):
+    rt = replace(runtime, settings=replace(runtime.settings, max_receives=1))
+    put(sqs, queues["normal"], literal("explode", "e1"))
+    with pytest.raises(TransientError):
+        ingest_batch(rt, receive(sqs, queues["normal"], expect=1, visibility=1), Enqueued())
+    # SQS hands it out again once its visibility timeout has passed: the second receive is one too many
+    again = wait_until(lambda: receive(sqs, queues["normal"]), 10, message="the message to come back")
+    assert again[0].receives == 2
+    ingest_batch(rt, again, Enqueued())
+    (letter,) = drain(sqs, queues["dlq"])
+    reason = letter["MessageAttributes"]["notif_reason"]["StringValue"]
+    assert "received 2 times" in reason and "simulated database failure" in reason
+    assert letter["MessageAttributes"]["notif_error"]["StringValue"] == "gave_up"
+    assert queue_counts(sqs, queues["normal"]) == (0, 0)
+
+
+def test_sqlite_stores_a_batch_too(tmp_path, redis_prefix, sqs, queues, env):
+    from notif.config import load_settings
+    from notif.db import database
+    from notif.migrations import migrate
+    from notif.runtime import Runtime
+    settings = load_settings({**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}"}, use_state=False)
+    rt = Runtime.start(settings)
+    migrate()
+    try:
+        for i in range(3):
+            put(sqs, queues["normal"], literal(f"u{i}", "same-key"))
+        put(sqs, queues["normal"], literal("u0", "same-key"))
+        outcome = ingest_batch(rt, receive(sqs, queues["normal"], expect=4), Enqueued())
+        assert (outcome.stored, outcome.duplicates) == (3, 1)
+        assert Notification.select().count() == 3 and Delivery.select().count() == 3
+    finally:
+        database.close()
+        rt.redis.close()
