@@ -1,11 +1,17 @@
 """Dramatiq actors: ``dramatiq notif.actors`` runs them.
 
-Two actors per priority, each on its priority's own Redis queue (``notif.high``,
-``notif.normal``, ``notif.low``): Dramatiq's ``priority`` option only orders work inside
-one process, so separate queues are what keep a LOW flood from filling HIGH's path.
+Two actors per priority, each on a Redis queue of its own: Dramatiq's ``priority`` option
+only orders work inside one process, so separate queues are what keep a LOW flood out of
+HIGH's path.
 
-- ``ingest_<priority>(messages)``: a batch of up to 10 SQS messages → stored notifications.
-- ``deliver_<priority>(delivery_id)``: one delivery row → its channel.
+- ``ingest_<priority>(messages)`` on ``notif.<priority>``: a batch of up to 10 SQS
+  messages → stored notifications. The poller meters these queues (backpressure, weights).
+- ``deliver_<priority>(delivery_id)`` on ``notif.deliver.<priority>``: one delivery row →
+  its channel.
+
+Inside a worker process HIGH work is taken before NORMAL before LOW (the ``priority``
+option); LOW cannot starve because the poller stops admitting HIGH batches while the
+shared ingest backlog is full, which leaves the workers the LOW batches already queued.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from . import ingest as ingest_mod
 from .config import PRIORITIES, Settings, load_settings
 from .db import database
 from .errors import PermanentError
-from .keys import dramatiq_namespace
+from .keys import deliver_queue, dramatiq_namespace, ingest_queue
 from .logs import configure_logging
 from .runtime import Runtime
 from .sqs import Received
@@ -32,8 +38,9 @@ INGEST_RETRIES = 8
 DELIVER_RETRIES = 8
 
 
-def queue_name(priority: str) -> str:
-    return f"notif.{priority}"
+PROCESS_PRIORITY = {"high": 0, "normal": 10, "low": 20}  # lower runs first within a worker
+
+
 
 
 def make_broker(settings: Settings) -> RedisBroker:
@@ -89,11 +96,12 @@ def _deliver(delivery_id: int) -> None:
         deliver_mod.deliver(rt, delivery_id, final_attempt=retries >= DELIVER_RETRIES)
 
 
-def _actor(fn, name: str, priority: str, retries: int, time_limit_ms: int):
+def _actor(fn, name: str, queue: str, priority: str, retries: int, time_limit_ms: int):
     return dramatiq.actor(
         fn,
         actor_name=name,
-        queue_name=queue_name(priority),
+        queue_name=queue,
+        priority=PROCESS_PRIORITY[priority],
         max_retries=retries,
         min_backoff=1_000,
         max_backoff=300_000,
@@ -102,5 +110,5 @@ def _actor(fn, name: str, priority: str, retries: int, time_limit_ms: int):
     )
 
 
-INGEST = {p: _actor(_ingest, f"ingest_{p}", p, INGEST_RETRIES, 120_000) for p in PRIORITIES}
-DELIVER = {p: _actor(_deliver, f"deliver_{p}", p, DELIVER_RETRIES, 60_000) for p in PRIORITIES}
+INGEST = {p: _actor(_ingest, f"ingest_{p}", ingest_queue(p), p, INGEST_RETRIES, 120_000) for p in PRIORITIES}
+DELIVER = {p: _actor(_deliver, f"deliver_{p}", deliver_queue(p), p, DELIVER_RETRIES, 60_000) for p in PRIORITIES}

@@ -28,7 +28,6 @@ def make_database(url: str) -> peewee.Database:
             stale_timeout=300,
             timeout=10,  # seconds to wait for a free pooled connection
             connect_timeout=5,
-            autorollback=True,
         )
     if scheme == "sqlite":
         return connect(

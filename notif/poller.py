@@ -15,7 +15,7 @@ import threading
 import uuid
 
 from .config import PRIORITIES, Settings
-from .keys import dramatiq_namespace
+from .keys import dramatiq_messages_key, ingest_queue
 from .sqs import Received, client_for
 from .weights import WeightedGate
 
@@ -51,11 +51,10 @@ class Poller:
         self.received = {p: 0 for p in PRIORITIES}
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages in each priority's Dramatiq queue (waiting or being worked on)."""
-        namespace = dramatiq_namespace(self.settings)
+        """Batches in each priority's ingest queue in Redis (waiting or being worked on)."""
         pipe = self.redis.pipeline(transaction=False)
         for p in PRIORITIES:
-            pipe.hlen(f"{namespace}:notif.{p}.msgs")
+            pipe.hlen(dramatiq_messages_key(self.settings, ingest_queue(p)))
         try:
             return dict(zip(PRIORITIES, pipe.execute()))
         except Exception:

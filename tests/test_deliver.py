@@ -1,0 +1,76 @@
+"""Delivery against real PostgreSQL and Redis: a row is sent once and always ends with a status."""
+import json
+
+import pytest
+
+from helpers import wait_until
+from notif.channels import Channel
+from notif.deliver import deliver
+from notif.errors import PermanentError, TransientError
+from notif.keys import user_channel
+from notif.models import Delivery, Notification
+
+
+def make_delivery(channel="in_app", user="u1"):
+    n = Notification.create(user_id=user, key=f"k-{channel}", title="Hi", message="there", priority="high",
+                            correlation_id="cid-1")
+    return Delivery.create(notification=n, channel=channel)
+
+
+class Recording(Channel):
+    def __init__(self, name, error=None):
+        self.name, self.error, self.calls = name, error, []
+
+    def send(self, notification, delivery, ctx):
+        self.calls.append(notification.id)
+        if self.error:
+            raise self.error
+
+
+def test_in_app_publishes_to_the_users_live_channel_and_marks_sent(runtime):
+    d = make_delivery()
+    pubsub = runtime.redis.pubsub()
+    pubsub.subscribe(user_channel(runtime.settings, "u1"))
+    wait_until(lambda: pubsub.get_message(timeout=0.1), 5, message="the subscription")  # subscribe confirmation
+    assert deliver(runtime, d.id) == "sent"
+    event = wait_until(lambda: pubsub.get_message(timeout=0.5), 5, message="the published event")
+    payload = json.loads(event["data"])
+    assert payload["event"] == "notification" and payload["notification"]["id"] == d.notification.id
+    row = Delivery.get_by_id(d.id)
+    assert (row.status, row.attempts) == ("sent", 1) and row.sent_at is not None
+    pubsub.close()
+
+
+def test_a_second_copy_of_the_same_delivery_sends_nothing(runtime):
+    channel = Recording("test")
+    runtime.channels["test"] = channel
+    d = make_delivery("test")
+    assert deliver(runtime, d.id) == "sent"
+    assert deliver(runtime, d.id) == "sent"
+    assert len(channel.calls) == 1
+
+
+def test_a_permanent_error_fails_the_delivery_with_its_reason(runtime):
+    runtime.channels["test"] = Recording("test", PermanentError("endpoint says 400: bad payload"))
+    d = make_delivery("test")
+    assert deliver(runtime, d.id) == "failed"
+    row = Delivery.get_by_id(d.id)
+    assert (row.status, row.last_error, row.attempts) == ("failed", "endpoint says 400: bad payload", 1)
+
+
+def test_a_transient_error_is_retried_then_fails_when_retries_run_out(runtime):
+    runtime.channels["test"] = Recording("test", TransientError("connection reset"))
+    d = make_delivery("test")
+    with pytest.raises(TransientError):
+        deliver(runtime, d.id)
+    row = Delivery.get_by_id(d.id)
+    assert (row.status, row.attempts) == ("pending", 1) and "connection reset" in row.last_error
+    assert deliver(runtime, d.id, final_attempt=True) == "failed"
+    row = Delivery.get_by_id(d.id)
+    assert row.status == "failed" and row.last_error.startswith("gave up after 2 attempts")
+
+
+def test_a_channel_that_is_no_longer_installed_is_recorded_as_skipped(runtime):
+    d = make_delivery("carrier_pigeon")
+    assert deliver(runtime, d.id) == "skipped"
+    assert "not installed" in Delivery.get_by_id(d.id).last_error
