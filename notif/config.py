@@ -74,7 +74,7 @@ class Settings:
     visibility_timeout: int = env("NOTIF_VISIBILITY_TIMEOUT", 120, int, doc="seconds a received SQS message stays hidden while notif stores it")
     max_queued: int = env("NOTIF_MAX_QUEUED", 16, int, doc="pause receiving a priority while its ingest queue in Redis holds this many batches")
     max_backlog: int = env("NOTIF_MAX_BACKLOG", 32, int, doc="ingest batches in Redis (all priorities) beyond which receives are shared out by weight")
-    max_receives: int = env("NOTIF_MAX_RECEIVES", 10, int, doc="an SQS message received this many times is dead-lettered")
+    max_receives: int = env("NOTIF_MAX_RECEIVES", 10, int, doc="an SQS message received more than this many times without being stored is dead-lettered")
     templates_dir: str | None = env("NOTIF_TEMPLATES_DIR", doc="a deployment's own templates, looked up before the built-ins")
     disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", _csv, doc="channel plugins not to load, by name")
     default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", _csv, doc="channels used when neither message nor template names any")

@@ -148,7 +148,10 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
         env["PORT"] = str(web_port)
         print(f"  database   {env['DATABASE_URL']}", flush=True)
 
-        child_env = {**environ, **env, "NOTIF_LOG_FORMAT": environ.get("NOTIF_LOG_FORMAT", "console"), "PYTHONUNBUFFERED": "1"}
+        child_env = {**environ, **env, "PYTHONUNBUFFERED": "1",
+                     "NOTIF_LOG_FORMAT": environ.get("NOTIF_LOG_FORMAT", "console"),
+                     # shorter long-polls: Ctrl-C waits for the poller's current receive
+                     "NOTIF_POLL_WAIT_SECONDS": environ.get("NOTIF_POLL_WAIT_SECONDS", "5")}
         settings = load_settings(child_env, use_state=False)
         from .db import init_database
         from .migrations import migrate

@@ -1,0 +1,28 @@
+import re
+
+from helpers import ROOT
+from notif import hookspecs
+from notif.config import load_settings
+from notif.plugins import get_plugin_manager, load_channels
+
+
+def test_builtin_in_app_channel_is_loaded_through_the_entry_point():
+    settings = load_settings({}, use_state=False)
+    pm = get_plugin_manager(settings)
+    assert "in_app" in dict(pm.list_name_plugin())
+    assert list(load_channels(pm, settings)) == ["in_app"]
+
+
+def test_a_channel_can_be_blocked_by_name():
+    settings = load_settings({"NOTIF_DISABLE_PLUGINS": "in_app"}, use_state=False)
+    assert load_channels(get_plugin_manager(settings), settings) == {}
+
+
+def test_every_hook_is_documented():
+    hooks = [name for name in dir(hookspecs) if name.startswith("notif_")]
+    assert hooks, "no hooks found"
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    documented = set(re.findall(r"^### `(\w+)\(", docs, re.M))
+    assert set(hooks) == documented
+    for name in hooks:
+        assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
