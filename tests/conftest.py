@@ -146,7 +146,7 @@ def env(pg, redis_prefix, sqs_endpoint, queues, tmp_path):
         "AWS_SQS_NOTIFICATION_QUEUE_URL": queues["normal"],
         "AWS_SQS_LOW_PRIORITY_QUEUE_URL": queues["low"],
         "AWS_SQS_DEAD_LETTER_QUEUE_URL": queues["dlq"],
-        "NOTIF_JWT_SECRET": "test-secret-" + RUN_ID,
+        "NOTIF_JWT_SECRET": "test-secret-of-32-bytes-or-more-" + RUN_ID,
         "NOTIF_STATE_DIR": str(tmp_path / "state"),
         "NOTIF_POLL_WAIT_SECONDS": "1",
     }

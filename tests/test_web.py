@@ -12,7 +12,7 @@ from helpers import free_port, wait_until
 from notif.auth import make_token
 from notif.models import Notification
 
-SECRET = "web-test-secret"
+SECRET = "web-test-secret-at-least-32-bytes-long"
 
 
 @pytest.fixture(scope="module")
