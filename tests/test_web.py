@@ -124,7 +124,7 @@ def _tokens():
         "missing": None,
         "malformed": "not-a-jwt",
         "expired": jwt.encode({"sub": "u", "exp": now - 10}, SECRET, algorithm="HS256"),
-        "wrong signature": jwt.encode({"sub": "u", "exp": now + 60}, "another-secret", algorithm="HS256"),
+        "wrong signature": jwt.encode({"sub": "u", "exp": now + 60}, "another-secret-that-is-also-32-bytes-long", algorithm="HS256"),
         "alg none": jwt.encode({"sub": "u", "exp": now + 60}, None, algorithm="none"),
         "no exp": jwt.encode({"sub": "u"}, SECRET, algorithm="HS256"),
     }
