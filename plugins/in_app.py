@@ -6,23 +6,21 @@ between reconnects) catches up from the database with ``Last-Event-ID``.
 """
 from __future__ import annotations
 
-import json
-
 import redis
 
 from notif.channels import Channel, ChannelContext
 from notif.errors import TransientError
 from notif.hookspecs import hookimpl
-from notif.keys import user_channel
+from notif.live import notification_event, publish, unread_count
 
 
 class InAppChannel(Channel):
     name = "in_app"
 
     def send(self, notification, delivery, ctx: ChannelContext) -> None:
-        event = {"event": "notification", "notification": notification.to_dict()}
+        event = notification_event(notification, unread_count(notification.user_id))
         try:
-            ctx.redis.publish(user_channel(ctx.settings, notification.user_id), json.dumps(event))
+            publish(ctx.redis, ctx.settings, notification.user_id, event)
         except redis.RedisError as exc:
             raise TransientError(f"could not publish to Redis: {exc}") from exc
 

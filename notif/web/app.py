@@ -1,18 +1,53 @@
 """The ASGI application: built once per process from Settings."""
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+import redis.asyncio as aioredis
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from ..auth import AuthError
 from ..config import Settings
 from ..db import init_database
-from . import health, inbox
-
+from . import events, health, inbox, page
+from .hub import Hub
 
 log = logging.getLogger(__name__)
+
+
+class LiveState:
+    """The process's async Redis client and its hub, started on first use.
+
+    Lazily, so that the inbox API keeps serving while Redis is down; /events then answers
+    503 until Redis is back.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = aioredis.Redis.from_url(settings.require("redis_url"), socket_connect_timeout=5,
+                                             socket_timeout=10, health_check_interval=30)
+        self._hub: Hub | None = None
+        self._lock = asyncio.Lock()
+
+    async def hub(self) -> Hub:
+        async with self._lock:
+            if self._hub is None:
+                hub = Hub(self.settings, self.redis)
+                try:
+                    await hub.start()
+                except Exception as exc:
+                    log.warning("live events unavailable: cannot subscribe to Redis", exc_info=True)
+                    raise HTTPException(503, detail=f"live events are unavailable: Redis is unreachable ({exc})") from None
+                self._hub = hub
+            return self._hub
+
+    async def close(self) -> None:
+        if self._hub is not None:
+            await self._hub.stop()
+        await self.redis.aclose()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -21,8 +56,14 @@ def create_app(settings: Settings) -> FastAPI:
                     "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     init_database(settings.database_url)
 
-    app = FastAPI(title="notif", version="0.1.0",
-                  description="Notifications: inbox API, live events, health.")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.live = LiveState(settings)
+        yield
+        await app.state.live.close()
+
+    app = FastAPI(title="notif", version="0.1.0", lifespan=lifespan,
+                  description="Notifications: the inbox API, live events (SSE), health.")
     app.state.settings = settings
 
     @app.exception_handler(AuthError)
@@ -32,4 +73,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(inbox.router)
+    app.include_router(events.router)
+    app.include_router(page.router)
     return app

@@ -1,15 +1,18 @@
 """The inbox API: a user's notifications, newest first, and only ever that user's."""
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..db import database
-from ..models import Notification
+from ..live import publish, read_event, unread_count
+from ..models import Notification, utcnow
 from .deps import current_user
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/notifications", tags=["inbox"])
 
 
@@ -28,7 +31,30 @@ def _page(user_id: str, limit: int, cursor: Optional[int], unread: bool) -> dict
 
 def _unread_count(user_id: str) -> int:
     with database.connection_context():
-        return (Notification.select().where((Notification.user_id == user_id) & Notification.read_at.is_null()).count())
+        return unread_count(user_id)
+
+
+def _mark_read(user_id: str, notification_id: int | None) -> tuple[int, int] | None:
+    """Mark one (or, with None, every) unread notification of the user read.
+
+    Returns (rows changed, unread count after), or None when the id is not this user's.
+    """
+    with database.atomic():
+        mine = Notification.user_id == user_id
+        if notification_id is not None:
+            if not Notification.select().where(mine & (Notification.id == notification_id)).exists():
+                return None
+            mine = mine & (Notification.id == notification_id)
+        changed = Notification.update(read_at=utcnow()).where(mine & Notification.read_at.is_null()).execute()
+        return changed, unread_count(user_id)
+
+
+async def _announce(request: Request, user_id: str, ids: list[int] | None, unread: int) -> None:
+    """Tell the user's other tabs (any web process) so their badges follow."""
+    try:
+        await publish(request.app.state.live.redis, request.app.state.settings, user_id, read_event(ids, unread))
+    except Exception:  # the change is stored; live badges catch up on the next event or reload
+        log.warning("could not publish a read event", exc_info=True)
 
 
 @router.get("", summary="The user's notifications, newest first")
@@ -47,5 +73,24 @@ async def list_notifications(
 
 
 @router.get("/unread-count", summary="How many of the user's notifications are unread")
-async def unread_count(user_id: str = Depends(current_user)) -> dict:
+async def get_unread_count(user_id: str = Depends(current_user)) -> dict:
     return {"unread": await run_in_threadpool(_unread_count, user_id)}
+
+
+@router.post("/{notification_id}/read", summary="Mark one notification read")
+async def mark_read(notification_id: int, request: Request, user_id: str = Depends(current_user)) -> dict:
+    result = await run_in_threadpool(_mark_read, user_id, notification_id)
+    if result is None:  # not found, or another user's: the same answer, so ids reveal nothing
+        raise HTTPException(404, detail="no such notification")
+    changed, unread = result
+    if changed:
+        await _announce(request, user_id, [notification_id], unread)
+    return {"id": notification_id, "read": True, "unread": unread}
+
+
+@router.post("/read-all", summary="Mark every notification of the user read")
+async def mark_all_read(request: Request, user_id: str = Depends(current_user)) -> dict:
+    changed, unread = await run_in_threadpool(_mark_read, user_id, None)
+    if changed:
+        await _announce(request, user_id, None, unread)
+    return {"marked": changed, "unread": unread}

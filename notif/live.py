@@ -1,0 +1,29 @@
+"""Live events: what goes over a user's Redis channel to the SSE streams, in one place.
+
+``notification``: a stored notification plus the user's unread count at publish time.
+``read``: notifications marked read (``ids``, or ``all``) and the new unread count, so
+every open tab of that user updates its badge.
+"""
+from __future__ import annotations
+
+import json
+
+from .keys import user_channel
+from .models import Notification
+
+
+def unread_count(user_id: str) -> int:
+    return Notification.select().where((Notification.user_id == user_id) & Notification.read_at.is_null()).count()
+
+
+def notification_event(notification: Notification, unread: int) -> dict:
+    return {"event": "notification", "notification": notification.to_dict(), "unread": unread}
+
+
+def read_event(ids: list[int] | None, unread: int) -> dict:
+    return {"event": "read", "ids": ids or [], "all": ids is None, "unread": unread}
+
+
+def publish(redis_client, settings, user_id: str, event: dict):
+    """Publish ``event`` to the user's channel (sync or asyncio client: returns what it returns)."""
+    return redis_client.publish(user_channel(settings, user_id), json.dumps(event, separators=(",", ":")))

@@ -1,0 +1,153 @@
+// The inbox page: list, live updates over SSE (gapless via Last-Event-ID), unread badge, mark read.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const items = new Map(); // notification id -> <li>
+  let token = null, source = null, lastId = 0, cursor = null, retryMs = 1000;
+
+  function setBadge(count) { $("badge").textContent = count; $("badge").dataset.count = count; }
+  function setStatus(text, live) { $("status").textContent = text; $("status").classList.toggle("live", !!live); }
+
+  function showLogin(reason) {
+    if (source) { source.close(); source = null; }
+    sessionStorage.removeItem("notif-token");
+    token = null;
+    $("inbox").hidden = true; $("login").hidden = false;
+    $("login-reason").textContent = reason || "";
+    setStatus("offline");
+  }
+
+  async function api(path, options = {}) {
+    const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}` } });
+    if (response.status === 401) {
+      const body = await response.json().catch(() => ({}));
+      showLogin(`Token refused: ${body.reason || "unauthorized"}`);
+      throw new Error("unauthorized");
+    }
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  function render(n) {
+    const li = document.createElement("li");
+    li.dataset.id = n.id;
+    li.classList.toggle("unread", !n.read);
+    const title = document.createElement("div"); title.className = "title"; title.textContent = n.title;
+    const body = document.createElement("div"); body.className = "body";
+    if (n.html) body.innerHTML = n.html; // rendered from a template, variables autoescaped
+    else body.textContent = n.message;
+    const meta = document.createElement("div"); meta.className = "meta";
+    meta.textContent = `${new Date(n.created_at).toLocaleString()} · ${n.priority}${n.type ? " · " + n.type : ""}`;
+    li.append(title, body, meta);
+    if (n.actions && n.actions.length) {
+      const actions = document.createElement("div"); actions.className = "actions";
+      for (const action of n.actions) actions.append(actionElement(action));
+      li.append(actions);
+    }
+    li.addEventListener("click", () => markRead(n.id));
+    return li;
+  }
+
+  function actionElement(action) {
+    if (action.url) {
+      const a = document.createElement("a"); a.href = action.url; a.textContent = action.label; return a;
+    }
+    const button = document.createElement("button"); button.type = "button"; button.textContent = action.label;
+    button.addEventListener("click", async (event) => {
+      event.stopPropagation();
+      button.disabled = true;
+      try {
+        const response = await fetch(action.api_endpoint, { method: action.method || "POST", credentials: "same-origin" });
+        button.textContent = response.ok ? `${action.label} ✓` : `${action.label} failed (${response.status})`;
+      } catch (error) { button.textContent = `${action.label} failed`; }
+    });
+    return button;
+  }
+
+  function add(n, { prepend = false, fresh = false } = {}) {
+    if (items.has(n.id)) return;
+    const li = render(n);
+    if (fresh) li.classList.add("fresh");
+    items.set(n.id, li);
+    lastId = Math.max(lastId, n.id);
+    if (prepend) {
+      // keep newest first even if an older id arrives late
+      const after = [...$("list").children].find((el) => Number(el.dataset.id) < n.id);
+      $("list").insertBefore(li, after || null);
+    } else $("list").append(li);
+    $("empty").hidden = true;
+  }
+
+  function markedRead(ids, all) {
+    for (const [id, li] of items) if (all || ids.includes(id)) li.classList.remove("unread");
+  }
+
+  async function markRead(id) {
+    const li = items.get(id);
+    if (!li || !li.classList.contains("unread")) return;
+    const result = await api(`/api/notifications/${id}/read`, { method: "POST" });
+    markedRead([id], false); setBadge(result.unread);
+  }
+
+  async function loadPage() {
+    const page = await api(`/api/notifications?limit=20${cursor ? "&cursor=" + cursor : ""}`);
+    for (const n of page.items) add(n);
+    cursor = page.next_cursor;
+    $("more").hidden = !cursor;
+    $("empty").hidden = items.size > 0;
+  }
+
+  function connect() {
+    if (source) source.close();
+    const url = `/events?token=${encodeURIComponent(token)}${lastId ? "&last_event_id=" + lastId : ""}`;
+    source = new EventSource(url);
+    source.onopen = () => { setStatus("live", true); retryMs = 1000; };
+    source.addEventListener("notification", (event) => {
+      const data = JSON.parse(event.data);
+      add(data, { prepend: true, fresh: true });
+      setBadge(data.unread_count);
+    });
+    source.addEventListener("read", (event) => {
+      const data = JSON.parse(event.data);
+      markedRead(data.ids, data.all); setBadge(data.unread_count);
+    });
+    source.onerror = async () => {
+      if (source.readyState !== EventSource.CLOSED) { setStatus("reconnecting…"); return; } // the browser retries
+      setStatus("reconnecting…");
+      // closed for good (e.g. 401 or 503): check the token, then reconnect with a backoff
+      try { await api("/api/notifications/unread-count"); } catch (error) { if (!token) return; }
+      setTimeout(() => token && connect(), retryMs);
+      retryMs = Math.min(retryMs * 2, 30000);
+    };
+  }
+
+  async function open(newToken) {
+    token = newToken;
+    sessionStorage.setItem("notif-token", token);
+    items.clear(); $("list").replaceChildren(); cursor = null; lastId = 0;
+    try {
+      const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      $("who").textContent = `Signed in as ${claims.sub}`;
+    } catch (error) { $("who").textContent = ""; }
+    try {
+      await loadPage();
+      setBadge((await api("/api/notifications/unread-count")).unread);
+    } catch (error) { return; }
+    $("login").hidden = true; $("inbox").hidden = false;
+    connect();
+  }
+
+  $("login").addEventListener("submit", (event) => { event.preventDefault(); open($("token-input").value.trim()); });
+  $("logout").addEventListener("click", () => showLogin(""));
+  $("more").addEventListener("click", loadPage);
+  $("read-all").addEventListener("click", async () => {
+    const result = await api("/api/notifications/read-all", { method: "POST" });
+    markedRead([], true); setBadge(result.unread);
+  });
+
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get("token");
+  if (fromUrl) history.replaceState(null, "", location.pathname); // keep the token out of history
+  const saved = fromUrl || sessionStorage.getItem("notif-token");
+  if (saved) open(saved); else showLogin("");
+})();
