@@ -21,7 +21,7 @@ from notif.config import load_settings
 from notif.db import database, init_database
 from notif.migrations import migrate
 
-from helpers import free_port, wait_until
+from helpers import WEB_SECRET, free_port, wait_until
 
 POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -165,3 +165,38 @@ def runtime(settings):
     rt.redis.close()
 
 
+
+
+# -- the web process -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def web(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
+    """`notif serve` on a free port (module-wide), with a Redis prefix of its own."""
+    import httpx
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=sqs_endpoint,
+                       aws_access_key_id="t", aws_secret_access_key="t")
+    queue = sqs.create_queue(QueueName=f"web-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    port = free_port()
+    prefix = f"notif-test-{RUN_ID}-web-{uuid.uuid4().hex[:6]}"
+    env = {"DATABASE_URL": _pg_schema, "NOTIF_JWT_SECRET": WEB_SECRET, "REDIS_URL": REDIS_URL,
+           "NOTIF_REDIS_PREFIX": prefix, "AWS_ENDPOINT_URL": sqs_endpoint, "AWS_ACCESS_KEY_ID": "t",
+           "AWS_SECRET_ACCESS_KEY": "t", "AWS_SQS_NOTIFICATION_QUEUE_URL": queue,
+           "NOTIF_STATE_DIR": str(tmp_path_factory.mktemp("state")),
+           "NOTIF_SSE_PING_SECONDS": "1", "NOTIF_SSE_SEND_TIMEOUT": "2"}
+    log = open(tmp_path_factory.mktemp("web") / "web.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 30, message="notif serve")
+    yield {"base": base, "port": port, "proc": proc, "env": env, "sqs": sqs, "queue": queue,
+           "settings": load_settings(env, use_state=False)}
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+    sqs.delete_queue(QueueUrl=queue)

@@ -5,7 +5,10 @@ import socket
 import time
 from pathlib import Path
 
+import jwt
 import psycopg2
+
+from notif.auth import make_token
 
 from notif.models import Notification
 
@@ -68,3 +71,67 @@ def pg_query(url: str, sql: str, params=()):
             return cur.fetchall() if cur.description else None
     finally:
         conn.close()
+
+
+WEB_SECRET = "web-test-secret-at-least-32-bytes-long"
+
+
+def token(user, **kw):
+    return make_token(WEB_SECRET, user, **kw)
+
+
+def auth(user):
+    return {"Authorization": f"Bearer {token(user)}"}
+
+
+def BAD_TOKENS():
+    """Every kind of token the API must refuse, by name."""
+    now = int(time.time())
+    return {
+        "missing": None,
+        "malformed": "not-a-jwt",
+        "expired": jwt.encode({"sub": "u", "exp": now - 10}, WEB_SECRET, algorithm="HS256"),
+        "wrong signature": jwt.encode({"sub": "u", "exp": now + 60}, "another-secret-that-is-also-32-bytes-long",
+                                      algorithm="HS256"),
+        "alg none": jwt.encode({"sub": "u", "exp": now + 60}, None, algorithm="none"),
+        "no exp": jwt.encode({"sub": "u"}, WEB_SECRET, algorithm="HS256"),
+        "no sub": jwt.encode({"exp": now + 60}, WEB_SECRET, algorithm="HS256"),
+    }
+
+
+class SSE:
+    """Reads Server-Sent Events from an httpx streaming response, one event at a time."""
+
+    def __init__(self, response):
+        self.response = response
+        self.lines = response.iter_lines()
+        self.comments: list[str] = []
+        self.retry = None
+
+    def next(self) -> dict:
+        """The next event (comments and retry are recorded on the way)."""
+        event: dict = {}
+        for line in self.lines:
+            if line == "":
+                if "data" in event or "event" in event:
+                    return event
+                continue
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "retry":
+                self.retry = int(value)
+            else:
+                event[name] = event.get(name, "") + value if name == "data" and name in event else value
+        raise AssertionError("the stream ended")
+
+    def until_comment(self, text: str) -> None:
+        for line in self.lines:
+            if line.startswith("retry:"):
+                self.retry = int(line[6:])
+            if line.startswith(":") and line[1:].strip() == text:
+                self.comments.append(text)
+                return
+        raise AssertionError(f"the stream ended before the comment {text!r}")

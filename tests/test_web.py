@@ -1,60 +1,20 @@
 """The web process, run as `notif serve` on a real socket, read with a real HTTP client."""
-import os
-import subprocess
-import sys
-import time
-
 import httpx
-import jwt
 import pytest
 
-from helpers import free_port, wait_until
-from notif.auth import make_token
+from helpers import BAD_TOKENS, auth, token
 from notif.models import Notification
-
-SECRET = "web-test-secret-at-least-32-bytes-long"
-
-
-@pytest.fixture(scope="module")
-def server(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
-    import boto3
-    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=sqs_endpoint,
-                       aws_access_key_id="t", aws_secret_access_key="t")
-    queue = sqs.create_queue(QueueName=f"web-{free_port()}")["QueueUrl"]
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": _pg_schema, "NOTIF_JWT_SECRET": SECRET,
-           "REDIS_URL": os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0"),
-           "AWS_ENDPOINT_URL": sqs_endpoint, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
-           "AWS_SQS_NOTIFICATION_QUEUE_URL": queue, "NOTIF_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
-    proc = subprocess.Popen([sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, message="notif serve")
-    yield {"base": base, "proc": proc, "env": env, "sqs": sqs, "queue": queue}
-    proc.terminate()
-    proc.wait(10)
-    sqs.delete_queue(QueueUrl=queue)
 
 
 @pytest.fixture
-def client(server, pg):
-    with httpx.Client(base_url=server["base"], timeout=10) as c:
+def server(web):
+    return web
+
+
+@pytest.fixture
+def client(web, pg):
+    with httpx.Client(base_url=web["base"], timeout=10) as c:
         yield c
-
-
-def token(user, **kw):
-    return make_token(SECRET, user, **kw)
-
-
-def auth(user):
-    return {"Authorization": f"Bearer {token(user)}"}
 
 
 def add(user, n, start=0):
@@ -118,21 +78,9 @@ def test_bad_parameters_are_422_naming_the_field(client, params, field):
     assert response.json()["detail"][0]["loc"][-1] == field
 
 
-def _tokens():
-    now = int(time.time())
-    return {
-        "missing": None,
-        "malformed": "not-a-jwt",
-        "expired": jwt.encode({"sub": "u", "exp": now - 10}, SECRET, algorithm="HS256"),
-        "wrong signature": jwt.encode({"sub": "u", "exp": now + 60}, "another-secret-that-is-also-32-bytes-long", algorithm="HS256"),
-        "alg none": jwt.encode({"sub": "u", "exp": now + 60}, None, algorithm="none"),
-        "no exp": jwt.encode({"sub": "u"}, SECRET, algorithm="HS256"),
-    }
-
-
-@pytest.mark.parametrize("case", list(_tokens()))
+@pytest.mark.parametrize("case", list(BAD_TOKENS()))
 def test_bad_tokens_get_401_with_a_reason(client, case):
-    value = _tokens()[case]
+    value = BAD_TOKENS()[case]
     headers = {"Authorization": f"Bearer {value}"} if value else {}
     response = client.get("/api/notifications", headers=headers)
     assert response.status_code == 401

@@ -11,11 +11,13 @@ commit out of id order, so the last id alone could hide a notification committed
 from __future__ import annotations
 
 import json
+import logging
 from typing import AsyncIterator, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
 
 from ..db import database
 from ..live import unread_count
@@ -23,6 +25,7 @@ from ..models import Delivery, Notification
 from .deps import current_user
 from .hub import CLOSE, RESYNC, Hub
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
 REPLAY_PAGE = 500
@@ -87,6 +90,20 @@ async def stream(hub: Hub, user_id: str, after: Optional[int], retry_ms: int) ->
         await hub.unsubscribe(listener)
 
 
+class EventStream(EventSourceResponse):
+    """An SSE response that drops a client too slow to take its events, quietly."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.warning("SSE client dropped: it did not take an event within the send timeout")
+
+
+def _ping() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping")  # a heartbeat comment, as short as it gets
+
+
 def _last_event_id(request: Request, query_value: Optional[str]) -> Optional[int]:
     raw = request.headers.get("last-event-id") or query_value
     if raw is None or raw == "":
@@ -104,9 +121,10 @@ async def events(request: Request, user_id: str = Depends(current_user),
     after = _last_event_id(request, last_event_id)
     settings = request.app.state.settings
     hub: Hub = await request.app.state.live.hub()
-    return EventSourceResponse(
+    return EventStream(
         stream(hub, user_id, after, settings.sse_retry_ms),
         ping=settings.sse_ping_seconds,
+        ping_message_factory=_ping,
         send_timeout=settings.sse_send_timeout,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
