@@ -22,15 +22,11 @@ def cmd_migrate(args, settings) -> int:
 
 
 def cmd_serve(args, settings) -> int:
-    import uvicorn
-
     from .logs import configure_logging
-    from .web import create_app
+    from .web.server import serve
 
     configure_logging(settings.log_format, settings.log_level, process="web")
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port or settings.port, log_config=None,
-                timeout_graceful_shutdown=25, proxy_headers=True)
+    serve(settings, host=args.host, port=args.port or settings.port)
     return 0
 
 

@@ -174,9 +174,13 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
 
         stop = {"signal": None}
         signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+        from .auth import make_token
+        demo_url = f"http://127.0.0.1:{web_port}/?token={make_token(settings.jwt_secret, 'u1', 24 * 3600)}"
         print(f"""
 notif dev is running. Ctrl-C stops it.
-  inbox API   http://127.0.0.1:{web_port}/api/notifications   (health: /healthz, /readyz)
+  inbox page  {demo_url}
+              (user u1, valid 24 h; any user: http://127.0.0.1:{web_port}/ and paste `notif token USER`)
+  inbox API   http://127.0.0.1:{web_port}/api/notifications   (live: /events; health: /healthz, /readyz)
   send one    notif send --user u1 --title Hi --message 'Hello from notif' --priority high
   a token     notif token u1
   look        curl -H "Authorization: Bearer $(notif token u1)" http://127.0.0.1:{web_port}/api/notifications

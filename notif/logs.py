@@ -7,6 +7,7 @@ humans instead.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
@@ -26,6 +27,23 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|auth)=)[^&\s]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide credentials carried in a URL's query (EventSource puts the JWT there)."""
+    return SECRET_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactQuerySecrets(logging.Filter):
+    """For uvicorn's access log, whose third argument is the path with its query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO", process: str = "") -> None:
     handler = logging.StreamHandler(sys.stdout)
     if fmt == "console":
@@ -40,5 +58,6 @@ def configure_logging(fmt: str = "json", level: str = "INFO", process: str = "")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("uvicorn.access").addFilter(RedactQuerySecrets())
     for noisy in ("botocore", "boto3", "urllib3", "pika"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

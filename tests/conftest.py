@@ -7,6 +7,7 @@ a missing one fails loudly instead of skipping.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -200,3 +201,68 @@ def web(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
     proc.wait(10)
     log.close()
     sqs.delete_queue(QueueUrl=queue)
+
+
+# -- real notif processes --------------------------------------------------------------
+class Processes:
+    """Starts notif's processes for one test; on teardown each must exit 0 on SIGTERM."""
+
+    def __init__(self, env: dict, tmp_path):
+        self.env = {**os.environ, **env, "NOTIF_VISIBILITY_TIMEOUT": "3", "PYTHONUNBUFFERED": "1"}
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs = {}
+
+    def start(self, name: str, command: list[str]) -> subprocess.Popen:
+        self.logs[name] = open(self.tmp_path / f"{name}.log", "w")
+        self.procs[name] = subprocess.Popen(command, env=self.env, stdout=self.logs[name], stderr=subprocess.STDOUT)
+        return self.procs[name]
+
+    def start_worker(self, threads: int = 4):
+        return self.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
+                                     "--threads", str(threads)])
+
+    def start_poller(self):
+        return self.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
+
+    def start_web(self) -> str:
+        import httpx
+        port = free_port()
+        self.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
+        base = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 30, message="notif serve")
+        return base
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / f"{name}.log").read_text()
+
+    def stop(self) -> list[str]:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        unclean = []
+        for name, proc in self.procs.items():
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = "killed after 30 s"
+            if code != 0:
+                unclean.append(f"{name} exited {code}:\n{self.log(name)[-2000:]}")
+            self.logs[name].close()
+        return unclean
+
+
+@pytest.fixture
+def processes(env, tmp_path):
+    procs = Processes(env, tmp_path)
+    yield procs
+    unclean = procs.stop()
+    assert not unclean, "a process did not exit cleanly on SIGTERM: " + "\n".join(unclean)

@@ -44,3 +44,13 @@ def test_readme_documents_every_variable():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name, _, _ in documented_variables() if f"`{name}`" not in readme]
     assert not missing, f"README › Configuration lacks {missing}"
+
+
+def test_tokens_in_urls_never_reach_the_access_log():
+    import logging
+
+    from notif.logs import RedactQuerySecrets
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', (
+        "127.0.0.1:5", "GET", "/events?token=eyJhbGciOi.x.y&last_event_id=4", "1.1", 200), None)
+    RedactQuerySecrets().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "GET /events?token=[redacted]&last_event_id=4 HTTP/1.1" 200'

@@ -3,10 +3,6 @@
 Real processes, real services. Producers are paced so that moto's queues stay shallow.
 """
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -20,28 +16,11 @@ REPORT_VARS = {"submitterName": "Ana", "branchName": "North", "reportId": 7}
 
 
 @pytest.fixture
-def stack(env, tmp_path):
+def stack(processes):
     """A poller and a worker (1 process × 4 threads) against this test's queues and database."""
-    logs = {}
-    procs = {}
-    proc_env = {**os.environ, **env, "NOTIF_VISIBILITY_TIMEOUT": "3", "PYTHONUNBUFFERED": "1"}
-    commands = {
-        "worker": [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1", "--threads", "4"],
-        "poller": [sys.executable, "-m", "notif.cli", "poll"],
-    }
-    for name, command in commands.items():
-        logs[name] = open(tmp_path / f"{name}.log", "w")
-        procs[name] = subprocess.Popen(command, env=proc_env, stdout=logs[name], stderr=subprocess.STDOUT)
-    yield procs
-    for proc in procs.values():
-        proc.send_signal(signal.SIGTERM)
-    for name, proc in procs.items():
-        try:
-            assert proc.wait(30) == 0, f"{name} did not exit cleanly on SIGTERM"
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            logs[name].close()
+    processes.start_worker()
+    processes.start_poller()
+    return processes
 
 
 def send_paced(sqs, url, bodies, max_depth=30):

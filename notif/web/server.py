@@ -1,0 +1,34 @@
+"""Running the ASGI app under uvicorn (``notif serve``)."""
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Iterator
+
+import uvicorn
+
+from ..config import Settings
+from .app import create_app
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, exiting 0 after a graceful shutdown on SIGTERM/SIGINT.
+
+    (uvicorn re-raises the signal once it has shut down, so the process would end with
+    -15: a process manager would count an ordinary stop as a crash.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True,
+                            timeout_graceful_shutdown=25)
+    Server(config).run()
