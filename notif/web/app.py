@@ -6,7 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..auth import AuthError
@@ -40,9 +40,14 @@ class LiveState:
                     await hub.start()
                 except Exception as exc:
                     log.warning("live events unavailable: cannot subscribe to Redis", exc_info=True)
-                    raise HTTPException(503, detail=f"live events are unavailable: Redis is unreachable ({exc})") from None
+                    raise ConnectionError(f"Redis is unreachable ({exc})") from None
                 self._hub = hub
             return self._hub
+
+    def shutting_down(self) -> None:
+        """Called from the signal handler: end every stream so the process can exit promptly."""
+        if self._hub is not None:
+            self._hub.close_all()
 
     async def close(self) -> None:
         if self._hub is not None:
@@ -73,6 +78,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(inbox.router)
-    app.include_router(events.router)
+    app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)
     app.include_router(page.router)
     return app

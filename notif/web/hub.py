@@ -6,7 +6,8 @@ Redis only sends a process the events of users it serves. ``subscribe`` returns 
 has confirmed the subscription — a stream subscribes *before* it replays from the
 database, so nothing published in between is missed.
 
-A listener's queue is bounded: a client that stops reading is closed rather than allowed
+An event is parsed and encoded to SSE bytes once, however many streams receive it. A
+listener's mailbox is bounded: a client that stops reading is closed rather than allowed
 to grow the process (it reconnects with Last-Event-ID and replays from the database). When
 the Redis connection drops and comes back, every listener is told to resynchronise from
 the database, since events published meanwhile were lost.
@@ -16,52 +17,101 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from collections import deque
 
 import redis.asyncio as aioredis
 
 from ..keys import user_channel
+from .sse import PING as PING_BYTES
+from .sse import encode_notification, encode_read
 
 log = logging.getLogger(__name__)
 
-RESYNC = object()  # put in a listener's queue: events may have been missed
-CLOSE = object()  # put in a listener's queue: stop the stream
+RESYNC = ("resync", None, b"")  # events may have been missed: catch up from the database
+CLOSE = ("close", None, b"")  # stop the stream
+PING = ("ping", None, PING_BYTES)  # a heartbeat comment
 
 
-@dataclass(eq=False)
 class Listener:
-    user_id: str
-    queue: asyncio.Queue = field(repr=False)
-    dropped: bool = False
+    """One stream's mailbox: (kind, notification id or None, SSE bytes) items, bounded.
+
+    It also carries what the hub's once-a-second tick needs to keep every stream healthy
+    without a timer per stream: when the stream last wrote (heartbeats) and since when a
+    write has been stuck (the send timeout; ``task`` is cancelled when it passes).
+    """
+
+    __slots__ = ("user_id", "items", "limit", "waiter", "dropped", "last_write", "sending_since", "task", "timed_out")
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        self.user_id = user_id
+        self.items: deque = deque()
+        self.limit = limit
+        self.waiter: asyncio.Future | None = None
+        self.dropped = False
+        self.last_write = 0.0
+        self.sending_since: float | None = None
+        self.task: asyncio.Task | None = None
+        self.timed_out = False
+
+    def put(self, item: tuple) -> None:
+        if self.dropped:
+            return
+        if len(self.items) >= self.limit and item is not CLOSE:
+            # The client is not reading: drop it; it replays from the database on reconnect.
+            self.dropped = True
+            self.items.clear()
+            item = CLOSE
+            log.warning("slow SSE client dropped", extra={"user_id": self.user_id})
+        self.items.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> tuple:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.popleft()
 
 
 class Hub:
-    def __init__(self, settings, client: aioredis.Redis, queue_size: int = 256) -> None:
+    def __init__(self, settings, client: aioredis.Redis, mailbox_size: int = 256) -> None:
         self.settings = settings
+        self.ping_seconds = settings.sse_ping_seconds
+        self.send_timeout = settings.sse_send_timeout
         self.client = client
-        self.queue_size = queue_size
+        self.mailbox_size = mailbox_size
         self.pubsub = client.pubsub()
         self.listeners: dict[str, set[Listener]] = {}
         self.confirmed: dict[str, asyncio.Event] = {}
         self.control = f"{settings.redis_prefix}:hub"
         self._task: asyncio.Task | None = None
+        self._ticker: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.confirmed[self.control] = asyncio.Event()
         await self.pubsub.subscribe(self.control)  # opens the connection the reader waits on
         self._task = asyncio.create_task(self._read(), name="notif-hub")
+        self._ticker = asyncio.create_task(self._tick(), name="notif-hub-tick")
         await asyncio.wait_for(self.confirmed[self.control].wait(), 10)
 
-    async def stop(self) -> None:
+    def close_all(self) -> None:
+        """Ask every stream to finish (the process is shutting down)."""
         for listeners in self.listeners.values():
             for listener in listeners:
-                self._put(listener, CLOSE)
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+                listener.put(CLOSE)
+
+    async def stop(self) -> None:
+        self.close_all()
+        for task in (self._task, self._ticker):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         await self.pubsub.aclose()
 
     @property
@@ -70,19 +120,15 @@ class Hub:
 
     async def subscribe(self, user_id: str) -> Listener:
         channel = user_channel(self.settings, user_id)
-        listener = Listener(user_id, asyncio.Queue(self.queue_size))
+        listener = Listener(user_id, self.mailbox_size)
         self.listeners.setdefault(channel, set()).add(listener)
-        confirmed = self.confirmed.get(channel)
-        if confirmed is None:
-            confirmed = self.confirmed[channel] = asyncio.Event()
-            try:
-                await self.pubsub.subscribe(channel)
-            except Exception:
-                await self.unsubscribe(listener)
-                raise
         try:
+            confirmed = self.confirmed.get(channel)
+            if confirmed is None:
+                confirmed = self.confirmed[channel] = asyncio.Event()
+                await self.pubsub.subscribe(channel)
             await asyncio.wait_for(confirmed.wait(), 10)
-        except Exception:
+        except BaseException:
             await self.unsubscribe(listener)
             raise
         return listener
@@ -98,21 +144,8 @@ class Hub:
             self.confirmed.pop(channel, None)
             try:
                 await self.pubsub.unsubscribe(channel)
-            except Exception:  # the connection is down; it resubscribes only what is listed
+            except Exception:  # the connection is down; on reconnect only listed channels return
                 log.warning("could not unsubscribe", extra={"channel": channel}, exc_info=True)
-
-    def _put(self, listener: Listener, item) -> None:
-        if listener.dropped:
-            return
-        try:
-            listener.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            # The client is not reading: drop it; it replays from the database on reconnect.
-            listener.dropped = True
-            while not listener.queue.empty():
-                listener.queue.get_nowait()
-            listener.queue.put_nowait(CLOSE)
-            log.warning("slow SSE client dropped", extra={"user_id": listener.user_id})
 
     def _dispatch(self, message: dict) -> None:
         channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
@@ -129,11 +162,35 @@ class Hub:
             return
         try:
             payload = json.loads(message["data"])
-        except ValueError:
+            if payload["event"] == "notification":
+                notification = payload["notification"]
+                item = ("notification", notification["id"], encode_notification(notification, payload["unread"]))
+            elif payload["event"] == "read":
+                item = ("read", None, encode_read(payload["ids"], payload["all"], payload["unread"]))
+            else:
+                return
+        except (ValueError, KeyError, TypeError):
             log.error("unreadable event on a user channel", extra={"channel": channel})
             return
         for listener in tuple(listeners):
-            self._put(listener, payload)
+            listener.put(item)
+
+    async def _tick(self) -> None:
+        """Once a second: heartbeats for quiet streams, and cancel writes stuck too long."""
+        loop = asyncio.get_running_loop()
+        interval = min(1.0, self.ping_seconds / 2)
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for listeners in tuple(self.listeners.values()):
+                for listener in tuple(listeners):
+                    stuck = listener.sending_since
+                    if stuck is not None and now - stuck > self.send_timeout and not listener.timed_out:
+                        listener.timed_out = True
+                        if listener.task is not None:
+                            listener.task.cancel()
+                    elif stuck is None and now - listener.last_write >= self.ping_seconds and not listener.items:
+                        listener.put(PING)
 
     async def _read(self) -> None:
         failures = 0
@@ -144,7 +201,7 @@ class Hub:
                     log.info("Redis pub/sub is back; streams resynchronise from the database")
                     for listeners in self.listeners.values():
                         for listener in listeners:
-                            self._put(listener, RESYNC)
+                            listener.put(RESYNC)
                     failures = 0
                 if message is not None:
                     self._dispatch(message)

@@ -18,6 +18,12 @@ class Server(uvicorn.Server):
     -15: a process manager would count an ordinary stop as a crash.)
     """
 
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        live = getattr(self.config.app.state, "live", None)  # end open SSE streams now, not at the timeout
+        if live is not None:
+            live.shutting_down()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
