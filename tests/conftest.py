@@ -225,10 +225,10 @@ class Processes:
     def start_poller(self):
         return self.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
 
-    def start_web(self) -> str:
+    def start_web(self, port: int | None = None, name: str = "web") -> str:
         import httpx
-        port = free_port()
-        self.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
+        port = port or free_port()
+        self.start(name, [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
         base = f"http://127.0.0.1:{port}"
 
         def up():

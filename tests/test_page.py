@@ -73,3 +73,24 @@ def test_a_bad_token_shows_the_login_form_with_the_reason(full_stack, browser):
     page.goto(f"{full_stack}/?token=not-a-jwt")
     page.wait_for_selector("#login:not([hidden])", timeout=15000)
     assert "Token refused: token is malformed" in page.locator("#login-reason").inner_text()
+
+
+def test_the_page_reconnects_by_itself_and_catches_up(processes, browser, env):
+    processes.start_worker()
+    processes.start_poller()
+    base = processes.start_web()
+    page = browser.new_page()
+    page.goto(f"{base}/?token={make_token(env['NOTIF_JWT_SECRET'], 'quinn')}")
+    page.wait_for_selector("#status.live", timeout=15000)
+    notif_send(env, "--user", "quinn", "--title", "before", "--message", "while connected")
+    page.locator("#list li", has_text="before").wait_for(timeout=30000)
+
+    web = processes.procs["web"]
+    web.terminate()  # the web process goes away (a deploy, a crash) …
+    assert web.wait(30) == 0
+    page.wait_for_selector("#status:not(.live)", timeout=15000)
+    notif_send(env, "--user", "quinn", "--title", "meanwhile", "--message", "sent while the page was cut off")
+    processes.start_web(port=int(base.rsplit(":", 1)[1]), name="web2")  # … and comes back
+    page.locator("#list li", has_text="meanwhile").wait_for(timeout=30000)  # replayed on reconnect, no reload
+    page.wait_for_function("document.querySelector('#badge').textContent === '2'", timeout=10000)
+    assert page.locator("#list li").count() == 2  # nothing twice
