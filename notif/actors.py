@@ -20,7 +20,6 @@ import threading
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage
 
 from . import deliver as deliver_mod
 from . import ingest as ingest_mod
@@ -35,7 +34,7 @@ from .sqs import Received
 log = logging.getLogger(__name__)
 
 INGEST_RETRIES = 8
-DELIVER_RETRIES = 8
+DELIVER_RETRIES = 30  # a safety net: the channel's retry policy decides, counting attempts in the database
 
 
 PROCESS_PRIORITY = {"high": 0, "normal": 10, "low": 20}  # lower runs first within a worker
@@ -50,7 +49,6 @@ def make_broker(settings: Settings) -> RedisBroker:
         socket_timeout=10,
         socket_connect_timeout=5,
     )
-    broker.add_middleware(CurrentMessage())
     return broker
 
 
@@ -90,10 +88,12 @@ def _ingest(messages: list[dict]) -> None:
 
 def _deliver(delivery_id: int) -> None:
     rt = runtime()
-    message = CurrentMessage.get_current_message()
-    retries = message.options.get("retries", 0) if message is not None else 0
     with database.connection_context():
-        deliver_mod.deliver(rt, delivery_id, final_attempt=retries >= DELIVER_RETRIES)
+        try:
+            deliver_mod.deliver(rt, delivery_id)
+        except deliver_mod.RetryLater as retry:
+            # the channel's policy chose the delay (backoff with jitter, Retry-After honoured)
+            raise dramatiq.Retry(str(retry), delay=int(retry.delay * 1000)) from None
 
 
 def _actor(fn, name: str, queue: str, priority: str, retries: int, time_limit_ms: int):

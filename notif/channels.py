@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .retries import DEFAULT, RetryPolicy
+
 if TYPE_CHECKING:
     from .config import Settings
     from .models import Delivery, Notification
@@ -28,6 +30,7 @@ class Channel:
     """Base class for channels; subclasses set ``name`` and implement ``send``."""
 
     name: str = ""
+    retry_policy: RetryPolicy = DEFAULT  # attempts and backoff for transient failures
 
     def send(self, notification: "Notification", delivery: "Delivery", ctx: ChannelContext) -> None:
         """Deliver ``notification`` through this channel, or raise a notif error."""

@@ -39,6 +39,15 @@ def cmd_poll(args, settings) -> int:
     return 0
 
 
+def cmd_scheduler(args, settings) -> int:
+    from .logs import configure_logging
+    from .scheduler import run
+
+    configure_logging(settings.log_format, settings.log_level, process="scheduler")
+    run(settings)
+    return 0
+
+
 def cmd_token(args, settings) -> int:
     from .auth import make_token
 
@@ -126,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("poll", help="run the SQS poller").set_defaults(func=cmd_poll)
+    sub.add_parser("scheduler", help="run the periodic jobs (outbox sweep); one of many acts").set_defaults(
+        func=cmd_scheduler)
     sub.add_parser("migrate", help="create or upgrade the database schema (safe to repeat)").set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("send", help="put a notification on an input queue")
@@ -139,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", choices=PRIORITIES, default="normal")
     p.add_argument("--body", help="send this raw JSON body instead ('-' reads stdin)")
     p.set_defaults(func=cmd_send)
+
+    from .cli_dlq import add_parser as add_dlq
+    add_dlq(sub)
 
     p = sub.add_parser("token", help="print a JWT for a user (for testing)")
     p.add_argument("user")

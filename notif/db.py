@@ -28,6 +28,9 @@ def make_database(url: str) -> peewee.Database:
             stale_timeout=300,
             timeout=10,  # seconds to wait for a free pooled connection
             connect_timeout=5,
+            # a dead peer is noticed (TCP keepalives) and no statement hangs a worker forever
+            keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+            options="-c statement_timeout=30000",
         )
     if scheme == "sqlite":
         return connect(

@@ -2,22 +2,32 @@
 
 A delivery is claimed (``pending`` → ``sending``) before its channel is called, so two
 copies of the same Dramatiq message (a redelivery, a sweep) cannot both send. Success
-marks it ``sent``; a permanent error marks it ``failed`` with the reason; a transient one
-puts it back to ``pending`` and raises, so Dramatiq retries it with backoff — and when
-the retries run out it is marked ``failed`` too. Nothing is left without a status.
+marks it ``sent``; a permanent error marks it ``failed`` with the reason (a dead letter);
+a transient one puts it back to ``pending`` with the time of its next attempt and raises
+:class:`RetryLater` — until the channel's retry policy is exhausted, when it is ``failed``
+too, with its last error. Nothing is left without a status.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 
-from .errors import PermanentError
+from .errors import NotifError, PermanentError, TransientError, classify
 from .models import Delivery, Notification, utcnow
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-SENDING = "sending"
+SENDING = Delivery.SENDING
+
+
+class RetryLater(NotifError):
+    """The delivery failed for now; try again in ``delay`` seconds."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 def _set(delivery_id: int, expect: str, **values) -> bool:
@@ -26,8 +36,8 @@ def _set(delivery_id: int, expect: str, **values) -> bool:
     return query.execute() == 1
 
 
-def deliver(rt: Runtime, delivery_id: int, *, final_attempt: bool = False) -> str:
-    """Deliver one row; returns the status it ends in. Raises to ask for a retry."""
+def deliver(rt: Runtime, delivery_id: int) -> str:
+    """Deliver one row; returns the status it ends in, or raises RetryLater."""
     started = time.monotonic()
     delivery = (Delivery.select(Delivery, Notification).join(Notification)
                 .where(Delivery.id == delivery_id).get_or_none())
@@ -52,22 +62,27 @@ def deliver(rt: Runtime, delivery_id: int, *, final_attempt: bool = False) -> st
     attempts = delivery.attempts + 1
     try:
         channel.send(notification, delivery, rt.channel_context(log))
-    except PermanentError as exc:
-        _set(delivery_id, SENDING, status=Delivery.FAILED, attempts=attempts, last_error=exc.reason)
-        log.error("delivery failed permanently", extra={**context, "reason": exc.reason, "attempts": attempts})
-        return Delivery.FAILED
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        if final_attempt:
-            _set(delivery_id, SENDING, status=Delivery.FAILED, attempts=attempts,
-                 last_error=f"gave up after {attempts} attempts; last error: {reason}")
-            log.error("delivery failed: retries exhausted", extra={**context, "reason": reason, "attempts": attempts})
+        error = classify(exc)
+        policy = channel.retry_policy
+        if isinstance(error, PermanentError) or policy.exhausted(attempts):
+            reason = error.reason if isinstance(error, PermanentError) else \
+                f"gave up after {attempts} attempts; last error: {error.reason}"
+            _set(delivery_id, SENDING, status=Delivery.FAILED, attempts=attempts, last_error=reason,
+                 next_attempt_at=None)
+            log.error("delivery dead-lettered", extra={**context, "reason": reason, "attempts": attempts,
+                                                      "error_kind": "permanent" if isinstance(error, PermanentError)
+                                                      else "transient"})
             return Delivery.FAILED
-        _set(delivery_id, SENDING, status=Delivery.PENDING, attempts=attempts, last_error=reason)
-        log.warning("delivery failed; will retry", extra={**context, "reason": reason, "attempts": attempts})
-        raise
+        delay = policy.delay(attempts, error.retry_after if isinstance(error, TransientError) else None)
+        _set(delivery_id, SENDING, status=Delivery.PENDING, attempts=attempts, last_error=error.reason,
+             next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
+        log.warning("delivery failed; will retry", extra={**context, "reason": error.reason, "attempts": attempts,
+                                                          "retry_in_s": round(delay, 1)})
+        raise RetryLater(delay, error.reason) from exc
     now = utcnow()
-    _set(delivery_id, SENDING, status=Delivery.SENT, attempts=attempts, sent_at=now, last_error=None)
+    _set(delivery_id, SENDING, status=Delivery.SENT, attempts=attempts, sent_at=now, last_error=None,
+         next_attempt_at=None)
     latency = None
     if notification.sqs_sent_at is not None:
         latency = round((now - notification.sqs_sent_at).total_seconds() * 1000, 1)

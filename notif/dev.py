@@ -1,7 +1,7 @@
 """``notif dev``: the whole stack on one machine with nothing configured.
 
 Starts what is missing — a private Redis, an SQS-compatible endpoint (moto's server) with
-the four queues, a SQLite database — then the poller, a worker and the web process, and
+the four queues, a SQLite database — then the poller, a worker, the scheduler and the web process, and
 writes ``.notif/state.json`` so that ``notif send`` / ``notif token`` in another terminal
 in the same folder reach this stack. Ctrl-C stops everything.
 """
@@ -167,7 +167,9 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
             "web": subprocess.Popen([*notif, "serve", "--host", "127.0.0.1", "--port", str(web_port)], env=child_env),
             "poller": subprocess.Popen([*notif, "poll"], env=child_env),
             "worker": subprocess.Popen([sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
-                                        "--threads", str(threads)], env=child_env),
+                                        "--threads", str(threads), "--worker-shutdown-timeout", "20000"],
+                                       env=child_env),
+            "scheduler": subprocess.Popen([*notif, "scheduler"], env=child_env),
         }
         stack.callback(_stop, *procs.values(), timeout=30.0)
         wait_for(lambda: port_open(web_port), "the web process", proc=procs["web"])

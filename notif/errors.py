@@ -46,3 +46,47 @@ class InvalidMessage(PermanentError):
 
 class TemplateError(PermanentError):
     """Unknown template, or a template that fails to render (e.g. a missing variable)."""
+
+
+# -- classifying what the outside world throws at us ------------------------------------
+def from_http_status(status: int, reason: str = "", retry_after: str | float | None = None) -> DeliveryError:
+    """An HTTP answer as a notif error: 429 and 5xx may pass, other 4xx will not."""
+    text = f"HTTP {status}" + (f": {reason}" if reason else "")
+    if status == 429 or status >= 500 or status == 408:
+        return TransientError(text, retry_after=parse_retry_after(retry_after))
+    return PermanentError(text)
+
+
+def from_smtp_code(code: int, message: str = "") -> DeliveryError:
+    """An SMTP reply as a notif error: 4xx is a temporary failure, 5xx a permanent one."""
+    text = f"SMTP {code}" + (f": {message}" if message else "")
+    return TransientError(text) if 400 <= code < 500 else PermanentError(text)
+
+
+def parse_retry_after(value: str | float | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if value is None or value == "":
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        pass
+    from email.utils import parsedate_to_datetime
+    import datetime as dt
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def classify(exc: BaseException) -> DeliveryError:
+    """Any exception as a notif error, with a reason; what we do not recognise is transient.
+
+    (Unknown failures are retried a bounded number of times, then dead-lettered with
+    their last error, so a bug shows up in the dead letters instead of looping forever.)
+    """
+    if isinstance(exc, DeliveryError):
+        return exc
+    reason = f"{type(exc).__name__}: {exc}"
+    return TransientError(reason)

@@ -73,7 +73,7 @@ def prepare(rt: Runtime, received: Received) -> Prepared:
     else:
         title, message, html, actions = msg.title, msg.message, None, None
     channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or rt.settings.default_channels))
-    key = msg.id or received.message_id
+    key = msg.id or received.original_id or received.message_id
     sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
                if received.sent_ms else None)
     now = utcnow()

@@ -33,8 +33,17 @@ def _0001_initial(db: peewee.Database) -> None:
     db.create_tables([Notification, Delivery], safe=True)
 
 
+def _0002_delivery_next_attempt(db: peewee.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    table = Delivery._meta.table_name
+    if "next_attempt_at" not in {c.name for c in db.get_columns(table)}:  # absent unless 0001 made it
+        apply(SchemaMigrator.from_database(db).add_column(table, "next_attempt_at",
+                                                          peewee.DateTimeField(null=True)))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial: notifications and deliveries", _0001_initial),
+    (2, "deliveries: next_attempt_at (retry schedule, seen by the outbox sweeper)", _0002_delivery_next_attempt),
 ]
 
 
@@ -50,6 +59,7 @@ def migrate() -> list[str]:
     applied: list[str] = []
     with database.atomic():
         if is_postgres():
+            database.execute_sql("SET LOCAL statement_timeout = 0")  # a migration may take its time
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_ID,))
         database.create_tables([SchemaVersion], safe=True)
         done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}

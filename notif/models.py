@@ -82,7 +82,7 @@ class Notification(BaseModel):
 
 
 class Delivery(BaseModel):
-    PENDING, SENT, FAILED, SKIPPED = "pending", "sent", "failed", "skipped"
+    PENDING, SENDING, SENT, FAILED, SKIPPED, DISCARDED = "pending", "sending", "sent", "failed", "skipped", "discarded"
 
     id = peewee.BigAutoField()
     notification = peewee.ForeignKeyField(Notification, backref="deliveries", on_delete="CASCADE")
@@ -93,6 +93,7 @@ class Delivery(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     sent_at = peewee.DateTimeField(null=True)
+    next_attempt_at = peewee.DateTimeField(null=True)  # when a pending retry is due (the sweeper waits for it)
 
     class Meta:
         table_name = "notif_delivery"

@@ -16,17 +16,17 @@ import uuid
 
 from .config import PRIORITIES, Settings
 from .keys import dramatiq_messages_key, ingest_queue
-from .sqs import Received, client_for
+from .sqs import CORRELATION_ATTRIBUTE, REPLAY_ATTRIBUTE, Received, client_for
 from .weights import WeightedGate
 
 log = logging.getLogger(__name__)
 
-CORRELATION_ATTRIBUTE = "correlation_id"
 
 
 def to_received(raw: dict, priority: str) -> Received:
     attributes = raw.get("Attributes", {})
-    producer_cid = raw.get("MessageAttributes", {}).get(CORRELATION_ATTRIBUTE, {}).get("StringValue")
+    attrs = raw.get("MessageAttributes", {})
+    producer_cid = attrs.get(CORRELATION_ATTRIBUTE, {}).get("StringValue")
     return Received(
         message_id=raw["MessageId"],
         receipt_handle=raw["ReceiptHandle"],
@@ -35,6 +35,7 @@ def to_received(raw: dict, priority: str) -> Received:
         sent_ms=int(attributes["SentTimestamp"]) if "SentTimestamp" in attributes else None,
         receives=int(attributes.get("ApproximateReceiveCount", 1)),
         correlation_id=(producer_cid or uuid.uuid4().hex)[:64],
+        original_id=attrs.get(REPLAY_ATTRIBUTE, {}).get("StringValue"),
     )
 
 

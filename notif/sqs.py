@@ -18,6 +18,9 @@ from .config import Settings
 
 log = logging.getLogger(__name__)
 
+CORRELATION_ATTRIBUTE = "correlation_id"  # a producer may send its own correlation id as this attribute
+REPLAY_ATTRIBUTE = "notif_replay_of"  # set on a replay from the DLQ: the first MessageId, kept as the key
+
 _clients: dict[Settings, object] = {}
 _lock = threading.Lock()
 
@@ -57,6 +60,7 @@ class Received:
     sent_ms: int | None
     receives: int
     correlation_id: str
+    original_id: str | None = None  # set on a replay from the DLQ: the first MessageId, kept as the key
 
     def to_json(self) -> dict:
         return asdict(self)

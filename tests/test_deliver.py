@@ -5,10 +5,11 @@ import pytest
 
 from helpers import wait_until
 from notif.channels import Channel
-from notif.deliver import deliver
+from notif.deliver import RetryLater, deliver
 from notif.errors import PermanentError, TransientError
 from notif.keys import user_channel
 from notif.models import Delivery, Notification
+from notif.retries import RetryPolicy
 
 
 def make_delivery(channel="in_app", user="u1"):
@@ -58,16 +59,40 @@ def test_a_permanent_error_fails_the_delivery_with_its_reason(runtime):
     assert (row.status, row.last_error, row.attempts) == ("failed", "endpoint says 400: bad payload", 1)
 
 
-def test_a_transient_error_is_retried_then_fails_when_retries_run_out(runtime):
-    runtime.channels["test"] = Recording("test", TransientError("connection reset"))
+def test_a_transient_error_is_retried_with_backoff_then_dead_lettered(runtime):
+    channel = Recording("test", TransientError("connection reset"))
+    channel.retry_policy = RetryPolicy(max_attempts=3, base_seconds=10, cap_seconds=60)
+    runtime.channels["test"] = channel
     d = make_delivery("test")
-    with pytest.raises(TransientError):
+    delays = []
+    for attempt in (1, 2):
+        with pytest.raises(RetryLater) as info:
+            deliver(runtime, d.id)
+        delays.append(info.value.delay)
+        row = Delivery.get_by_id(d.id)
+        assert (row.status, row.attempts) == ("pending", attempt) and "connection reset" in row.last_error
+        assert row.next_attempt_at > row.updated_at  # the sweeper leaves it alone until then
+    assert 5 <= delays[0] <= 10 and 10 <= delays[1] <= 20  # exponential, with jitter
+    assert deliver(runtime, d.id) == "failed"
+    row = Delivery.get_by_id(d.id)
+    assert row.status == "failed" and row.last_error == "gave up after 3 attempts; last error: connection reset"
+    assert len(channel.calls) == 3
+
+
+def test_retry_after_from_the_other_side_is_honoured(runtime):
+    runtime.channels["test"] = Recording("test", TransientError("HTTP 429", retry_after=120))
+    d = make_delivery("test")
+    with pytest.raises(RetryLater) as info:
         deliver(runtime, d.id)
-    row = Delivery.get_by_id(d.id)
-    assert (row.status, row.attempts) == ("pending", 1) and "connection reset" in row.last_error
-    assert deliver(runtime, d.id, final_attempt=True) == "failed"
-    row = Delivery.get_by_id(d.id)
-    assert row.status == "failed" and row.last_error.startswith("gave up after 2 attempts")
+    assert info.value.delay >= 120
+
+
+def test_an_unknown_exception_counts_as_transient(runtime):
+    runtime.channels["test"] = Recording("test", KeyError("surprise"))
+    d = make_delivery("test")
+    with pytest.raises(RetryLater):
+        deliver(runtime, d.id)
+    assert Delivery.get_by_id(d.id).last_error == "KeyError: 'surprise'"
 
 
 def test_a_channel_that_is_no_longer_installed_is_recorded_as_skipped(runtime):

@@ -1,0 +1,67 @@
+"""Leader election through a Redis lock with an owner token, a TTL and renewal.
+
+Any number of processes may hold a :class:`Leadership`; at most one is leader at a time.
+The leader renews its lock well inside the TTL; if it dies, the lock expires and a
+standby takes over within ``ttl`` seconds. Only the owner's token can renew or release
+the lock (redis-py's ``Lock`` checks it in Lua).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+from redis.exceptions import LockError
+
+log = logging.getLogger(__name__)
+
+
+class Leadership:
+    def __init__(self, client: redis.Redis, name: str, ttl: float = 10.0) -> None:
+        self.lock = client.lock(name, timeout=ttl, blocking=False, thread_local=False)
+        self.ttl = ttl
+        self._leader = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader.is_set()
+
+    def wait_until_leader(self, timeout: float | None = None) -> bool:
+        return self._leader.wait(timeout)
+
+    def _step(self) -> None:
+        try:
+            if self._leader.is_set():
+                self.lock.reacquire()
+            elif self.lock.acquire(blocking=False):
+                self._leader.set()
+                log.info("became leader", extra={"lock": self.lock.name})
+        except LockError:
+            self._leader.clear()
+            log.warning("lost leadership (the lock expired or was taken)", extra={"lock": self.lock.name})
+        except redis.RedisError:
+            self._leader.clear()  # cannot prove we still hold it: stand down
+            log.warning("Redis unreachable; standing down as leader", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._step()
+            self._stop.wait(self.ttl / 3)
+
+    def start(self) -> "Leadership":
+        self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(self.ttl)
+        if self._leader.is_set():
+            self._leader.clear()
+            try:
+                self.lock.release()
+            except (LockError, redis.RedisError):
+                pass

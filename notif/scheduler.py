@@ -1,0 +1,57 @@
+"""``notif scheduler``: the periodic jobs, run by whichever scheduler process is leader.
+
+Any number may run; one acts at a time (see :mod:`notif.leader`), and every job is safe to
+run twice, so a hand-over overlap sends nothing twice. Jobs today: the outbox sweep.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .config import Settings
+from .db import database
+from .leader import Leadership
+from .runtime import make_redis
+from .sweeper import sweep
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings, install_signals: bool = True, stop: threading.Event | None = None) -> None:
+    from . import actors  # binds the Dramatiq broker
+
+    from .db import init_database
+    init_database(settings.database_url)
+    stop = stop or threading.Event()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    leadership = Leadership(make_redis(settings), f"{settings.redis_prefix}:scheduler:leader",
+                            ttl=settings.leader_ttl).start()
+
+    def enqueue(work: list[tuple[int, str]]) -> None:
+        for delivery_id, priority in work:
+            actors.DELIVER[priority].send(delivery_id)
+
+    def sweep_job() -> None:
+        if not leadership.is_leader:
+            return
+        try:
+            with database.connection_context():
+                sweep(enqueue, grace=settings.sweep_grace_seconds, lease=settings.sweep_lease_seconds)
+        except Exception:
+            log.exception("outbox sweep failed; the next pass tries again")
+
+    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+    scheduler.add_job(sweep_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-outbox")
+    scheduler.start()
+    log.info("scheduler started", extra={"jobs": ["sweep-outbox"]})
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)
+        leadership.stop()
+        log.info("scheduler stopped")
