@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidMessage
 
 MAX_RECIPIENTS = 1000
+MAX_BODY = 256 * 1024
 
 
 class Recipient(BaseModel):
@@ -36,7 +37,7 @@ class InputMessage(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
     channels: Optional[list[str]] = Field(default=None, min_length=1)
     priority: Optional[Literal["high", "normal", "low"]] = None
-    send_at: Optional[str] = None
+    send_at: Optional[AwareDatetime] = None  # ISO 8601 with a zone
     batch_key: Optional[str] = Field(default=None, max_length=255)
     batch_window: Optional[int] = Field(default=None, ge=1)
     data: Optional[Any] = None
@@ -71,10 +72,14 @@ def _location(loc: tuple) -> str:
 
 def parse_message(body: str | bytes) -> InputMessage:
     """Parse an SQS body; raises InvalidMessage naming the field at fault."""
+    if len(body) > MAX_BODY:
+        raise InvalidMessage(f"body is {len(body)} bytes; the limit is {MAX_BODY} (SQS's)", field="body")
     try:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidMessage(f"body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise InvalidMessage("body is nested too deeply to be a notification", field="body") from None
     if not isinstance(raw, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(raw).__name__}", field="body")
     if "cancel" in raw:
