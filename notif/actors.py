@@ -46,6 +46,7 @@ def make_broker(settings: Settings) -> RedisBroker:
     broker = RedisBroker(
         url=settings.require("redis_url"),
         namespace=dramatiq_namespace(settings),
+        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
         socket_timeout=10,
         socket_connect_timeout=5,
     )

@@ -95,6 +95,11 @@ class Delivery(BaseModel):
     sent_at = peewee.DateTimeField(null=True)
     next_attempt_at = peewee.DateTimeField(null=True)  # when a pending retry is due (the sweeper waits for it)
 
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries and redeliveries: give it to the other side when it can dedupe."""
+        return f"notif-delivery-{self.id}"
+
     class Meta:
         table_name = "notif_delivery"
         indexes = (

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
 
 import pluggy
@@ -20,6 +21,14 @@ def get_plugin_manager(settings: Settings) -> pluggy.PluginManager:
     for name in settings.disable_plugins:
         pm.set_blocked(name)
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for module_name in settings.plugins:  # a local plugin, no packaging needed
+        if pm.is_blocked(module_name) or pm.get_plugin(module_name) is not None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"NOTIF_PLUGINS names {module_name!r}, which cannot be imported: {exc}") from None
+        pm.register(module, name=module_name)
     pm.check_pending()  # an implementation matching no hook is a typo: fail at start-up
     return pm
 

@@ -36,7 +36,7 @@ def sweep(enqueue: Enqueue, grace: float = 120.0, lease: float = 300.0, limit: i
                      .limit(limit).tuples())
     reclaimed = []
     for delivery_id, priority in list(stale_sending):
-        changed = (Delivery.update(status=Delivery.PENDING, updated_at=now,
+        changed = (Delivery.update(status=Delivery.PENDING, updated_at=now, attempts=Delivery.attempts + 1,
                                    last_error="reclaimed: the worker sending it stopped (lease expired)")
                    .where((Delivery.id == delivery_id) & (Delivery.status == Delivery.SENDING)).execute())
         if changed:

@@ -208,22 +208,34 @@ class Processes:
     """Starts notif's processes for one test; on teardown each must exit 0 on SIGTERM."""
 
     def __init__(self, env: dict, tmp_path):
-        self.env = {**os.environ, **env, "NOTIF_VISIBILITY_TIMEOUT": "3", "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, "NOTIF_VISIBILITY_TIMEOUT": "3", "PYTHONUNBUFFERED": "1", **env}
         self.tmp_path = tmp_path
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = {}
 
     def start(self, name: str, command: list[str]) -> subprocess.Popen:
         self.logs[name] = open(self.tmp_path / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen(command, env=self.env, stdout=self.logs[name], stderr=subprocess.STDOUT)
+        # a session of its own: kill9() reaches a process and its children (dramatiq forks workers)
+        self.procs[name] = subprocess.Popen(command, env=self.env, stdout=self.logs[name], stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         return self.procs[name]
 
-    def start_worker(self, threads: int = 4):
-        return self.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
-                                     "--threads", str(threads)])
+    def kill9(self, name: str) -> None:
+        """kill -9 the process and its children: no clean-up, no goodbye."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self.logs.pop(name).close()
 
-    def start_poller(self):
-        return self.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
+    def start_worker(self, threads: int = 4, name: str = "worker"):
+        return self.start(name, [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
+                                 "--threads", str(threads), "--worker-shutdown-timeout", "20000"])
+
+    def start_poller(self, name: str = "poller"):
+        return self.start(name, [sys.executable, "-m", "notif.cli", "poll"])
+
+    def start_scheduler(self, name: str = "scheduler"):
+        return self.start(name, [sys.executable, "-m", "notif.cli", "scheduler"])
 
     def start_web(self, port: int | None = None, name: str = "web") -> str:
         import httpx
