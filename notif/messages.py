@@ -6,6 +6,7 @@ dead-letter entry tells the producer exactly what to fix.
 """
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any, Literal, Optional, Union
 
@@ -92,6 +93,10 @@ def parse_message(body: str | bytes) -> InputMessage:
         first = max(errors, key=lambda e: len(e["loc"]))
         field = _location(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            known = list(InputMessage.model_fields)
+            close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+            message = "unknown field" + (f" (did you mean `{close[0]}`?)" if close else f"; known fields: {', '.join(known)}")
         if field == "body":
             raise InvalidMessage(message, field=None) from None
         raise InvalidMessage(f"{field}: {message}", field=field) from None

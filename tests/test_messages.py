@@ -16,7 +16,8 @@ from notif.messages import parse_message
     ('{"recipients": ["a", {"email": "b@example.com"}], "type": "X"}', "recipients.1.user_id", "required"),
     ('{"recipients": [], "type": "X"}', "recipients", "at least 1"),
     ('{"user_id": "u", "type": "../../etc/passwd"}', "type", "pattern"),
-    ('{"user_id": "u", "title": "t", "message": "m", "chanels": ["push"]}', "chanels", "Extra inputs"),
+    ('{"user_id": "u", "title": "t", "message": "m", "chanels": ["push"]}', "chanels",
+     "unknown field (did you mean `channels`?)"),
     ('{"user_id": "", "title": "t", "message": "m"}', "user_id", "at least 1"),
 ])
 def test_invalid_messages_name_the_field(body, field, words):
