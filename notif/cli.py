@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_send)
 
     from .cli_dlq import add_parser as add_dlq
+    from .cli_stats import add_parser as add_stats
     add_dlq(sub)
+    add_stats(sub)
 
     p = sub.add_parser("token", help="print a JWT for a user (for testing)")
     p.add_argument("user")

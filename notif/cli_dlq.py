@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     init_database(settings.database_url)
 
     def enqueue(work):
-        from . import actors
+        from . import tasks as actors
         for delivery_id, priority in work:
             actors.DELIVER[priority].send(delivery_id)
 

@@ -14,8 +14,10 @@ import logging
 import time
 
 from .errors import NotifError, PermanentError, TransientError, classify
+from .metrics import DELIVERIES, DELIVERY_LATENCY, ERRORS, SLA_BREACHES
 from .models import Delivery, Notification, utcnow
 from .runtime import Runtime
+from .stats import record
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     if channel is None:
         _set(delivery_id, Delivery.PENDING, status=Delivery.SKIPPED,
              last_error=f"channel {delivery.channel!r} is not installed or is disabled")
+        DELIVERIES.labels(delivery.channel, "skipped").inc()
         log.warning("delivery skipped: channel not available", extra=context)
         return Delivery.SKIPPED
     if not _set(delivery_id, Delivery.PENDING, status=SENDING):
@@ -65,27 +68,41 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     except Exception as exc:
         error = classify(exc)
         policy = channel.retry_policy
+        kind = "permanent" if isinstance(error, PermanentError) else "transient"
+        ERRORS.labels("deliver", kind, type(exc).__name__).inc()
         if isinstance(error, PermanentError) or policy.exhausted(attempts):
             reason = error.reason if isinstance(error, PermanentError) else \
                 f"gave up after {attempts} attempts; last error: {error.reason}"
             _set(delivery_id, SENDING, status=Delivery.FAILED, attempts=attempts, last_error=reason,
                  next_attempt_at=None)
             log.error("delivery dead-lettered", extra={**context, "reason": reason, "attempts": attempts,
-                                                      "error_kind": "permanent" if isinstance(error, PermanentError)
-                                                      else "transient"})
+                                                      "error_kind": kind})
+            DELIVERIES.labels(delivery.channel, "failed").inc()
+            record(rt.redis, rt.settings, delivery_failed=1)
             return Delivery.FAILED
         delay = policy.delay(attempts, error.retry_after if isinstance(error, TransientError) else None)
         _set(delivery_id, SENDING, status=Delivery.PENDING, attempts=attempts, last_error=error.reason,
              next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
         log.warning("delivery failed; will retry", extra={**context, "reason": error.reason, "attempts": attempts,
                                                           "retry_in_s": round(delay, 1)})
+        DELIVERIES.labels(delivery.channel, "retry").inc()
+        record(rt.redis, rt.settings, delivery_retry=1)
         raise RetryLater(delay, error.reason) from exc
     now = utcnow()
     _set(delivery_id, SENDING, status=Delivery.SENT, attempts=attempts, sent_at=now, last_error=None,
          next_attempt_at=None)
+    DELIVERIES.labels(delivery.channel, "sent").inc()
     latency = None
+    counts = {"sent": 1}
     if notification.sqs_sent_at is not None:
-        latency = round((now - notification.sqs_sent_at).total_seconds() * 1000, 1)
+        seconds = (now - notification.sqs_sent_at).total_seconds()
+        latency = round(seconds * 1000, 1)
+        DELIVERY_LATENCY.labels(notification.priority, delivery.channel).observe(max(0.0, seconds))
+        target = rt.settings.sla_seconds.get(notification.priority)
+        if target is not None and seconds > target and attempts == 1:  # first delivery only: once per breach
+            SLA_BREACHES.labels(notification.priority).inc()
+            counts[f"sla_breach_{notification.priority}"] = 1
+    record(rt.redis, rt.settings, **counts)
     log.info("delivered", extra={**context, "attempts": attempts, "end_to_end_ms": latency,
                                  "duration_ms": round((time.monotonic() - started) * 1000, 1)})
     return Delivery.SENT

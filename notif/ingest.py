@@ -23,10 +23,12 @@ import peewee
 
 from .db import database
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
+from .metrics import ERRORS, PROCESSED, PROCESSING
 from .messages import parse_message
 from .models import Delivery, Notification, utcnow
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
+from .stats import record
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class Prepared:
 class Outcome:
     stored: int = 0  # notifications inserted
     duplicates: int = 0  # notifications whose key was already stored
+    new_messages: int = 0  # messages that stored at least one new notification
+    duplicate_messages: int = 0  # messages that stored nothing new (every recipient had the key)
     dead_lettered: list[DeadLetter] = field(default_factory=list)
     retry: list[Received] = field(default_factory=list)  # transient failures, left on SQS
     deliveries: list[tuple[int, str]] = field(default_factory=list)  # (delivery id, priority) enqueued
@@ -104,10 +108,10 @@ def _chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
         yield rows[start:start + size]
 
 
-def store(rt: Runtime, prepared: list[Prepared]) -> tuple[int, int, list[tuple[int, str]]]:
+def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[int, str]]]:
     """Write all of ``prepared`` in one transaction.
 
-    Returns (inserted, duplicates, pending deliveries as (id, priority)).
+    Returns ((user_id, key) pairs inserted, duplicates, pending deliveries as (id, priority)).
     """
     rows = [row for p in prepared for row in p.notifications]
     channels_of = {(row["user_id"], row["key"]): p.channels for p in prepared for row in p.notifications}
@@ -135,7 +139,7 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[int, int, list[tuple[i
             for (delivery_id, status), (_, priority) in zip(query.tuples().execute(), chunk):
                 if status == Delivery.PENDING:
                     pending.append((delivery_id, priority))
-    return len(inserted), len(rows) - len(inserted), pending
+    return {(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), pending
 
 
 def _is_data_error(exc: Exception) -> bool:
@@ -154,10 +158,36 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
                 _remember_error(rt, item.message, f"database error: {exc}")
                 outcome.retry.append(item.message)
             continue
-        outcome.stored += inserted
+        outcome.stored += len(inserted)
         outcome.duplicates += duplicates
+        _count_messages(outcome, [item], inserted)
         outcome.deliveries.extend(pending)
         outcome.done.append(item.message)
+
+
+def _count_messages(outcome: Outcome, prepared: list[Prepared], inserted: set) -> None:
+    for item in prepared:
+        if any((row["user_id"], row["key"]) in inserted for row in item.notifications):
+            outcome.new_messages += 1
+        else:
+            outcome.duplicate_messages += 1
+
+
+def _observe(rt: Runtime, messages: list[Received], outcome: Outcome, seconds: float) -> None:
+    priority = messages[0].priority if messages else "normal"
+    counts = {"stored": outcome.new_messages, "duplicate": outcome.duplicate_messages,
+              "dead_lettered": len(outcome.dead_lettered), "retry": len(outcome.retry)}
+    for name, n in counts.items():
+        if n:
+            PROCESSED.labels(priority, name).inc(n)
+    for letter in outcome.dead_lettered:
+        ERRORS.labels("ingest", "permanent", letter.kind).inc()
+    if outcome.retry:
+        ERRORS.labels("ingest", "transient", "database").inc(len(outcome.retry))
+    for _ in messages:
+        PROCESSING.labels(priority).observe(seconds)
+    record(rt.redis, rt.settings, stored=outcome.new_messages, duplicate=outcome.duplicate_messages,
+           dead_lettered=len(outcome.dead_lettered), ingest_retry=len(outcome.retry))
 
 
 def _last_error_key(rt: Runtime, received: Received) -> str:
@@ -210,7 +240,8 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
                         extra={"error": str(exc), "batch_size": len(prepared)})
             _store_each(rt, prepared, outcome)
         else:
-            outcome.stored, outcome.duplicates = inserted, duplicates
+            outcome.stored, outcome.duplicates = len(inserted), duplicates
+            _count_messages(outcome, prepared, inserted)
             outcome.deliveries.extend(pending)
             outcome.done.extend(p.message for p in prepared)
 
@@ -238,6 +269,7 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
     for queue_url, done in by_queue.items():
         delete_batch(rt.sqs, queue_url, done)
 
+    _observe(rt, messages, outcome, time.monotonic() - started)
     log.info("batch ingested", extra={
         "batch_size": len(messages), "stored": outcome.stored, "duplicates": outcome.duplicates,
         "dead_lettered": len(outcome.dead_lettered), "retrying": len(outcome.retry),

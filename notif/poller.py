@@ -15,6 +15,10 @@ import threading
 import uuid
 
 from .config import PRIORITIES, Settings
+from .heartbeat import Heartbeat
+from .metrics import ERRORS, RECEIVED
+from .metrics import serve as serve_metrics
+from .stats import record
 from .keys import dramatiq_messages_key, ingest_queue
 from .sqs import CORRELATION_ATTRIBUTE, REPLAY_ATTRIBUTE, Received, client_for
 from .weights import WeightedGate
@@ -83,15 +87,18 @@ class Poller:
                 if batch:
                     self.send_batch(priority, batch)
                     self.received[priority] += len(batch)
+                    RECEIVED.labels(priority).inc(len(batch))
+                    record(self.redis, self.settings, received=len(batch))
                     log.info("batch handed to ingest", extra={
                         "priority": priority, "batch_size": len(batch),
                         "correlation_ids": [m.correlation_id for m in batch],
                         "sqs_message_ids": [m.message_id for m in batch]})
                 failures = 0
-            except Exception:
+            except Exception as exc:
                 if self.stop.is_set():
                     break  # shutting down: what was received returns to SQS after its visibility timeout
                 failures += 1
+                ERRORS.labels("poll", "transient", type(exc).__name__).inc()
                 delay = min(30.0, 0.5 * 2 ** failures)
                 log.exception("receive or hand-off failed; messages stay on SQS", extra={
                     "priority": priority, "retry_in_s": delay})
@@ -115,9 +122,14 @@ class Poller:
 
 
 def main(settings: Settings) -> None:
-    from . import actors  # binds the Dramatiq broker
+    from . import tasks as actors  # binds the Dramatiq broker
 
     def send_batch(priority: str, batch: list[Received]) -> None:
         actors.INGEST[priority].send([m.to_json() for m in batch])
 
-    Poller(settings, actors.broker.client, send_batch).run()
+    serve_metrics(settings.metrics_port or 9301, "poller")
+    heartbeat = Heartbeat(actors.broker.client, settings, "poller").start()
+    try:
+        Poller(settings, actors.broker.client, send_batch).run()
+    finally:
+        heartbeat.stop()

@@ -13,7 +13,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import Settings
 from .db import database
+from .heartbeat import Heartbeat
 from .leader import Leadership
+from .metrics import register_snapshot
+from .metrics import serve as serve_metrics
 from .runtime import make_redis
 from .sweeper import sweep
 
@@ -21,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def run(settings: Settings, install_signals: bool = True, stop: threading.Event | None = None) -> None:
-    from . import actors  # binds the Dramatiq broker
+    from . import tasks as actors  # binds the Dramatiq broker
 
     from .db import init_database
     init_database(settings.database_url)
@@ -29,8 +32,12 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    leadership = Leadership(make_redis(settings), f"{settings.redis_prefix}:scheduler:leader",
+    redis_client = make_redis(settings)
+    leadership = Leadership(redis_client, f"{settings.redis_prefix}:scheduler:leader",
                             ttl=settings.leader_ttl).start()
+    heartbeat = Heartbeat(redis_client, settings, "scheduler").start()
+    register_snapshot(settings, redis_client)  # queue depths, dead letters, processes at scrape time
+    serve_metrics(settings.metrics_port or 9302, "scheduler")
 
     def enqueue(work: list[tuple[int, str]]) -> None:
         for delivery_id, priority in work:
@@ -54,4 +61,5 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
     finally:
         scheduler.shutdown(wait=True)
         leadership.stop()
+        heartbeat.stop()
         log.info("scheduler stopped")

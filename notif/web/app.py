@@ -64,7 +64,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.live = LiveState(settings)
+        from ..heartbeat import Heartbeat
+        from ..runtime import make_redis
+        heartbeat = Heartbeat(make_redis(settings), settings, "web").start()
         yield
+        heartbeat.stop()
         await app.state.live.close()
 
     app = FastAPI(title="notif", version="0.1.0", lifespan=lifespan,

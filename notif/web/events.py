@@ -24,6 +24,7 @@ from anyio import to_thread
 from ..auth import AuthError, verify_token
 from ..db import database
 from ..live import unread_count
+from ..metrics import SSE_CONNECTIONS
 from ..models import Delivery, Notification
 from .hub import CLOSE, RESYNC, Hub, Listener
 from .sse import encode_notification, encode_open
@@ -155,6 +156,7 @@ async def events(scope, receive, send) -> None:
                            [(b"retry-after", b"5")])
     watcher = asyncio.ensure_future(_watch_disconnect(receive, listener))
     listener.task = asyncio.current_task()
+    SSE_CONNECTIONS.inc()
     try:
         await Stream(hub, listener, send, settings).run(after)
     except asyncio.CancelledError:
@@ -163,5 +165,6 @@ async def events(scope, receive, send) -> None:
         log.warning("SSE client dropped: it did not take an event within the send timeout",
                     extra={"user_id": user_id})
     finally:
+        SSE_CONNECTIONS.dec()
         watcher.cancel()
         await hub.unsubscribe(listener)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..db import database
 
@@ -46,4 +46,34 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:  # readiness reports, it does not raise
             checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    if checks["redis"] == "ok":  # who else is alive (shown, not a condition: a web process serves without them)
+        try:
+            body["processes"] = await run_in_threadpool(_processes, settings)
+        except Exception:
+            pass
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _processes(settings) -> dict:
+    import redis
+
+    from ..heartbeat import live_processes
+    client = redis.Redis.from_url(settings.require("redis_url"), socket_timeout=2, socket_connect_timeout=2)
+    try:
+        summary: dict = {}
+        for p in live_processes(client, settings):
+            entry = summary.setdefault(p["kind"], {"alive": 0, "stopped": []})
+            if p["alive"]:
+                entry["alive"] += 1
+            else:
+                entry["stopped"].append(f"{p['host']}:{p['pid']} (last seen {p['age_seconds']:.0f} s ago)")
+        return summary
+    finally:
+        client.close()
+
+
+@router.get("/metrics", summary="Prometheus metrics of this web process", include_in_schema=False)
+async def metrics() -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

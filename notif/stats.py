@@ -1,0 +1,110 @@
+"""Processing statistics: what `notif stats` prints and what /metrics reads at scrape time.
+
+Rates come from 10-second counters in Redis (``<prefix>:stats:<name>:<bucket>``, kept two
+hours) that the poller, ingest and deliver bump as they go; depths from SQS and Redis;
+dead letters from the DLQ and the deliveries table; processes from their heartbeats.
+"""
+from __future__ import annotations
+
+import time
+
+from .config import PRIORITIES, Settings
+from .heartbeat import live_processes
+from .keys import deliver_queue, dramatiq_messages_key, ingest_queue
+
+COUNTERS = ("received", "stored", "duplicate", "dead_lettered", "ingest_retry", "sent", "delivery_failed",
+            "delivery_retry", "sla_breach_high", "sla_breach_normal", "sla_breach_low")
+KEEP_SECONDS = 2 * 3600
+BUCKET_SECONDS = 10
+WINDOWS = (1, 5, 15)  # minutes
+
+
+def _key(settings: Settings, name: str, bucket: int) -> str:
+    return f"{settings.redis_prefix}:stats:{name}:{bucket}"
+
+
+def record(redis_client, settings: Settings, **counts: int) -> None:
+    """Add to the current bucket's counters (best effort: statistics never fail the work)."""
+    minute = int(time.time() // BUCKET_SECONDS)
+    try:
+        pipe = redis_client.pipeline(transaction=False)
+        for name, n in counts.items():
+            if n:
+                key = _key(settings, name, minute)
+                pipe.incrby(key, n)
+                pipe.expire(key, KEEP_SECONDS)
+        pipe.execute()
+    except Exception:
+        pass
+
+
+def rates(redis_client, settings: Settings) -> dict:
+    """Totals per counter over the last 1, 5 and 15 minutes (to within a 10-second bucket)."""
+    now = int(time.time() // BUCKET_SECONDS)
+    per_minute = 60 // BUCKET_SECONDS
+    span = max(WINDOWS) * per_minute
+    keys = [_key(settings, name, now - b) for name in COUNTERS for b in range(span)]
+    values = [int(v or 0) for v in redis_client.mget(keys)]
+    out = {}
+    for w in WINDOWS:
+        window = {}
+        for i, name in enumerate(COUNTERS):
+            start = i * span
+            window[name] = sum(values[start:start + w * per_minute])
+        done = window["sent"] + window["delivery_failed"]
+        window["error_rate"] = round(window["delivery_failed"] / done, 4) if done else 0.0
+        out[f"{w}m"] = window
+    return out
+
+
+def _sqs_depths(settings: Settings) -> dict:
+    from .sqs import client_for
+    client = client_for(settings)
+    out = {}
+    for name, attribute in (*[(p, f"queue_{p}") for p in PRIORITIES], ("dead_letter", "queue_dead_letter")):
+        url = getattr(settings, attribute)
+        if not url:
+            out[name] = None
+            continue
+        try:
+            attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            out[name] = {"visible": int(attrs["ApproximateNumberOfMessages"]),
+                         "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"])}
+        except Exception:
+            out[name] = None
+    return out
+
+
+def _dramatiq_depths(redis_client, settings: Settings) -> dict:
+    queues = [ingest_queue(p) for p in PRIORITIES] + [deliver_queue(p) for p in PRIORITIES]
+    pipe = redis_client.pipeline(transaction=False)
+    for q in queues:
+        pipe.hlen(dramatiq_messages_key(settings, q))
+    return dict(zip(queues, pipe.execute()))
+
+
+def _failed_deliveries() -> int | None:
+    from .db import database
+    from .models import Delivery
+    try:
+        with database.connection_context():
+            return Delivery.select().where(Delivery.status == Delivery.FAILED).count()
+    except Exception:
+        return None
+
+
+def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
+    sqs = _sqs_depths(settings)
+    dlq = sqs.get("dead_letter")
+    snap = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sqs": sqs,
+        "dramatiq": _dramatiq_depths(redis_client, settings),
+        "dead_letters": {"input": None if dlq is None else dlq["visible"] + dlq["in_flight"],
+                         "delivery": _failed_deliveries()},
+        "processes": live_processes(redis_client, settings),
+    }
+    if rates:
+        snap["rates"] = globals()["rates"](redis_client, settings)
+    return snap
