@@ -166,9 +166,12 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
 
 
 def _count_messages(outcome: Outcome, prepared: list[Prepared], inserted: set) -> None:
+    unclaimed = set(inserted)  # a key sent twice in one batch is new for the first message only
     for item in prepared:
-        if any((row["user_id"], row["key"]) in inserted for row in item.notifications):
+        pairs = {(row["user_id"], row["key"]) for row in item.notifications}
+        if pairs & unclaimed:
             outcome.new_messages += 1
+            unclaimed -= pairs
         else:
             outcome.duplicate_messages += 1
 
