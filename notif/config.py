@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -49,9 +50,22 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true/false, got {text!r}")
 
 
-def env(name: str, default: Any = None, cast: Callable[[str], Any] = str, doc: str = "") -> Any:
+def env(name: str, default: Any = None, cast: Callable[[str], Any] = str, doc: str = "", secret: bool = False) -> Any:
     """Declare a setting read from environment variable ``name``."""
-    return field(default=default, metadata={"env": name, "cast": cast, "doc": doc})
+    return field(default=default, metadata={"env": name, "cast": cast, "doc": doc, "secret": secret})
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+
+
+def _masked(name: str, value: Any, secret: bool) -> str:
+    if value in (None, ""):
+        return repr(value)
+    if secret:
+        return "'***'"
+    if isinstance(value, str) and name.endswith("_url"):
+        return repr(_URL_PASSWORD.sub(r"\1***@", value))
+    return repr(value)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: caches key on the settings object
@@ -61,13 +75,13 @@ class Settings:
     redis_prefix: str = env("NOTIF_REDIS_PREFIX", "notif", doc="prefix of every Redis key notif uses (one per deployment or test run)")
     aws_endpoint_url: str | None = env("AWS_ENDPOINT_URL", doc="SQS endpoint override (boto3's own variable)")
     aws_access_key_id: str | None = env("AWS_ACCESS_KEY_ID", doc="AWS credentials (else boto3's usual chain: instance role, ~/.aws)")
-    aws_secret_access_key: str | None = env("AWS_SECRET_ACCESS_KEY", doc="AWS credentials, with the above")
+    aws_secret_access_key: str | None = env("AWS_SECRET_ACCESS_KEY", doc="AWS credentials, with the above", secret=True)
     aws_region: str = env("AWS_DEFAULT_REGION", "us-east-1", doc="AWS region of the queues")
     queue_high: str | None = env("AWS_SQS_HIGH_PRIORITY_QUEUE_URL", doc="input queue, HIGH priority")
     queue_normal: str | None = env("AWS_SQS_NOTIFICATION_QUEUE_URL", doc="input queue, NORMAL priority")
     queue_low: str | None = env("AWS_SQS_LOW_PRIORITY_QUEUE_URL", doc="input queue, LOW priority")
     queue_dead_letter: str | None = env("AWS_SQS_DEAD_LETTER_QUEUE_URL", doc="where permanent failures go, with their reason")
-    jwt_secret: str | None = env("NOTIF_JWT_SECRET", doc="HS256 secret shared with the host app")
+    jwt_secret: str | None = env("NOTIF_JWT_SECRET", doc="HS256 secret shared with the host app", secret=True)
     port: int = env("PORT", 8000, int, doc="web port")
     sse_ping_seconds: float = env("NOTIF_SSE_PING_SECONDS", 15.0, float, doc="heartbeat comment interval on SSE streams (proxies close idle connections)")
     sse_send_timeout: float = env("NOTIF_SSE_SEND_TIMEOUT", 10.0, float, doc="an SSE client that does not take an event within this many seconds is dropped")
@@ -93,6 +107,10 @@ class Settings:
     log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
     log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")
     state_dir: str = env("NOTIF_STATE_DIR", ".notif", doc="where `notif dev` keeps its generated secret and endpoints")
+
+    def __repr__(self) -> str:  # secrets and URL passwords never reach a log or a traceback
+        parts = (f"{f.name}={_masked(f.name, getattr(self, f.name), f.metadata['secret'])}" for f in fields(self))
+        return f"Settings({', '.join(parts)})"
 
     # -- helpers -----------------------------------------------------------------
     def require(self, attribute: str) -> Any:

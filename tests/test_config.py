@@ -54,3 +54,13 @@ def test_tokens_in_urls_never_reach_the_access_log():
         "127.0.0.1:5", "GET", "/events?token=eyJhbGciOi.x.y&last_event_id=4", "1.1", 200), None)
     RedactQuerySecrets().filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "GET /events?token=[redacted]&last_event_id=4 HTTP/1.1" 200'
+
+
+def test_settings_never_print_their_secrets():
+    settings = load_settings({"NOTIF_JWT_SECRET": "jwt-very-secret", "AWS_SECRET_ACCESS_KEY": "aws-very-secret",
+                              "DATABASE_URL": "postgres://app:db-very-secret@db.example:5432/app",
+                              "REDIS_URL": "redis://:redis-very-secret@cache:6379/0"}, use_state=False)
+    text = repr(settings)
+    assert "very-secret" not in text
+    assert "postgres://app:***@db.example:5432/app" in text and "redis://:***@cache:6379/0" in text
+    assert settings.jwt_secret == "jwt-very-secret"  # (still there to use)
