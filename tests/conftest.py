@@ -22,7 +22,7 @@ from notif.config import load_settings
 from notif.db import database, init_database
 from notif.migrations import migrate
 
-from helpers import WEB_SECRET, free_port, wait_until
+from helpers import WEB_SECRET, free_port, wait_healthy, wait_until
 
 POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -172,7 +172,6 @@ def runtime(settings):
 @pytest.fixture(scope="module")
 def web(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
     """`notif serve` on a free port (module-wide), with a Redis prefix of its own."""
-    import httpx
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=sqs_endpoint,
                        aws_access_key_id="t", aws_secret_access_key="t")
     queue = sqs.create_queue(QueueName=f"web-{uuid.uuid4().hex[:8]}")["QueueUrl"]
@@ -187,14 +186,7 @@ def web(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, message="notif serve")
+    wait_healthy(base)
     yield {"base": base, "port": port, "proc": proc, "env": env, "sqs": sqs, "queue": queue,
            "settings": load_settings(env, use_state=False)}
     proc.terminate()
@@ -238,18 +230,10 @@ class Processes:
         return self.start(name, [sys.executable, "-m", "notif.cli", "scheduler"])
 
     def start_web(self, port: int | None = None, name: str = "web") -> str:
-        import httpx
         port = port or free_port()
         self.start(name, [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
         base = f"http://127.0.0.1:{port}"
-
-        def up():
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 30, message="notif serve")
+        wait_healthy(base)
         return base
 
     def log(self, name: str) -> str:

@@ -33,6 +33,19 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message} (last value: {last!r})")
 
 
+def wait_healthy(base: str, timeout: float = 30) -> None:
+    """Wait until a web process answers /healthz."""
+    import httpx
+
+    def up():
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout, message=f"notif serve at {base}")
+
+
 def drain(sqs, url: str, wait: int = 0) -> list[dict]:
     """Receive (and delete) every message on a queue, with its attributes."""
     out = []
