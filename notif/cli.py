@@ -55,6 +55,15 @@ def cmd_token(args, settings) -> int:
     return 0
 
 
+def cmd_vapid(args, settings) -> int:
+    from .vapid import generate
+
+    public, private = generate()
+    print(f"VAPID_PUBLIC_KEY={public}")
+    print(f"VAPID_PRIVATE_KEY={private}")
+    return 0
+
+
 def _parse_vars(pairs: list[str]) -> dict:
     variables = {}
     for pair in pairs:
@@ -160,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     p.set_defaults(func=cmd_token)
+
+    sub.add_parser("vapid", help="print a new VAPID key pair for Web Push (VAPID_PUBLIC_KEY=… lines)").set_defaults(
+        func=cmd_vapid)
 
     p = sub.add_parser("templates", help="check or preview notification templates")
     tsub = p.add_subparsers(dest="action", required=True)

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import time
 
-from .errors import NotifError, PermanentError, TransientError, classify
+from .errors import NotifError, PermanentError, Skipped, TransientError, classify
 from .metrics import DELIVERIES, DELIVERY_LATENCY, ERRORS, SLA_BREACHES
 from .models import Delivery, Notification, utcnow
 from .runtime import Runtime
@@ -65,6 +65,11 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     attempts = delivery.attempts + 1
     try:
         channel.send(notification, delivery, rt.channel_context(log))
+    except Skipped as skip:
+        _set(delivery_id, SENDING, status=Delivery.SKIPPED, attempts=attempts, last_error=skip.reason)
+        DELIVERIES.labels(delivery.channel, "skipped").inc()
+        log.info("delivery skipped", extra={**context, "reason": skip.reason})
+        return Delivery.SKIPPED
     except Exception as exc:
         error = classify(exc)
         policy = channel.retry_policy

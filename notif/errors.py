@@ -40,6 +40,14 @@ class PermanentError(DeliveryError):
     """Will never succeed as it is: dead-letter now, do not retry."""
 
 
+class Skipped(NotifError):
+    """Nothing to do for this channel (no push subscription, no email address): recorded, not retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class InvalidMessage(PermanentError):
     """The input message is not valid JSON or breaks the schema; ``field`` names where."""
 

@@ -74,8 +74,9 @@ def prepare(rt: Runtime, received: Received) -> Prepared:
     if template is not None:
         rendered = rt.templates.render(msg.type, msg.variables)
         title, message, html, actions = rendered.title, rendered.message, rendered.html, rendered.actions
+        channel_content = rendered.channel_content
     else:
-        title, message, html, actions = msg.title, msg.message, None, None
+        title, message, html, actions, channel_content = msg.title, msg.message, None, None, None
     channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or rt.settings.default_channels))
     key = msg.id or received.original_id or received.message_id
     sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
@@ -94,6 +95,7 @@ def prepare(rt: Runtime, received: Received) -> Prepared:
             "actions": actions or None,
             "data": msg.data,
             "recipient": extra or None,
+            "channel_content": channel_content,
             "priority": msg.priority or received.priority,
             "correlation_id": received.correlation_id,
             "sqs_message_id": received.message_id,

@@ -12,7 +12,7 @@ from typing import Callable
 import peewee
 
 from .db import database, is_postgres
-from .models import Delivery, Notification, utcnow
+from .models import Delivery, Notification, PushSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class SchemaVersion(peewee.Model):
 
 
 def _0001_initial(db: peewee.Database) -> None:
-    db.create_tables([Notification, Delivery], safe=True)
+    db.create_tables([Notification, Delivery], safe=True)  # (at today's columns: later steps check first)
 
 
 def _0002_delivery_next_attempt(db: peewee.Database) -> None:
@@ -41,9 +41,18 @@ def _0002_delivery_next_attempt(db: peewee.Database) -> None:
                                                           peewee.DateTimeField(null=True)))
 
 
+def _0003_push_and_channel_content(db: peewee.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    db.create_tables([PushSubscription], safe=True)
+    table = Notification._meta.table_name
+    if "channel_content" not in {c.name for c in db.get_columns(table)}:
+        apply(SchemaMigrator.from_database(db).add_column(table, "channel_content", Notification.channel_content))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial: notifications and deliveries", _0001_initial),
     (2, "deliveries: next_attempt_at (retry schedule, seen by the outbox sweeper)", _0002_delivery_next_attempt),
+    (3, "push subscriptions; per-channel content of notifications", _0003_push_and_channel_content),
 ]
 
 

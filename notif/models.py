@@ -51,6 +51,7 @@ class Notification(BaseModel):
     actions = JSONField(null=True)
     data = JSONField(null=True)
     recipient = JSONField(null=True)  # what the message said about the recipient (email, …)
+    channel_content = JSONField(null=True)  # per-channel renderings: {"push": {...}, "email": {...}}
     priority = peewee.CharField(max_length=10)
     correlation_id = peewee.CharField(max_length=64)
     sqs_message_id = peewee.CharField(max_length=128, null=True)
@@ -108,4 +109,22 @@ class Delivery(BaseModel):
         )
 
 
-MODELS = [Notification, Delivery]
+class PushSubscription(BaseModel):
+    """A browser's Web Push subscription; a user may have several (one per device/browser)."""
+
+    id = peewee.BigAutoField()
+    user_id = peewee.CharField(max_length=255, index=True)
+    endpoint = peewee.TextField(unique=True)
+    p256dh = peewee.CharField(max_length=200)
+    auth = peewee.CharField(max_length=100)
+    user_agent = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "notif_push_subscription"
+
+    def info(self) -> dict:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+MODELS = [Notification, Delivery, PushSubscription]

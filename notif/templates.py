@@ -25,6 +25,8 @@ from .errors import TemplateError
 TEXT_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 HTML_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True)
 ACTION_KEYS = ("id", "label", "url", "api_endpoint", "method")
+# per-channel parts a template may override, and whether each is HTML
+OVERRIDES = {"push": {"title": False, "body": False}, "email": {"subject": False, "text": False, "html": True}}
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: one object per loaded file
@@ -37,6 +39,7 @@ class Template:
     channels: tuple[str, ...] = ()
     sample: dict = field(default_factory=dict)
     path: str = ""
+    overrides: dict = field(default_factory=dict)  # per channel: {"push": {"title", "body"}, "email": {...}}
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Rendered:
     message: str
     html: str | None
     actions: list[dict]
+    channel_content: dict | None = None
 
 
 def builtin_dir() -> Path:
@@ -96,6 +100,8 @@ def _load(path: str, mtime_ns: int) -> Template:
         channels=tuple(raw.get("channels", ())),
         sample=dict(raw.get("sample", {})),
         path=path,
+        overrides={ch: {k: str(v) for k, v in raw[ch].items() if k in parts}
+                   for ch, parts in OVERRIDES.items() if isinstance(raw.get(ch), dict)},
     )
 
 
@@ -117,6 +123,7 @@ def render_string(source: str, variables: dict[str, Any], *, html: bool = False,
 def required_variables(template: Template) -> frozenset[str]:
     """Every variable any part of the template uses."""
     sources = [template.title, template.message, template.html or ""]
+    sources += [v for parts in template.overrides.values() for v in parts.values()]
     sources += [str(v) for action in template.actions for v in action.values()]
     names: set[str] = set()
     for source in sources:
@@ -138,9 +145,15 @@ def render(template: Template, variables: dict[str, Any]) -> Rendered:
             k: render_string(str(action[k]), variables, part=f"{where} actions[{i}].{k}")
             for k in ACTION_KEYS if k in action
         })
+    content = {
+        channel: {k: render_string(v, variables, html=OVERRIDES[channel][k], part=f"{where} {channel}.{k}")
+                  for k, v in parts.items()}
+        for channel, parts in template.overrides.items()
+    }
     return Rendered(
         title=render_string(template.title, variables, part=f"{where} title"),
         message=render_string(template.message, variables, part=f"{where} message"),
         html=None if template.html is None else render_string(template.html, variables, html=True, part=f"{where} html"),
         actions=actions,
+        channel_content=content or None,
     )

@@ -1,0 +1,105 @@
+"""The Web Push channel: every browser the user subscribed gets the notification (pywebpush, VAPID).
+
+TTL and Urgency follow the priority; the Topic is derived from the delivery's idempotency
+key, so a re-send replaces an undelivered copy instead of doubling it. The payload stays
+under the 4 KB Web Push limit. Push service answers: 404/410 remove that subscription;
+429 and 5xx (and timeouts) are transient, honouring Retry-After; 400/401/403/413 are
+permanent and logged loudly (a bad VAPID key or an oversized payload is a bug, not bad luck).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from urllib.parse import urljoin
+
+import requests
+from pywebpush import WebPushException, webpush
+
+from notif.channels import Channel, ChannelContext
+from notif.errors import PermanentError, Skipped, TransientError, from_http_status
+from notif.hookspecs import hookimpl
+from notif.models import PushSubscription
+
+MAX_PAYLOAD = 3800  # bytes of JSON, leaving room for encryption overhead under 4096
+TTL = {"high": 3600, "normal": 24 * 3600, "low": 7 * 24 * 3600}
+URGENCY = {"high": "high", "normal": "normal", "low": "low"}
+
+
+def payload(notification, public_url: str | None) -> bytes:
+    content = (notification.channel_content or {}).get("push", {})
+    actions = notification.actions or []
+
+    def absolute(url):
+        return urljoin(public_url, url) if public_url and url else url
+
+    body = {
+        "id": notification.id,
+        "title": content.get("title") or notification.title,
+        "body": content.get("body") or notification.message,
+        "tag": f"notif-{notification.id}",
+        "actions": [{"action": a.get("id", str(i)), "title": a.get("label", "")} for i, a in enumerate(actions)][:2],
+        "data": {"notification_id": notification.id, "priority": notification.priority,
+                 "actions": [{**a, "url": absolute(a.get("url"))} if a.get("url") else a for a in actions][:2],
+                 "url": absolute((notification.data or {}).get("url") if isinstance(notification.data, dict) else None)},
+    }
+    data = json.dumps(body, separators=(",", ":")).encode()
+    while len(data) > MAX_PAYLOAD and len(body["body"]) > 20:  # shorten the text, never break the JSON
+        body["body"] = body["body"][: max(20, len(body["body"]) - (len(data) - MAX_PAYLOAD) - 1)] + "…"
+        data = json.dumps(body, separators=(",", ":")).encode()
+    if len(data) > MAX_PAYLOAD:
+        raise PermanentError(f"push payload is {len(data)} bytes even shortened; the limit is {MAX_PAYLOAD}")
+    return data
+
+
+class PushChannel(Channel):
+    name = "push"
+
+    def send(self, notification, delivery, ctx: ChannelContext) -> None:
+        settings = ctx.settings
+        if not settings.vapid_private_key:
+            raise PermanentError("VAPID_PRIVATE_KEY is not set; `notif vapid` makes a key pair")
+        subscriptions = list(PushSubscription.select().where(PushSubscription.user_id == notification.user_id))
+        if not subscriptions:
+            raise Skipped("the user has no push subscription")
+        data = payload(notification, settings.public_url)
+        topic = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:32]
+        transient: list[TransientError] = []
+        for sub in subscriptions:
+            try:
+                webpush(
+                    subscription_info=sub.info(),
+                    data=data,
+                    vapid_private_key=settings.vapid_private_key,
+                    vapid_claims={"sub": settings.vapid_subject},  # a fresh dict each call: pywebpush adds to it
+                    ttl=TTL.get(notification.priority, TTL["normal"]),
+                    headers={"Urgency": URGENCY.get(notification.priority, "normal"), "Topic": topic},
+                    timeout=settings.push_timeout,
+                )
+            except WebPushException as exc:
+                response = exc.response
+                status = response.status_code if response is not None else None
+                if status in (404, 410):
+                    sub.delete_instance()  # the browser unsubscribed or the subscription expired
+                    ctx.log.info("push subscription gone; removed", extra={"status": status, "user_id": sub.user_id})
+                    continue
+                if status is None:
+                    transient.append(TransientError(f"push service unreachable: {exc.message}"))
+                    continue
+                error = from_http_status(status, (response.text or "")[:200], response.headers.get("Retry-After"))
+                if isinstance(error, PermanentError):
+                    ctx.log.error("push service refused the notification", extra={
+                        "status": status, "reason": error.reason, "user_id": sub.user_id,
+                        "correlation_id": notification.correlation_id})
+                    raise error
+                transient.append(error)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                transient.append(TransientError(f"push service unreachable: {type(exc).__name__}"))
+        if transient:
+            waits = [e.retry_after for e in transient if e.retry_after is not None]
+            raise TransientError(f"{len(transient)} of {len(subscriptions)} devices failed: {transient[0].reason}",
+                                 retry_after=max(waits) if waits else None)
+
+
+@hookimpl
+def notif_channels(settings):
+    return [PushChannel()]

@@ -1,0 +1,132 @@
+"""Web Push against a real HTTP push service on loopback that verifies VAPID and decrypts the payload."""
+import json
+
+import pytest
+
+from helpers import auth
+from notif.deliver import RetryLater, deliver
+from notif.models import Delivery, Notification, PushSubscription
+from notif.vapid import generate
+from push_service import PushService
+
+
+@pytest.fixture
+def vapid():
+    return generate()
+
+
+@pytest.fixture
+def push_rt(runtime, vapid):
+    from dataclasses import replace
+    rt = replace(runtime, settings=replace(runtime.settings, vapid_public_key=vapid[0], vapid_private_key=vapid[1],
+                                           vapid_subject="mailto:ops@example.com",
+                                           public_url="https://app.example.com"))
+    return rt
+
+
+@pytest.fixture
+def service(vapid):
+    s = PushService(vapid[0])
+    yield s
+    s.close()
+
+
+def subscribe(user, sub):
+    info = sub.subscription()
+    PushSubscription.create(user_id=user, endpoint=info["endpoint"], p256dh=info["keys"]["p256dh"],
+                            auth=info["keys"]["auth"])
+
+
+def push_delivery(user="u1", priority="high", **extra):
+    n = Notification.create(user_id=user, key=f"k-{Notification.select().count()}", title="New report submitted",
+                            message="Ana has submitted a new report for North", priority=priority,
+                            correlation_id="c", actions=[{"id": "view", "label": "View report", "url": "/reports/42"},
+                                                         {"id": "approve", "label": "Approve",
+                                                          "api_endpoint": "/api/reports/42/approve", "method": "POST"}],
+                            channel_content={"push": {"title": "Report from North", "body": "Ana submitted #42"}},
+                            **extra)
+    return Delivery.create(notification=n, channel="push")
+
+
+def test_every_device_gets_a_decryptable_push_with_the_actions(push_rt, service):
+    phone, laptop = service.subscriber("phone"), service.subscriber("laptop")
+    subscribe("u1", phone)
+    subscribe("u1", laptop)
+    subscribe("u2", service.subscriber("someone-else"))
+    d = push_delivery()
+    assert deliver(push_rt, d.id) == "sent", service.errors
+    for device in (phone, laptop):
+        (message,) = device.received
+        assert message["title"] == "Report from North" and message["body"] == "Ana submitted #42"
+        assert [a["title"] for a in message["actions"]] == ["View report", "Approve"]
+        assert message["data"]["actions"][0]["url"] == "https://app.example.com/reports/42"
+        assert message["data"]["actions"][1]["api_endpoint"] == "/api/reports/42/approve"
+        headers = device.headers[0]
+        assert headers["Urgency"] == "high" and headers["TTL"] == "3600" and len(headers["Topic"]) == 32
+    assert service.subscribers["/push/someone-else"].received == []
+
+
+def test_a_gone_subscription_is_removed(push_rt, service):
+    subscribe("u1", service.subscriber("gone", status=410))
+    subscribe("u1", ok := service.subscriber("ok"))
+    assert deliver(push_rt, push_delivery().id) == "sent"
+    assert [s.endpoint for s in PushSubscription.select()] == [ok.endpoint]
+
+
+def test_429_is_retried_after_what_the_service_asked(push_rt, service):
+    subscribe("u1", service.subscriber("busy", status=429))
+    with pytest.raises(RetryLater) as info:
+        deliver(push_rt, push_delivery().id)
+    assert info.value.delay >= 30
+
+
+def test_5xx_is_transient(push_rt, service):
+    subscribe("u1", service.subscriber("broken", status=503))
+    d = push_delivery()
+    with pytest.raises(RetryLater):
+        deliver(push_rt, d.id)
+    assert Delivery.get_by_id(d.id).last_error.startswith("1 of 1 devices failed: HTTP 503")
+
+
+def test_a_refused_payload_is_permanent(push_rt, service):
+    subscribe("u1", service.subscriber("strict", status=413))
+    d = push_delivery()
+    assert deliver(push_rt, d.id) == "failed"
+    assert Delivery.get_by_id(d.id).last_error.startswith("HTTP 413")
+
+
+def test_no_subscription_is_recorded_as_skipped(push_rt, service):
+    d = push_delivery()
+    assert deliver(push_rt, d.id) == "skipped"
+    assert Delivery.get_by_id(d.id).last_error == "the user has no push subscription"
+
+
+def test_a_long_message_is_shortened_under_the_limit(push_rt, service):
+    subscribe("u1", device := service.subscriber("small"))
+    d = push_delivery()
+    Notification.update(channel_content=None, message="x" * 10000).where(Notification.id == d.notification_id).execute()
+    assert deliver(push_rt, d.id) == "sent"
+    body = device.received[0]["body"]
+    assert body.endswith("…") and len(json.dumps(device.received[0])) < 4000
+
+
+def test_subscription_api(client_for_push):
+    http, sub = client_for_push
+    info = sub.subscription()
+    assert http.post("/api/push/subscriptions", json=info, headers=auth("vic")).status_code == 201
+    assert PushSubscription.get().user_id == "vic"
+    # another user cannot drop it
+    assert http.request("DELETE", "/api/push/subscriptions", json={"endpoint": info["endpoint"]},
+                        headers=auth("wes")).status_code == 404
+    bad = http.post("/api/push/subscriptions", json={"endpoint": "ftp://x", "keys": {}}, headers=auth("vic"))
+    assert bad.status_code == 422
+    assert http.request("DELETE", "/api/push/subscriptions", json={"endpoint": info["endpoint"]},
+                        headers=auth("vic")).json() == {"subscribed": False}
+    assert PushSubscription.select().count() == 0
+
+
+@pytest.fixture
+def client_for_push(web, pg, service):
+    import httpx
+    with httpx.Client(base_url=web["base"], timeout=10) as http:
+        yield http, service.subscriber("api")
