@@ -72,10 +72,19 @@ def test_stored_notification_keeps_what_the_message_said(runtime, sqs, queues):
     assert n.actions[1]["api_endpoint"] == "/api/reports/42/approve"
     assert n.recipient == {"email": "b@example.com"} and n.data == {"reportId": 42}
     assert n.sqs_sent_at is not None and len(n.correlation_id) == 32
-    # the template routes to in_app and push; push is not installed yet, so it is recorded as skipped
+    assert n.channel_content["push"] == {"title": "Report from North", "body": "Ana submitted report #42"}
+    # the template routes to in_app and push: one delivery row each
     statuses = {d.channel: (d.status, d.last_error) for d in Delivery.select().where(Delivery.notification == n)}
-    assert statuses["in_app"] == ("pending", None)
-    assert statuses["push"][0] == "skipped" and "not installed" in statuses["push"][1]
+    assert statuses == {"in_app": ("pending", None), "push": ("pending", None)}
+
+
+def test_a_channel_that_is_not_installed_is_recorded_as_skipped(runtime, sqs, queues):
+    put(sqs, queues["normal"], literal("u1", "k1", channels=["in_app", "carrier_pigeon"]))
+    enqueued = Enqueued()
+    ingest_batch(runtime, receive(sqs, queues["normal"], expect=1), enqueued)
+    rows = {d.channel: d for d in Delivery.select()}
+    assert rows["carrier_pigeon"].status == "skipped" and "not installed" in rows["carrier_pigeon"].last_error
+    assert sorted(channel for channel, d in rows.items() if (d.id, "normal") in enqueued) == ["in_app"]
 
 
 def test_duplicates_store_nothing_new_and_are_deleted(runtime, sqs, queues):
