@@ -27,3 +27,12 @@ def notif_template_dirs(settings):
 
     They are searched after ``NOTIF_TEMPLATES_DIR`` and before the built-in templates.
     """
+
+
+@hookspec
+def notif_email_address(user_id, settings):
+    """Return the email address of ``user_id``, or None if this plugin does not know it.
+
+    Used by the email channel when the message did not carry the address itself
+    (``recipients: [{"user_id": …, "email": …}]``). The first non-None answer wins.
+    """

@@ -1,0 +1,113 @@
+"""The email channel: multipart text + HTML over SMTP, from the layout in ``templates/email/``.
+
+The HTML part is the notification's HTML (or its message, escaped) inside
+``layout.html``, with CSS inlined (css-inline) because mail clients drop <style>; the text
+part comes from ``layout.txt``. Actions become buttons and links. The address comes from
+the message's recipient (``{"user_id": …, "email": …}``) or from a plugin implementing
+``notif_email_address``. SMTP 4xx and connection trouble are transient, 5xx permanent;
+every SMTP step has a timeout.
+"""
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate
+from urllib.parse import unquote, urljoin, urlparse
+
+import css_inline
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
+
+from notif.channels import Channel, ChannelContext
+from notif.errors import PermanentError, Skipped, TransientError, from_smtp_code
+from notif.hookspecs import hookimpl
+from notif.templates import builtin_dir
+
+_env = ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(str(builtin_dir() / "email")),
+                                     autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+_inliner = css_inline.CSSInliner(keep_style_tags=False)
+
+
+def address_for(notification, settings, pm) -> str | None:
+    recipient = notification.recipient or {}
+    if recipient.get("email"):
+        return recipient["email"]
+    for found in pm.hook.notif_email_address(user_id=notification.user_id, settings=settings):
+        if found:
+            return found
+    return None
+
+
+def compose(notification, delivery, settings, to: str) -> EmailMessage:
+    content = (notification.channel_content or {}).get("email", {})
+    subject = content.get("subject") or notification.title
+    body_html = Markup(content.get("html") or notification.html or "") or escape(notification.message)
+    body_text = content.get("text") or notification.message
+    actions = [{"label": a.get("label", ""), "href": urljoin(settings.public_url or "", a["url"])}
+               for a in (notification.actions or []) if a.get("url")]
+    unsubscribe = settings.unsubscribe_url.replace("{user_id}", notification.user_id) if settings.unsubscribe_url else None
+    context = {"subject": subject, "title": notification.title, "body_html": body_html, "body_text": body_text,
+               "actions": actions, "unsubscribe": unsubscribe}
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.email_from
+    message["To"] = to
+    message["Date"] = formatdate(localtime=False)
+    domain = (settings.email_from or "notif.invalid").rsplit("@", 1)[-1].strip(">")
+    message["Message-ID"] = f"<{delivery.idempotency_key}@{domain}>"  # the same on a re-send: clients dedupe
+    message["X-Notif-Correlation-Id"] = notification.correlation_id
+    if unsubscribe:
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(_env.get_template("layout.txt").render(context))
+    message.add_alternative(_inliner.inline(_env.get_template("layout.html").render(context)), subtype="html")
+    return message
+
+
+def send_smtp(message: EmailMessage, settings) -> None:
+    url = urlparse(settings.smtp_url)
+    host, port = url.hostname or "localhost", url.port
+    timeout = settings.smtp_timeout
+    try:
+        if url.scheme == "smtps":
+            client = smtplib.SMTP_SSL(host, port or 465, timeout=timeout, context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(host, port or 587, timeout=timeout)
+        with client:
+            client.ehlo()
+            if url.scheme != "smtps" and client.has_extn("starttls"):
+                client.starttls(context=ssl.create_default_context())
+                client.ehlo()
+            if url.username:
+                client.login(unquote(url.username), unquote(url.password or ""))
+            client.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, reply = next(iter(exc.recipients.values()))
+        raise from_smtp_code(code, reply.decode(errors="replace")) from None
+    except smtplib.SMTPResponseException as exc:
+        raise from_smtp_code(exc.smtp_code, exc.smtp_error.decode(errors="replace")
+                             if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)) from None
+    except (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, OSError) as exc:
+        raise TransientError(f"SMTP server unreachable: {type(exc).__name__}: {exc}") from None
+
+
+class EmailChannel(Channel):
+    name = "email"
+
+    def send(self, notification, delivery, ctx: ChannelContext) -> None:
+        settings = ctx.settings
+        if not settings.smtp_url or not settings.email_from:
+            raise PermanentError("email is not configured: set SMTP_URL and EMAIL_FROM")
+        from notif.plugins import manager_for
+        to = address_for(notification, settings, manager_for(settings))
+        if not to:
+            raise Skipped("no email address for the user (none in the message, none from notif_email_address)")
+        send_smtp(compose(notification, delivery, settings, to), settings)
+
+
+@hookimpl
+def notif_channels(settings):
+    return [EmailChannel()]

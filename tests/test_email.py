@@ -1,0 +1,104 @@
+"""The email channel against a real SMTP server on loopback (aiosmtpd)."""
+import email
+from dataclasses import replace
+from email import policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from helpers import free_port
+from notif.deliver import RetryLater, deliver
+from notif.models import Delivery, Notification
+
+
+class Inbox:
+    """An SMTP server's handler: keeps what it is given; some addresses answer with an error."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("busy@"):
+            return "451 4.3.0 mailbox busy, try later"
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield inbox, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def mail_rt(runtime, smtp):
+    return replace(runtime, settings=replace(runtime.settings, smtp_url=f"smtp://127.0.0.1:{smtp[1]}",
+                                             email_from="Reports <notify@example.com>",
+                                             public_url="https://app.example.com",
+                                             unsubscribe_url="https://app.example.com/unsubscribe/{user_id}"))
+
+
+def email_delivery(to="ana@example.com", **fields):
+    values = {"user_id": "u1", "key": f"k{Notification.select().count()}", "title": "New report submitted",
+              "message": "Ana <b>submitted</b> a report", "priority": "normal", "correlation_id": "cid-7",
+              "recipient": {"email": to} if to else None,
+              "actions": [{"id": "view", "label": "View report", "url": "/reports/42"},
+                          {"id": "approve", "label": "Approve", "api_endpoint": "/api/reports/42/approve",
+                           "method": "POST"}], **fields}
+    n = Notification.create(**values)
+    return Delivery.create(notification=n, channel="email")
+
+
+def test_a_multipart_email_with_buttons_headers_and_inlined_css(mail_rt, smtp):
+    inbox, _ = smtp
+    d = email_delivery(html="<p><strong>Ana</strong> &lt;script&gt; submitted</p>",
+                       channel_content={"email": {"subject": "Ana submitted a report for North"}})
+    assert deliver(mail_rt, d.id) == "sent"
+    (message,) = inbox.messages
+    assert message["Subject"] == "Ana submitted a report for North"
+    assert message["To"] == "ana@example.com" and message["From"] == "Reports <notify@example.com>"
+    assert message["Message-ID"] == f"<notif-delivery-{d.id}@example.com>"
+    assert message["List-Unsubscribe"] == "<https://app.example.com/unsubscribe/u1>"
+    assert message["X-Notif-Correlation-Id"] == "cid-7"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Ana <b>submitted</b> a report" in text and "View report: https://app.example.com/reports/42" in text
+    assert '<a class="button" href="https://app.example.com/reports/42"' in html
+    assert "<strong>Ana</strong> &lt;script&gt; submitted" in html and "<script>" not in html
+    assert "style=" in html and "<style" not in html  # CSS inlined for mail clients
+
+
+def test_a_literal_message_is_escaped_in_the_html_part(mail_rt, smtp):
+    inbox, _ = smtp
+    deliver(mail_rt, email_delivery(html=None).id)
+    html = inbox.messages[0].get_body(("html",)).get_content()
+    assert "Ana &lt;b&gt;submitted&lt;/b&gt; a report" in html
+
+
+def test_smtp_4xx_is_retried_and_5xx_is_permanent(mail_rt, smtp):
+    with pytest.raises(RetryLater):
+        deliver(mail_rt, email_delivery(to="busy@example.com").id)
+    d = email_delivery(to="nobody@example.com")
+    assert deliver(mail_rt, d.id) == "failed"
+    assert Delivery.get_by_id(d.id).last_error.startswith("SMTP 550")
+
+
+def test_an_unreachable_server_is_transient(mail_rt):
+    rt = replace(mail_rt, settings=replace(mail_rt.settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"))
+    with pytest.raises(RetryLater):
+        deliver(rt, email_delivery().id)
+
+
+def test_no_address_is_skipped(mail_rt, smtp):
+    d = email_delivery(to=None)
+    assert deliver(mail_rt, d.id) == "skipped"
+    assert "no email address" in Delivery.get_by_id(d.id).last_error
