@@ -68,3 +68,11 @@ def test_templates_check_fails_on_a_broken_template(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "NOTIF_TEMPLATES_DIR": str(tmp_path), "NOTIF_STATE_DIR": "/x"})
     assert result.returncode == 1
     assert "FAILED  BROKEN" in result.stdout
+
+
+@pytest.mark.parametrize("hostile", ["<script>alert(1)</script>", "{{ 7*7 }}", "{% for x in y %}", "x" * 100_000,
+                                     "\u202e\u0000 unicode ünïcødé 🔔"])
+def test_hostile_variables_are_data_not_code(hostile):
+    rendered = store().render("REPORT_SUBMITTED", {**VARS, "submitterName": hostile})
+    assert hostile in rendered.message  # rendered as given: never evaluated
+    assert "<script>" not in rendered.html and "49" not in rendered.message

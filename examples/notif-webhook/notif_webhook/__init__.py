@@ -1,0 +1,32 @@
+"""A webhook channel: POST the notification as JSON to NOTIF_WEBHOOK_URL."""
+from __future__ import annotations
+
+import os
+
+import requests
+
+from notif.channels import Channel
+from notif.errors import PermanentError, TransientError, from_http_status
+from notif.hookspecs import hookimpl
+
+
+class WebhookChannel(Channel):
+    name = "webhook"
+
+    def send(self, notification, delivery, ctx):
+        url = os.environ.get("NOTIF_WEBHOOK_URL")
+        if not url:
+            raise PermanentError("NOTIF_WEBHOOK_URL is not set")
+        body = {"user_id": notification.user_id, **notification.to_dict()}
+        try:
+            response = requests.post(url, json=body, timeout=10,
+                                     headers={"Idempotency-Key": delivery.idempotency_key})
+        except requests.RequestException as exc:
+            raise TransientError(f"webhook unreachable: {type(exc).__name__}") from None
+        if response.status_code >= 300:
+            raise from_http_status(response.status_code, response.text[:200], response.headers.get("Retry-After"))
+
+
+@hookimpl
+def notif_channels(settings):
+    return [WebhookChannel()]
