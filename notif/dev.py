@@ -117,6 +117,17 @@ def _secret(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _vapid(state_dir: Path) -> dict:
+    """A Web Push key pair for this folder, made once and kept."""
+    path = state_dir / "vapid.json"
+    if not path.exists():
+        from .vapid import generate
+        public, private = generate()
+        path.write_text(json.dumps({"VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private}))
+        path.chmod(0o600)
+    return json.loads(path.read_text())
+
+
 def run_dev(port: int | None = None, threads: int = 4) -> int:
     environ = dict(os.environ)
     state_dir = Path(environ.get("NOTIF_STATE_DIR", ".notif"))
@@ -145,6 +156,8 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
         env.setdefault("DATABASE_URL", environ.get("DATABASE_URL") or "sqlite:///notif.db")
         if not environ.get("NOTIF_JWT_SECRET"):
             env["NOTIF_JWT_SECRET"] = _secret(state_dir)
+        if not environ.get("VAPID_PRIVATE_KEY"):
+            env.update(_vapid(state_dir))
         env["PORT"] = str(web_port)
         print(f"  database   {env['DATABASE_URL']}", flush=True)
 

@@ -29,7 +29,13 @@ def get_plugin_manager(settings: Settings) -> pluggy.PluginManager:
         except ImportError as exc:
             raise ConfigError(f"NOTIF_PLUGINS names {module_name!r}, which cannot be imported: {exc}") from None
         pm.register(module, name=module_name)
-    pm.check_pending()  # an implementation matching no hook is a typo: fail at start-up
+    try:
+        pm.check_pending()  # an implementation matching no hook is a typo: fail at start-up
+    except pluggy.PluginValidationError as exc:
+        hooks = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("notif_")))
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise ConfigError(f"plugin {name!r} does not fit notif: {exc}; notif's hooks are {hooks} "
+                          f"(see docs/plugins.md)") from None
     return pm
 
 

@@ -44,6 +44,7 @@ def test_a_sent_notification_appears_live_and_the_badge_counts_it(full_stack, br
     user_token = make_token(env["NOTIF_JWT_SECRET"], "pat")
     page.goto(f"{full_stack}/?token={user_token}")
     page.wait_for_selector("#status.live", timeout=15000)
+    page.wait_for_selector("body[data-service-worker=registered]", timeout=15000)  # ready to show pushes
     assert page.locator("#badge").inner_text() == "0"
     assert "token=" not in page.url  # kept out of the history
 

@@ -27,3 +27,17 @@ def test_every_hook_is_documented():
     assert set(hooks) == documented
     for name in hooks:
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
+
+
+def test_a_hook_that_matches_no_spec_fails_start_up_clearly(monkeypatch):
+    import sys
+
+    import pytest
+
+    from notif.errors import ConfigError
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "plugins"))
+    settings = load_settings({"NOTIF_PLUGINS": "notif_test_typo"}, use_state=False)
+    with pytest.raises(ConfigError) as info:
+        get_plugin_manager(settings)
+    assert "notif_chanels" in str(info.value) and "notif_channels" in str(info.value)
+    sys.modules.pop("notif_test_typo", None)

@@ -90,3 +90,10 @@ def test_bad_tokens_get_401_with_a_reason(client, case):
 def test_openapi_spec_is_served(client):
     spec = client.get("/openapi.json").json()
     assert "/api/notifications" in spec["paths"]
+
+
+def test_the_service_worker_is_served_for_the_whole_origin(client):
+    response = client.get("/sw.js")
+    assert response.status_code == 200 and "showNotification" in response.text
+    assert response.headers["service-worker-allowed"] == "/"
+    assert response.headers["content-type"].startswith("text/javascript")

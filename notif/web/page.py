@@ -16,6 +16,13 @@ async def inbox_page() -> FileResponse:
     return FileResponse(STATIC / "inbox.html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/sw.js")
+async def service_worker() -> FileResponse:
+    # served from the root so that it may control the whole origin
+    return FileResponse(STATIC / "sw.js", media_type="text/javascript",
+                        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"})
+
+
 @router.get("/static/{name}")
 async def static_file(name: str) -> FileResponse:
     path = STATIC / name

@@ -145,6 +145,33 @@
     markedRead([], true); setBadge(result.unread);
   });
 
+  // Web Push: a service worker shows pushes and handles their buttons; this browser subscribes on request
+  function b64ToBytes(text) {
+    const padded = (text + "=".repeat((4 - (text.length % 4)) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+  }
+
+  async function setUpPush() {
+    if (!("serviceWorker" in navigator) || !("PushManager" in window)) return;
+    const registration = await navigator.serviceWorker.register("/sw.js");
+    document.body.dataset.serviceWorker = "registered";
+    const keyResponse = await fetch("/api/push/vapid-public-key");
+    if (!keyResponse.ok) return; // push is not configured on this server
+    const { public_key: key } = await keyResponse.json();
+    const button = $("enable-push");
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        if ((await Notification.requestPermission()) !== "granted") { button.textContent = "Push blocked"; return; }
+        const subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64ToBytes(key) });
+        await api("/api/push/subscriptions", { method: "POST", headers: { "Content-Type": "application/json" },
+                                               body: JSON.stringify(subscription) });
+        button.textContent = "Push enabled ✓"; button.disabled = true;
+      } catch (error) { button.textContent = "Push unavailable"; }
+    });
+  }
+  setUpPush().catch(() => {});
+
   const params = new URLSearchParams(location.search);
   const fromUrl = params.get("token");
   if (fromUrl) history.replaceState(null, "", location.pathname); // keep the token out of history

@@ -1,0 +1,28 @@
+// notif's service worker: shows Web Push notifications and handles their action buttons.
+"use strict";
+
+self.addEventListener("push", (event) => {
+  let data = {};
+  try { data = event.data ? event.data.json() : {}; } catch (error) { data = { title: "Notification", body: event.data.text() }; }
+  event.waitUntil(self.registration.showNotification(data.title || "Notification", {
+    body: data.body || "",
+    tag: data.tag,
+    data: data.data || {},
+    actions: data.actions || [],
+  }));
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const data = event.notification.data || {};
+  const action = (data.actions || []).find((a) => a.id === event.action);
+  if (action && action.api_endpoint) {
+    event.waitUntil(fetch(action.api_endpoint, { method: action.method || "POST", credentials: "include" }));
+    return;
+  }
+  const url = (action && action.url) || data.url || "/";
+  event.waitUntil(self.clients.matchAll({ type: "window" }).then((windows) => {
+    for (const w of windows) if (w.url === url && "focus" in w) return w.focus();
+    return self.clients.openWindow(url);
+  }));
+});
