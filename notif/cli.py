@@ -118,8 +118,18 @@ def cmd_templates(args, settings) -> int:
         return 1 if failures else 0
     template = store.get(args.type)
     rendered = store.render(args.type, {**template.sample, **_parse_vars(args.var or [])})
-    print(json.dumps({"title": rendered.title, "message": rendered.message, "html": rendered.html,
-                      "actions": rendered.actions}, indent=2))
+    content = rendered.channel_content or {}
+    print(json.dumps({
+        "in_app": {"title": rendered.title, "message": rendered.message, "html": rendered.html,
+                   "actions": rendered.actions},
+        "push": {"title": content.get("push", {}).get("title", rendered.title),
+                 "body": content.get("push", {}).get("body", rendered.message),
+                 "actions": [a.get("label") for a in rendered.actions][:2]},
+        "email": {"subject": content.get("email", {}).get("subject", rendered.title),
+                  "text": content.get("email", {}).get("text", rendered.message),
+                  "html": content.get("email", {}).get("html", rendered.html),
+                  "buttons": [a.get("label") for a in rendered.actions if a.get("url")]},
+    }, indent=2, ensure_ascii=False))
     return 0
 
 

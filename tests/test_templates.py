@@ -76,3 +76,14 @@ def test_hostile_variables_are_data_not_code(hostile):
     rendered = store().render("REPORT_SUBMITTED", {**VARS, "submitterName": hostile})
     assert hostile in rendered.message  # rendered as given: never evaluated
     assert "<script>" not in rendered.html and "49" not in rendered.message
+
+
+def test_preview_shows_each_channels_rendering():
+    import json as _json
+    result = subprocess.run([sys.executable, "-m", "notif.cli", "templates", "preview", "REPORT_SUBMITTED",
+                             "--var", "submitterName=Bo"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "NOTIF_STATE_DIR": "/nonexistent"})
+    shown = _json.loads(result.stdout)
+    assert shown["push"]["title"] == "Report from North"
+    assert shown["email"]["subject"] == "Bo submitted a report for North"
+    assert shown["in_app"]["actions"][1]["api_endpoint"] == "/api/reports/42/approve"
