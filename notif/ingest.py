@@ -24,7 +24,7 @@ import peewee
 from .db import database
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
 from .metrics import ERRORS, PROCESSED, PROCESSING
-from .messages import parse_message
+from .messages import CancelMessage, parse_message
 from .models import Delivery, Notification, utcnow
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
@@ -48,6 +48,14 @@ class Prepared:
 
 
 @dataclass
+class Cancel:
+    """A ``{"cancel": key}`` message."""
+
+    message: Received
+    key: str
+
+
+@dataclass
 class Outcome:
     stored: int = 0  # notifications inserted
     duplicates: int = 0  # notifications whose key was already stored
@@ -55,6 +63,7 @@ class Outcome:
     duplicate_messages: int = 0  # messages that stored nothing new (every recipient had the key)
     dead_lettered: list[DeadLetter] = field(default_factory=list)
     retry: list[Received] = field(default_factory=list)  # transient failures, left on SQS
+    cancelled: int = 0  # scheduled notifications withdrawn
     deliveries: list[tuple[int, str]] = field(default_factory=list)  # (delivery id, priority) enqueued
     done: list[Received] = field(default_factory=list)  # safe to delete from SQS
 
@@ -67,9 +76,11 @@ def _error_kind(exc: PermanentError) -> str:
     return "permanent_error"
 
 
-def prepare(rt: Runtime, received: Received) -> Prepared:
+def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
     """Validate and render one message; raises PermanentError on bad input."""
     msg = parse_message(received.body)
+    if isinstance(msg, CancelMessage):
+        return Cancel(received, msg.cancel)
     template = rt.templates.get(msg.type) if msg.uses_template else None
     if template is not None:
         rendered = rt.templates.render(msg.type, msg.variables)
@@ -82,6 +93,9 @@ def prepare(rt: Runtime, received: Received) -> Prepared:
     sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
                if received.sent_ms else None)
     now = utcnow()
+    send_at = msg.send_at.astimezone(dt.timezone.utc).replace(tzinfo=None) if msg.send_at else None
+    if send_at is not None and send_at <= now:
+        send_at = None  # a time in the past means now
     rows = []
     for recipient in msg.recipient_list():
         extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True)
@@ -101,6 +115,7 @@ def prepare(rt: Runtime, received: Received) -> Prepared:
             "sqs_message_id": received.message_id,
             "sqs_sent_at": sent_at,
             "created_at": now,
+            "send_at": send_at,
         })
     return Prepared(received, rows, channels)
 
@@ -124,14 +139,17 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[i
             query = (Notification.insert_many(chunk).on_conflict_ignore()
                      .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
             inserted.extend(query.tuples().execute())
+        send_at_of = {(row["user_id"], row["key"]): row["send_at"] for row in rows}
         deliveries = []
         now = utcnow()
         for notification_id, user_id, key, priority in inserted:
+            send_at = send_at_of[(user_id, key)]
             for channel in channels_of[(user_id, key)]:
-                row = {"notification": notification_id, "channel": channel, "status": Delivery.PENDING,
+                row = {"notification": notification_id, "channel": channel,
+                       "status": Delivery.SCHEDULED if send_at else Delivery.PENDING, "next_attempt_at": send_at,
                        "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
                 if channel not in available:
-                    row.update(status=Delivery.SKIPPED,
+                    row.update(status=Delivery.SKIPPED, next_attempt_at=None,
                                last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")
                 deliveries.append((row, priority))
         pending: list[tuple[int, str]] = []
@@ -165,6 +183,21 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
         _count_messages(outcome, [item], inserted)
         outcome.deliveries.extend(pending)
         outcome.done.append(item.message)
+
+
+def cancel_scheduled(key: str, message: Received) -> int:
+    """Withdraw the notifications with idempotency key ``key`` that have not gone out yet."""
+    with database.atomic():
+        ids = [n.id for n in Notification.select(Notification.id).where(Notification.key == key)]
+        started = {d.notification_id for d in Delivery.select(Delivery.notification)
+                   .where(Delivery.notification.in_(ids) & (Delivery.status != Delivery.SCHEDULED))} if ids else set()
+        withdraw = [i for i in ids if i not in started]
+        if withdraw:
+            Delivery.delete().where(Delivery.notification.in_(withdraw)).execute()
+            Notification.delete().where(Notification.id.in_(withdraw)).execute()
+    log.info("cancel handled", extra={"key": key, "cancelled": len(withdraw), "too_late": len(started),
+                                      "correlation_id": message.correlation_id})
+    return len(withdraw)
 
 
 def _count_messages(outcome: Outcome, prepared: list[Prepared], inserted: set) -> None:
@@ -228,12 +261,14 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
     started = time.monotonic()
     outcome = Outcome()
     prepared: list[Prepared] = []
+    cancels: list[Cancel] = []
     for received in messages:
         if received.receives > rt.settings.max_receives:
             outcome.dead_lettered.append(_gave_up(rt, received))
             continue
         try:
-            prepared.append(prepare(rt, received))
+            item = prepare(rt, received)
+            (cancels if isinstance(item, Cancel) else prepared).append(item)
         except PermanentError as exc:
             outcome.dead_lettered.append(DeadLetter(received, exc.reason, exc.field, _error_kind(exc)))
 
@@ -249,6 +284,14 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
             _count_messages(outcome, prepared, inserted)
             outcome.deliveries.extend(pending)
             outcome.done.extend(p.message for p in prepared)
+
+    for item in cancels:  # after the batch's own rows: a send and its cancel may share a batch
+        try:
+            outcome.cancelled += cancel_scheduled(item.key, item.message)
+            outcome.done.append(item.message)
+        except peewee.DatabaseError as exc:
+            _remember_error(rt, item.message, f"database error: {exc}")
+            outcome.retry.append(item.message)
 
     if outcome.deliveries:
         try:

@@ -13,7 +13,8 @@ from .models import Notification
 
 
 def unread_count(user_id: str) -> int:
-    return Notification.select().where((Notification.user_id == user_id) & Notification.read_at.is_null()).count()
+    return Notification.select().where((Notification.user_id == user_id) & Notification.read_at.is_null()
+                                       & Notification.visible()).count()
 
 
 def notification_event(notification: Notification, unread: int) -> dict:

@@ -66,12 +66,19 @@ class InputMessage(BaseModel):
         return not (self.title is not None and self.message is not None)
 
 
+class CancelMessage(BaseModel):
+    """``{"cancel": "<id>"}``: withdraw a scheduled notification that has not gone out yet."""
+
+    model_config = ConfigDict(extra="forbid")
+    cancel: str = Field(min_length=1, max_length=255)
+
+
 def _location(loc: tuple) -> str:
     parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"str", "Recipient"})]
     return ".".join(parts) or "body"
 
 
-def parse_message(body: str | bytes) -> InputMessage:
+def parse_message(body: str | bytes) -> InputMessage | CancelMessage:
     """Parse an SQS body; raises InvalidMessage naming the field at fault."""
     if len(body) > MAX_BODY:
         raise InvalidMessage(f"body is {len(body)} bytes; the limit is {MAX_BODY} (SQS's)", field="body")
@@ -83,10 +90,9 @@ def parse_message(body: str | bytes) -> InputMessage:
         raise InvalidMessage("body is nested too deeply to be a notification", field="body") from None
     if not isinstance(raw, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(raw).__name__}", field="body")
-    if "cancel" in raw:
-        raise InvalidMessage("`cancel` messages need scheduled sends, which this version does not have yet", field="cancel")
+    model = CancelMessage if "cancel" in raw else InputMessage
     try:
-        return InputMessage.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
         # In a union (a recipient is a string or an object) the deepest error is the useful one.
@@ -94,7 +100,7 @@ def parse_message(body: str | bytes) -> InputMessage:
         field = _location(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            known = list(InputMessage.model_fields)
+            known = list(model.model_fields)
             close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
             message = "unknown field" + (f" (did you mean `{close[0]}`?)" if close else f"; known fields: {', '.join(known)}")
         if field == "body":

@@ -49,10 +49,18 @@ def _0003_push_and_channel_content(db: peewee.Database) -> None:
         apply(SchemaMigrator.from_database(db).add_column(table, "channel_content", Notification.channel_content))
 
 
+def _0004_notification_send_at(db: peewee.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    table = Notification._meta.table_name
+    if "send_at" not in {c.name for c in db.get_columns(table)}:
+        apply(SchemaMigrator.from_database(db).add_column(table, "send_at", Notification.send_at))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial: notifications and deliveries", _0001_initial),
     (2, "deliveries: next_attempt_at (retry schedule, seen by the outbox sweeper)", _0002_delivery_next_attempt),
     (3, "push subscriptions; per-channel content of notifications", _0003_push_and_channel_content),
+    (4, "notifications: send_at (scheduled sends)", _0004_notification_send_at),
 ]
 
 

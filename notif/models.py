@@ -58,6 +58,7 @@ class Notification(BaseModel):
     sqs_sent_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     read_at = peewee.DateTimeField(null=True)
+    send_at = peewee.DateTimeField(null=True)  # a scheduled send: hidden from the user until then
 
     class Meta:
         table_name = "notif_notification"
@@ -65,6 +66,11 @@ class Notification(BaseModel):
             (("user_id", "key"), True),
             (("user_id", "id"), False),
         )
+
+    @classmethod
+    def visible(cls, now: dt.datetime | None = None):
+        """What the user may see: not scheduled for later."""
+        return cls.send_at.is_null() | (cls.send_at <= (now or utcnow()))
 
     def to_dict(self) -> dict:
         return {
@@ -78,12 +84,14 @@ class Notification(BaseModel):
             "priority": self.priority,
             "created_at": isoformat(self.created_at),
             "read_at": isoformat(self.read_at),
+            "send_at": isoformat(self.send_at),
             "read": self.read_at is not None,
         }
 
 
 class Delivery(BaseModel):
     PENDING, SENDING, SENT, FAILED, SKIPPED, DISCARDED = "pending", "sending", "sent", "failed", "skipped", "discarded"
+    SCHEDULED = "scheduled"  # waits for next_attempt_at (its notification's send_at); the scheduler releases it
 
     id = peewee.BigAutoField()
     notification = peewee.ForeignKeyField(Notification, backref="deliveries", on_delete="CASCADE")

@@ -1,7 +1,8 @@
 """``notif scheduler``: the periodic jobs, run by whichever scheduler process is leader.
 
 Any number may run; one acts at a time (see :mod:`notif.leader`), and every job is safe to
-run twice, so a hand-over overlap sends nothing twice. Jobs today: the outbox sweep.
+run twice, so a hand-over overlap sends nothing twice. Jobs today: the outbox sweep and the
+release of scheduled sends when they fall due (twice a second).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .leader import Leadership
 from .metrics import register_snapshot
 from .metrics import serve as serve_metrics
 from .runtime import make_redis
-from .sweeper import sweep
+from .sweeper import release_due, sweep
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,20 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
         except Exception:
             log.exception("outbox sweep failed; the next pass tries again")
 
+    def release_job() -> None:
+        if not leadership.is_leader:
+            return
+        try:
+            with database.connection_context():
+                release_due(enqueue)
+        except Exception:
+            log.exception("releasing scheduled deliveries failed; the next pass tries again")
+
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(sweep_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-outbox")
+    scheduler.add_job(release_job, "interval", seconds=0.5, id="release-scheduled")
     scheduler.start()
-    log.info("scheduler started", extra={"jobs": ["sweep-outbox"]})
+    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled"]})
     try:
         stop.wait()
     finally:

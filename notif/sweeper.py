@@ -9,6 +9,7 @@ and on a random maintenance pass, and loses whatever Redis loses. So, periodical
   mid-send: it goes back to ``pending`` and is enqueued again.
 
 A delivery is claimed before it is sent, so an extra copy in Redis sends nothing twice.
+(It also releases scheduled deliveries when their time comes: :func:`release_due`.)
 (Ingest needs no sweep: an SQS message is deleted only after its rows commit, so SQS
 hands an unfinished one out again.)
 """
@@ -54,3 +55,24 @@ def sweep(enqueue: Enqueue, grace: float = 120.0, lease: float = 300.0, limit: i
         log.warning("outbox sweep re-enqueued deliveries", extra={
             "reclaimed": len(reclaimed), "requeued": len(lost), "delivery_ids": [d for d, _ in work][:50]})
     return {"reclaimed": len(reclaimed), "requeued": len(lost)}
+
+
+def release_due(enqueue: Enqueue, limit: int = 5000) -> int:
+    """Scheduled deliveries whose time has come become ``pending`` and are enqueued.
+
+    The status change is one conditional UPDATE per row, so two schedulers releasing at
+    the same moment each release a row at most once.
+    """
+    now = utcnow()
+    due = list(Delivery.select(Delivery.id, Notification.priority).join(Notification)
+               .where((Delivery.status == Delivery.SCHEDULED) & (Delivery.next_attempt_at <= now))
+               .order_by(Delivery.next_attempt_at).limit(limit).tuples())
+    released = []
+    for delivery_id, priority in due:
+        if (Delivery.update(status=Delivery.PENDING, updated_at=now, next_attempt_at=None)
+                .where((Delivery.id == delivery_id) & (Delivery.status == Delivery.SCHEDULED)).execute()):
+            released.append((delivery_id, priority))
+    if released:
+        enqueue(released)
+        log.info("scheduled deliveries released", extra={"released": len(released)})
+    return len(released)

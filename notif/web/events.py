@@ -37,7 +37,7 @@ REPLAY_PAGE = 500
 def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], int]:
     """Notifications the client has not seen since ``after``, oldest first, and the unread count."""
     with database.connection_context():
-        mine = Notification.user_id == user_id
+        mine = (Notification.user_id == user_id) & Notification.visible()
         anchor = (Delivery.select(Delivery.sent_at).join(Notification)
                   .where(mine & (Notification.id == after) & (Delivery.channel == "in_app")).scalar())
         rows = list(Notification.select().where(mine & (Notification.id > after))

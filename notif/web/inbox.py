@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/notifications", tags=["inbox"])
 
 def _page(user_id: str, limit: int, cursor: Optional[int], unread: bool) -> dict:
     with database.connection_context():
-        query = Notification.select().where(Notification.user_id == user_id)
+        query = Notification.select().where((Notification.user_id == user_id) & Notification.visible())
         if unread:
             query = query.where(Notification.read_at.is_null())
         if cursor is not None:
@@ -40,7 +40,7 @@ def _mark_read(user_id: str, notification_id: int | None) -> tuple[int, int] | N
     Returns (rows changed, unread count after), or None when the id is not this user's.
     """
     with database.atomic():
-        mine = Notification.user_id == user_id
+        mine = (Notification.user_id == user_id) & Notification.visible()
         if notification_id is not None:
             if not Notification.select().where(mine & (Notification.id == notification_id)).exists():
                 return None
