@@ -25,7 +25,7 @@ from .db import database
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
 from .metrics import ERRORS, PROCESSED, PROCESSING
 from .messages import CancelMessage, parse_message
-from .models import Delivery, Notification, utcnow
+from .models import Delivery, Notification, Preference, utcnow
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
 from .stats import record
@@ -45,6 +45,7 @@ class Prepared:
     message: Received
     notifications: list[dict]
     channels: list[str]
+    critical: bool = False  # ignores the users' opt-outs
 
 
 @dataclass
@@ -117,7 +118,7 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
             "created_at": now,
             "send_at": send_at,
         })
-    return Prepared(received, rows, channels)
+    return Prepared(received, rows, channels, critical=bool(template and template.critical))
 
 
 def _chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
@@ -132,6 +133,8 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[i
     """
     rows = [row for p in prepared for row in p.notifications]
     channels_of = {(row["user_id"], row["key"]): p.channels for p in prepared for row in p.notifications}
+    critical_of = {(row["user_id"], row["key"]): p.critical for p in prepared for row in p.notifications}
+    type_of = {(row["user_id"], row["key"]): row["type"] for row in rows}
     available = rt.channels
     with database.atomic():
         inserted: list[tuple[int, str, str, str]] = []
@@ -140,6 +143,8 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[i
                      .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
             inserted.extend(query.tuples().execute())
         send_at_of = {(row["user_id"], row["key"]): row["send_at"] for row in rows}
+        users = list({user_id for _, user_id, _, _ in inserted})
+        prefs = {p.user_id: p.settings for p in Preference.select().where(Preference.user_id.in_(users))} if users else {}
         deliveries = []
         now = utcnow()
         for notification_id, user_id, key, priority in inserted:
@@ -148,7 +153,10 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[i
                 row = {"notification": notification_id, "channel": channel,
                        "status": Delivery.SCHEDULED if send_at else Delivery.PENDING, "next_attempt_at": send_at,
                        "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
-                if channel not in available:
+                pair = (user_id, key)
+                if not critical_of[pair] and not Preference.allows(prefs.get(user_id), type_of[pair], channel):
+                    row.update(status=Delivery.SKIPPED, next_attempt_at=None, last_error="preference: the user opted out")
+                elif channel not in available:
                     row.update(status=Delivery.SKIPPED, next_attempt_at=None,
                                last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")
                 deliveries.append((row, priority))

@@ -12,7 +12,7 @@ from typing import Callable
 import peewee
 
 from .db import database, is_postgres
-from .models import Delivery, Notification, PushSubscription, utcnow
+from .models import Delivery, Notification, Preference, PushSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,16 @@ def _0004_notification_send_at(db: peewee.Database) -> None:
         apply(SchemaMigrator.from_database(db).add_column(table, "send_at", Notification.send_at))
 
 
+def _0005_preferences(db: peewee.Database) -> None:
+    db.create_tables([Preference], safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial: notifications and deliveries", _0001_initial),
     (2, "deliveries: next_attempt_at (retry schedule, seen by the outbox sweeper)", _0002_delivery_next_attempt),
     (3, "push subscriptions; per-channel content of notifications", _0003_push_and_channel_content),
     (4, "notifications: send_at (scheduled sends)", _0004_notification_send_at),
+    (5, "users' notification preferences", _0005_preferences),
 ]
 
 

@@ -135,4 +135,26 @@ class PushSubscription(BaseModel):
         return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
 
 
-MODELS = [Notification, Delivery, PushSubscription]
+class Preference(BaseModel):
+    """A user's opt-outs: ``{"channels": {"email": false}, "types": {"COMMENT_ADDED": false},
+    "type_channels": {"REPORT_SUBMITTED": {"push": false}}}`` (absent means on)."""
+
+    user_id = peewee.CharField(max_length=255, primary_key=True)
+    settings = JSONField()
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "notif_preference"
+
+    @staticmethod
+    def allows(settings: dict | None, type_: str | None, channel: str) -> bool:
+        if not settings:
+            return True
+        if settings.get("channels", {}).get(channel) is False:
+            return False
+        if type_ and settings.get("types", {}).get(type_) is False:
+            return False
+        return not (type_ and settings.get("type_channels", {}).get(type_, {}).get(channel) is False)
+
+
+MODELS = [Notification, Delivery, PushSubscription, Preference]

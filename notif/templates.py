@@ -40,6 +40,7 @@ class Template:
     sample: dict = field(default_factory=dict)
     path: str = ""
     overrides: dict = field(default_factory=dict)  # per channel: {"push": {"title", "body"}, "email": {...}}
+    critical: bool = False  # delivered whatever the user's preferences say
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def _load(path: str, mtime_ns: int) -> Template:
         channels=tuple(raw.get("channels", ())),
         sample=dict(raw.get("sample", {})),
         path=path,
+        critical=bool(raw.get("critical", False)),
         overrides={ch: {k: str(v) for k, v in raw[ch].items() if k in parts}
                    for ch, parts in OVERRIDES.items() if isinstance(raw.get(ch), dict)},
     )

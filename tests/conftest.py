@@ -69,7 +69,8 @@ def pg(_pg_schema):
     conn = psycopg2.connect(_pg_schema)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("TRUNCATE notif_delivery, notif_notification, notif_push_subscription RESTART IDENTITY CASCADE")
+        cur.execute("TRUNCATE notif_delivery, notif_notification, notif_push_subscription, notif_preference "
+                    "RESTART IDENTITY CASCADE")
     conn.close()
 
 
