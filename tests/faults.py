@@ -6,7 +6,6 @@ import random
 import socket
 import subprocess
 import threading
-import time
 from collections import Counter
 
 from helpers import free_port, pg_query, queue_counts, wait_until

@@ -4,7 +4,6 @@ The example package in examples/notif-webhook is pip-installed for this module; 
 it through its entry point alone and delivers to it like to its own channels.
 """
 import json
-import os
 import subprocess
 import sys
 import threading

@@ -1,6 +1,5 @@
 """`notif dev` on embedded defaults: what README promises a newcomer, run as a newcomer would."""
 import json
-import os
 import signal
 import subprocess
 import sys

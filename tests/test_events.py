@@ -184,3 +184,14 @@ def test_a_client_that_stops_reading_is_dropped(web, rt):
         wait_until(lambda: subscribers(rt, "kim") == 0, 20, message="the slow client to be dropped")
     finally:
         sock.close()
+
+
+def test_the_web_process_counts_its_open_streams_on_metrics(http, rt):
+    def open_streams():
+        text = http.get("/metrics").text
+        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("notif_sse_connections"))
+
+    with open_stream(http, "lou") as response:
+        sse = connected(response)  # (kept: dropping the reader closes the stream)
+        assert open_streams() == 1 and sse.comments == ["connected"]
+    wait_until(lambda: open_streams() == 0, 10, message="the stream to be counted out")

@@ -1,11 +1,9 @@
 """The outbox sweeper and leader election, on real PostgreSQL and Redis."""
 import datetime as dt
-import threading
 
 import pytest
 from redis.exceptions import LockNotOwnedError
 
-from helpers import wait_until
 from notif.leader import Leadership
 from notif.models import Delivery, Notification, utcnow
 from notif.sweeper import sweep

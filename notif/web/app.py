@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from ..auth import AuthError
 from ..config import Settings
 from ..db import init_database
-from . import events, health, inbox, page, preferences, push
+from . import events, health, inbox, metrics, page, preferences, push
 from .hub import Hub
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
                             headers={"WWW-Authenticate": "Bearer"})
 
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(inbox.router)
     app.include_router(push.router)
     app.include_router(preferences.router)

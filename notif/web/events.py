@@ -26,7 +26,7 @@ from ..db import database
 from ..live import unread_count
 from ..metrics import SSE_CONNECTIONS
 from ..models import Delivery, Notification
-from .hub import CLOSE, RESYNC, Hub, Listener
+from .hub import CLOSE, Hub, Listener
 from .sse import encode_notification, encode_open
 
 log = logging.getLogger(__name__)

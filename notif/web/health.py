@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 from ..db import database
 
@@ -71,9 +71,3 @@ def _processes(settings) -> dict:
         return summary
     finally:
         client.close()
-
-
-@router.get("/metrics", summary="Prometheus metrics of this web process", include_in_schema=False)
-async def metrics() -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
