@@ -6,19 +6,26 @@ import time
 import jwt
 
 ALGORITHM = "HS256"
+SERVICE_SCOPE = "service"  # a token with `"scope": "service"` speaks for the host application, not a user
 
 
 class AuthError(Exception):
     """The token is missing or unacceptable; the message is the reason shown to the client."""
 
 
-def make_token(secret: str, user_id: str, ttl_seconds: int = 3600) -> str:
+def make_token(secret: str, user_id: str, ttl_seconds: int = 3600, service: bool = False) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_seconds}, secret, algorithm=ALGORITHM)
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    if service:
+        claims["scope"] = SERVICE_SCOPE
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str | None) -> str:
-    """The user id the token speaks for, or AuthError with the reason."""
+def verify_token(secret: str, token: str | None, service: bool = False) -> str:
+    """The user id (or, with ``service``, the service name) the token speaks for, or AuthError.
+
+    A user's token never passes as a service token, nor a service token as a user's.
+    """
     if not token:
         raise AuthError("missing token: send `Authorization: Bearer <jwt>` or `?token=<jwt>`")
     try:
@@ -36,4 +43,9 @@ def verify_token(secret: str, token: str | None) -> str:
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub:
         raise AuthError("token `sub` must be a non-empty string (the user id)")
+    is_service = claims.get("scope") == SERVICE_SCOPE
+    if service and not is_service:
+        raise AuthError('this route needs a service token (`"scope": "service"`; `notif token --service NAME`)')
+    if is_service and not service:
+        raise AuthError("a service token does not speak for a user")
     return sub

@@ -51,7 +51,7 @@ def cmd_scheduler(args, settings) -> int:
 def cmd_token(args, settings) -> int:
     from .auth import make_token
 
-    print(make_token(settings.require("jwt_secret"), args.user, args.ttl))
+    print(make_token(settings.require("jwt_secret"), args.user, args.ttl, service=args.service))
     return 0
 
 
@@ -101,7 +101,7 @@ def cmd_send(args, settings) -> int:
 
 def cmd_templates(args, settings) -> int:
     from .plugins import manager_for, template_dirs
-    from .templates import TemplateStore
+    from .templates import TemplateStore, digest_sample, render_digest
 
     store = TemplateStore.from_settings(settings, template_dirs(manager_for(settings), settings))
     if args.action == "check":
@@ -110,7 +110,9 @@ def cmd_templates(args, settings) -> int:
             try:
                 template = store.get(type_)
                 store.render(type_, template.sample)
-                print(f"ok      {type_}")
+                if template.digest.get("title"):
+                    render_digest(store, type_, digest_sample(store, template))
+                print(f"ok      {type_}" + ("  (and its [digest])" if template.digest.get("title") else ""))
             except NotifError as exc:
                 failures += 1
                 print(f"FAILED  {type_}: {exc}")
@@ -175,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dlq(sub)
     add_stats(sub)
 
-    p = sub.add_parser("token", help="print a JWT for a user (for testing)")
-    p.add_argument("user")
+    p = sub.add_parser("token", help="print a JWT for a user (for testing), or a service token")
+    p.add_argument("user", help="the user id (with --service: the calling service's name)")
+    p.add_argument("--service", action="store_true",
+                   help="a service token (scope service) for service routes such as DELETE /api/scheduled/{id}")
     p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     p.set_defaults(func=cmd_token)
 

@@ -32,7 +32,8 @@ def render(snap: dict) -> str:
     for key, label in (("received", "received"), ("stored", "stored"), ("duplicate", "duplicates"),
                        ("dead_lettered", "dead-lettered"), ("ingest_retry", "ingest retries"),
                        ("sent", "delivered"), ("delivery_failed", "deliveries failed"),
-                       ("delivery_retry", "delivery retries")):
+                       ("delivery_retry", "delivery retries"), ("deferred", "deferred (rate limit)"),
+                       ("digested", "folded into digests")):
         lines.append(f"  {label:<20}" + "".join(f"{rates[w][key]:>8}" for w in ("1m", "5m", "15m")))
     lines.append(f"  {'error rate':<20}" + "".join(f"{rates[w]['error_rate'] * 100:>7.1f}%" for w in ("1m", "5m", "15m")))
     lines.append("")
@@ -40,6 +41,10 @@ def render(snap: dict) -> str:
     dead = snap["dead_letters"]
     lines.append(f"DEAD LETTERS           inputs {_n(dead['input'])}, deliveries {_n(dead['delivery'])}"
                  + ("   (see `notif dlq list`)" if (dead["input"] or dead["delivery"]) else ""))
+    held = snap.get("held")
+    if held is not None:
+        lines.append(f"HELD                   scheduled {held['scheduled']}, deferred {held['deferred']}, "
+                     f"digest windows open {held['digest_windows']} ({held['digest_items']} items)")
     lines += ["", "PROCESSES"]
     if not snap["processes"]:
         lines.append("  none has reported a heartbeat")

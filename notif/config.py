@@ -50,6 +50,27 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true/false, got {text!r}")
 
 
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+          "d": 86400, "day": 86400}
+_LIMIT = re.compile(r"^(\d+)/(\d*)([a-z]+?)s?$")
+
+
+def _rate_limits(text: str) -> dict[str, tuple[int, float]]:
+    """``push=10/minute,email=20/hour`` → {channel: (count, period seconds)}; also ``5/30s``."""
+    limits: dict[str, tuple[int, float]] = {}
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        channel, sep, spec = part.partition("=")
+        match = _LIMIT.match(spec.lower()) if sep and channel else None
+        unit = match and (_UNITS.get(match.group(3)) or _UNITS.get(match.group(3) + "s"))
+        if not match or not unit or int(match.group(1)) < 1:
+            raise ValueError(f"expected channel=COUNT/PERIOD such as push=10/minute or email=20/hour "
+                             f"(periods: s, min, h, day, or e.g. 30s), got {part!r}")
+        limits[channel] = (int(match.group(1)), float(int(match.group(2) or 1) * unit))
+    return limits
+
+
 def env(name: str, default: Any = None, cast: Callable[[str], Any] = str, doc: str = "", secret: bool = False) -> Any:
     """Declare a setting read from environment variable ``name``."""
     return field(default=default, metadata={"env": name, "cast": cast, "doc": doc, "secret": secret})
@@ -112,6 +133,8 @@ class Settings:
     templates_dir: str | None = env("NOTIF_TEMPLATES_DIR", doc="a deployment's own templates, looked up before the built-ins")
     plugins: tuple = env("NOTIF_PLUGINS", "", _csv, doc="extra plugin modules to load by import path (besides installed entry points)")
     disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", _csv, doc="channel plugins not to load, by name")
+    digest_window: int = env("NOTIF_DIGEST_WINDOW", 60, int, doc="seconds a digest window stays open when neither the message (`batch_window`) nor its template says")
+    rate_limits: dict = env("NOTIF_RATE_LIMITS", "push=10/minute,email=20/hour", _rate_limits, doc="per user and channel; over the limit a delivery is deferred, never dropped (empty: no limits)")
     default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", _csv, doc="channels used when neither message nor template names any")
     log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
     log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")

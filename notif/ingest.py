@@ -22,10 +22,11 @@ from typing import Callable, Iterable
 import peewee
 
 from .db import database
+from .digests import DigestSpec, join_window, spec_for
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
 from .metrics import ERRORS, PROCESSED, PROCESSING
 from .messages import CancelMessage, parse_message
-from .models import Delivery, Notification, Preference, utcnow
+from .models import Delivery, Digest, Notification, Preference, utcnow
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
 from .stats import record
@@ -46,6 +47,8 @@ class Prepared:
     notifications: list[dict]
     channels: list[str]
     critical: bool = False  # ignores the users' opt-outs
+    digest: DigestSpec | None = None  # held for a digest window instead of sent on its own
+    variables: dict | None = None
 
 
 @dataclass
@@ -97,6 +100,9 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
     send_at = msg.send_at.astimezone(dt.timezone.utc).replace(tzinfo=None) if msg.send_at else None
     if send_at is not None and send_at <= now:
         send_at = None  # a time in the past means now
+    priority = msg.priority or received.priority
+    digest = spec_for(msg.batch_key, msg.batch_window, template, priority, scheduled=send_at is not None,
+                      default_window=rt.settings.digest_window)
     rows = []
     for recipient in msg.recipient_list():
         extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True)
@@ -111,14 +117,17 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
             "data": msg.data,
             "recipient": extra or None,
             "channel_content": channel_content,
-            "priority": msg.priority or received.priority,
+            "priority": priority,
             "correlation_id": received.correlation_id,
             "sqs_message_id": received.message_id,
             "sqs_sent_at": sent_at,
             "created_at": now,
             "send_at": send_at,
+            "digest_id": None,
+            "variables": None,
         })
-    return Prepared(received, rows, channels, critical=bool(template and template.critical))
+    return Prepared(received, rows, channels, critical=bool(template and template.critical), digest=digest,
+                    variables=msg.variables)
 
 
 def _chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
@@ -132,42 +141,58 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[i
     Returns ((user_id, key) pairs inserted, duplicates, pending deliveries as (id, priority)).
     """
     rows = [row for p in prepared for row in p.notifications]
-    channels_of = {(row["user_id"], row["key"]): p.channels for p in prepared for row in p.notifications}
-    critical_of = {(row["user_id"], row["key"]): p.critical for p in prepared for row in p.notifications}
-    type_of = {(row["user_id"], row["key"]): row["type"] for row in rows}
-    available = rt.channels
+    of = {(row["user_id"], row["key"]): p for p in prepared for row in p.notifications}
+    now = utcnow()
     with database.atomic():
+        # Digest items join their bucket's window first, in a fixed order (no deadlock between batches).
+        held = sorted(((row, p) for p in prepared if p.digest for row in p.notifications),
+                      key=lambda pair: (pair[0]["user_id"], pair[1].digest.batch_key))
+        for row, p in held:
+            row["digest_id"] = join_window(row["user_id"], p.digest, row["type"], row["priority"], p.channels, now)
+            row["variables"] = p.variables or None
         inserted: list[tuple[int, str, str, str]] = []
         for chunk in _chunks(rows):
             query = (Notification.insert_many(chunk).on_conflict_ignore()
                      .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
             inserted.extend(query.tuples().execute())
-        send_at_of = {(row["user_id"], row["key"]): row["send_at"] for row in rows}
-        users = list({user_id for _, user_id, _, _ in inserted})
-        prefs = {p.user_id: p.settings for p in Preference.select().where(Preference.user_id.in_(users))} if users else {}
-        deliveries = []
-        now = utcnow()
+        owed = []
         for notification_id, user_id, key, priority in inserted:
-            send_at = send_at_of[(user_id, key)]
-            for channel in channels_of[(user_id, key)]:
-                row = {"notification": notification_id, "channel": channel,
-                       "status": Delivery.SCHEDULED if send_at else Delivery.PENDING, "next_attempt_at": send_at,
-                       "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
-                pair = (user_id, key)
-                if not critical_of[pair] and not Preference.allows(prefs.get(user_id), type_of[pair], channel):
-                    row.update(status=Delivery.SKIPPED, next_attempt_at=None, last_error="preference: the user opted out")
-                elif channel not in available:
-                    row.update(status=Delivery.SKIPPED, next_attempt_at=None,
-                               last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")
-                deliveries.append((row, priority))
-        pending: list[tuple[int, str]] = []
-        for chunk in _chunks(deliveries):
-            query = (Delivery.insert_many([row for row, _ in chunk])
-                     .returning(Delivery.id, Delivery.status))
-            for (delivery_id, status), (_, priority) in zip(query.tuples().execute(), chunk):
-                if status == Delivery.PENDING:
-                    pending.append((delivery_id, priority))
+            p = of[(user_id, key)]
+            if p.digest is None:  # a digest item is delivered with its digest
+                owed.append((notification_id, user_id, priority, p.channels, p.notifications[0]["type"],
+                             p.critical, p.notifications[0]["send_at"]))
+        pending = delivery_rows(rt, owed, now)
     return {(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), pending
+
+
+def delivery_rows(rt: Runtime, owed: list[tuple], now) -> list[tuple[int, str]]:
+    """Insert the outbox rows of new notifications; returns the pending ones as (id, priority).
+
+    ``owed``: (notification id, user id, priority, channels, type, critical, send_at). A
+    user's opt-out or a channel not installed is recorded on the row (``skipped``, with why).
+    """
+    users = list({item[1] for item in owed})
+    prefs = {p.user_id: p.settings for p in Preference.select().where(Preference.user_id.in_(users))} if users else {}
+    available = rt.channels
+    deliveries = []
+    for notification_id, user_id, priority, channels, type_, critical, send_at in owed:
+        for channel in channels:
+            row = {"notification": notification_id, "channel": channel,
+                   "status": Delivery.SCHEDULED if send_at else Delivery.PENDING, "next_attempt_at": send_at,
+                   "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
+            if not critical and not Preference.allows(prefs.get(user_id), type_, channel):
+                row.update(status=Delivery.SKIPPED, next_attempt_at=None, last_error="preference: the user opted out")
+            elif channel not in available:
+                row.update(status=Delivery.SKIPPED, next_attempt_at=None,
+                           last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")
+            deliveries.append((row, priority))
+    pending: list[tuple[int, str]] = []
+    for chunk in _chunks(deliveries):
+        query = Delivery.insert_many([row for row, _ in chunk]).returning(Delivery.id, Delivery.status)
+        for (delivery_id, status), (_, priority) in zip(query.tuples().execute(), chunk):
+            if status == Delivery.PENDING:
+                pending.append((delivery_id, priority))
+    return pending
 
 
 def _is_data_error(exc: Exception) -> bool:
@@ -193,19 +218,28 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
         outcome.done.append(item.message)
 
 
-def cancel_scheduled(key: str, message: Received) -> int:
-    """Withdraw the notifications with idempotency key ``key`` that have not gone out yet."""
+def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, int]:
+    """Withdraw the notifications with idempotency key ``key`` that have not gone out yet:
+    scheduled ones not yet released, and digest items whose window is still open.
+    Returns (withdrawn, too late)."""
     with database.atomic():
-        ids = [n.id for n in Notification.select(Notification.id).where(Notification.key == key)]
+        found = list(Notification.select(Notification.id, Notification.digest_id).where(Notification.key == key).tuples())
+        held = {digest_id for _, digest_id in found if digest_id is not None}
+        # Touching the open windows locks them: a closer waits, then renders without these items.
+        still_open = {d for (d,) in Digest.update(updated_at=utcnow())
+                      .where(Digest.id.in_(list(held)) & Digest.open_key.is_null(False))
+                      .returning(Digest.id).tuples().execute()} if held else set()
+        plain = [i for i, digest_id in found if digest_id is None]
         started = {d.notification_id for d in Delivery.select(Delivery.notification)
-                   .where(Delivery.notification.in_(ids) & (Delivery.status != Delivery.SCHEDULED))} if ids else set()
-        withdraw = [i for i in ids if i not in started]
+                   .where(Delivery.notification.in_(plain) & (Delivery.status != Delivery.SCHEDULED))} if plain else set()
+        withdraw = [i for i, digest_id in found
+                    if (digest_id is None and i not in started) or (digest_id is not None and digest_id in still_open)]
         if withdraw:
             Delivery.delete().where(Delivery.notification.in_(withdraw)).execute()
             Notification.delete().where(Notification.id.in_(withdraw)).execute()
-    log.info("cancel handled", extra={"key": key, "cancelled": len(withdraw), "too_late": len(started),
-                                      "correlation_id": message.correlation_id})
-    return len(withdraw)
+    log.info("cancel handled", extra={"key": key, "cancelled": len(withdraw), "too_late": len(found) - len(withdraw),
+                                      "correlation_id": correlation_id})
+    return len(withdraw), len(found) - len(withdraw)
 
 
 def _count_messages(outcome: Outcome, prepared: list[Prepared], inserted: set) -> None:
@@ -295,7 +329,7 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
 
     for item in cancels:  # after the batch's own rows: a send and its cancel may share a batch
         try:
-            outcome.cancelled += cancel_scheduled(item.key, item.message)
+            outcome.cancelled += cancel_scheduled(item.key, item.message.correlation_id)[0]
             outcome.done.append(item.message)
         except peewee.DatabaseError as exc:
             _remember_error(rt, item.message, f"database error: {exc}")

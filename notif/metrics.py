@@ -25,13 +25,17 @@ PROCESSING = Histogram("notif_message_processing_seconds",
                        ["priority"])
 ERRORS = Counter("notif_errors_total", "Errors by stage (ingest, deliver, poll), kind (transient, permanent) and type",
                  ["stage", "kind", "error"])
-DELIVERIES = Counter("notif_deliveries_total", "Deliveries by channel and outcome (sent, failed, retry, skipped)",
+DELIVERIES = Counter("notif_deliveries_total",
+                     "Deliveries by channel and outcome (sent, failed, retry, skipped, deferred: over a rate limit)",
                      ["channel", "outcome"])
 DELIVERY_LATENCY = Histogram("notif_delivery_latency_seconds",
                              "End to end: SQS SentTimestamp to the channel's success", ["priority", "channel"],
                              buckets=LATENCY_BUCKETS)
 SLA_BREACHES = Counter("notif_sla_breaches_total", "Deliveries slower end to end than their priority's SLA target",
                        ["priority"])
+DIGESTS = Counter("notif_digests_total", "Digest windows closed, by outcome (sent: several items grouped, "
+                  "single: one item sent as it was, empty: every item cancelled)", ["outcome"])
+DIGEST_ITEMS = Counter("notif_digest_items_total", "Notifications folded into digests")
 SSE_CONNECTIONS = Gauge("notif_sse_connections", "Open SSE streams on this web process", multiprocess_mode="livesum")
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 import peewee
 
 from .db import database, is_postgres
-from .models import Delivery, Notification, Preference, PushSubscription, utcnow
+from .models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,25 @@ def _0005_preferences(db: peewee.Database) -> None:
     db.create_tables([Preference], safe=True)
 
 
+def _0006_digests(db: peewee.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    db.create_tables([Digest], safe=True)
+    table = Notification._meta.table_name
+    columns = {c.name for c in db.get_columns(table)}
+    migrator = SchemaMigrator.from_database(db)
+    if "digest_id" not in columns:
+        apply(migrator.add_column(table, "digest_id", Notification.digest_id))  # its index comes with it
+    if "variables" not in columns:
+        apply(migrator.add_column(table, "variables", Notification.variables))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial: notifications and deliveries", _0001_initial),
     (2, "deliveries: next_attempt_at (retry schedule, seen by the outbox sweeper)", _0002_delivery_next_attempt),
     (3, "push subscriptions; per-channel content of notifications", _0003_push_and_channel_content),
     (4, "notifications: send_at (scheduled sends)", _0004_notification_send_at),
     (5, "users' notification preferences", _0005_preferences),
+    (6, "digest windows; notifications: digest_id, variables", _0006_digests),
 ]
 
 

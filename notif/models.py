@@ -59,6 +59,8 @@ class Notification(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     read_at = peewee.DateTimeField(null=True)
     send_at = peewee.DateTimeField(null=True)  # a scheduled send: hidden from the user until then
+    digest_id = peewee.BigIntegerField(null=True, index=True)  # an item held for a digest (hidden; the digest is shown)
+    variables = JSONField(null=True)  # a digest item's template variables, for the digest template
 
     class Meta:
         table_name = "notif_notification"
@@ -69,8 +71,8 @@ class Notification(BaseModel):
 
     @classmethod
     def visible(cls, now: dt.datetime | None = None):
-        """What the user may see: not scheduled for later."""
-        return cls.send_at.is_null() | (cls.send_at <= (now or utcnow()))
+        """What the user may see: not scheduled for later, not an item waiting in a digest."""
+        return (cls.send_at.is_null() | (cls.send_at <= (now or utcnow()))) & cls.digest_id.is_null()
 
     def to_dict(self) -> dict:
         return {
@@ -157,4 +159,34 @@ class Preference(BaseModel):
         return not (type_ and settings.get("type_channels", {}).get(type_, {}).get(channel) is False)
 
 
-MODELS = [Notification, Delivery, PushSubscription, Preference]
+class Digest(BaseModel):
+    """A digest window: notifications for one (user, batch key), collected until ``closes_at``.
+
+    ``open_key`` is ``"<user>\x1f<batch key>"`` while the window is open and NULL once it is
+    closed; its unique index means one open window per bucket, whichever process asks. Items
+    are notifications with ``digest_id`` set; closing writes one grouped notification
+    (``notification_id``) with its deliveries, in one transaction.
+    """
+
+    id = peewee.BigAutoField()
+    user_id = peewee.CharField(max_length=255)
+    batch_key = peewee.CharField(max_length=255)
+    open_key = peewee.CharField(max_length=520, null=True, unique=True)
+    type = peewee.CharField(max_length=100, null=True)  # the first item's: picks the digest template
+    priority = peewee.CharField(max_length=10)
+    channels = JSONField()
+    opened_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    closes_at = peewee.DateTimeField(index=True)
+    closed_at = peewee.DateTimeField(null=True)
+    notification_id = peewee.BigIntegerField(null=True)  # the grouped notification, once closed
+
+    class Meta:
+        table_name = "notif_digest"
+
+    @staticmethod
+    def bucket(user_id: str, batch_key: str) -> str:
+        return f"{user_id}\x1f{batch_key}"
+
+
+MODELS = [Notification, Delivery, PushSubscription, Preference, Digest]

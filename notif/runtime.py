@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -30,6 +30,7 @@ class Runtime:
     redis: redis.Redis
     channels: dict[str, Channel]
     templates: TemplateStore
+    _limiter: object = field(default=None, repr=False)
 
     @classmethod
     def start(cls, settings: Settings) -> "Runtime":
@@ -45,6 +46,13 @@ class Runtime:
     @property
     def sqs(self):
         return client_for(self.settings)
+
+    @property
+    def limiter(self):
+        if self._limiter is None:
+            from .ratelimit import RateLimiter
+            self._limiter = RateLimiter(self.redis, self.settings.redis_prefix, self.settings.rate_limits)
+        return self._limiter
 
     def channel_context(self, log: logging.Logger) -> ChannelContext:
         return ChannelContext(settings=self.settings, redis=self.redis, log=log)

@@ -1,8 +1,9 @@
 """``notif scheduler``: the periodic jobs, run by whichever scheduler process is leader.
 
 Any number may run; one acts at a time (see :mod:`notif.leader`), and every job is safe to
-run twice, so a hand-over overlap sends nothing twice. Jobs today: the outbox sweep and the
-release of scheduled sends when they fall due (twice a second).
+run twice, so a hand-over overlap sends nothing twice. Jobs: the outbox sweep, the release
+of scheduled sends and rate-limit deferrals when they fall due, and the closing of due
+digest windows (both twice a second).
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from .heartbeat import Heartbeat
 from .leader import Leadership
 from .metrics import register_snapshot
 from .metrics import serve as serve_metrics
-from .runtime import make_redis
 from .sweeper import release_due, sweep
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 def run(settings: Settings, install_signals: bool = True, stop: threading.Event | None = None) -> None:
     from . import tasks as actors  # binds the Dramatiq broker
 
-    from .db import init_database
-    init_database(settings.database_url)
+    from .digests import close_due
+    from .runtime import Runtime
+    rt = Runtime.start(settings)  # templates and channels, for the digests it closes
     stop = stop or threading.Event()
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    redis_client = make_redis(settings)
+    redis_client = rt.redis
     leadership = Leadership(redis_client, f"{settings.redis_prefix}:scheduler:leader",
                             ttl=settings.leader_ttl).start()
     heartbeat = Heartbeat(redis_client, settings, "scheduler").start()
@@ -62,11 +63,21 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
         except Exception:
             log.exception("releasing scheduled deliveries failed; the next pass tries again")
 
+    def digest_job() -> None:
+        if not leadership.is_leader:
+            return
+        try:
+            with database.connection_context():
+                close_due(rt, enqueue)
+        except Exception:
+            log.exception("closing digest windows failed; the next pass tries again")
+
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(sweep_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-outbox")
     scheduler.add_job(release_job, "interval", seconds=0.5, id="release-scheduled")
+    scheduler.add_job(digest_job, "interval", seconds=0.5, id="close-digests")
     scheduler.start()
-    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled"]})
+    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled", "close-digests"]})
     try:
         stop.wait()
     finally:

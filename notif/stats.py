@@ -13,7 +13,7 @@ from .heartbeat import live_processes
 from .keys import deliver_queue, dramatiq_messages_key, ingest_queue
 
 COUNTERS = ("received", "stored", "duplicate", "dead_lettered", "ingest_retry", "sent", "delivery_failed",
-            "delivery_retry", "sla_breach_high", "sla_breach_normal", "sla_breach_low")
+            "delivery_retry", "deferred", "digested", "sla_breach_high", "sla_breach_normal", "sla_breach_low")
 KEEP_SECONDS = 2 * 3600
 BUCKET_SECONDS = 10
 WINDOWS = (1, 5, 15)  # minutes
@@ -94,6 +94,23 @@ def _failed_deliveries() -> int | None:
         return None
 
 
+def _held() -> dict | None:
+    """What waits on purpose: scheduled sends, rate-limit deferrals, open digest windows."""
+    from .db import database
+    from .models import Delivery, Digest, Notification
+    try:
+        with database.connection_context():
+            parked = Delivery.status == Delivery.SCHEDULED
+            deferred = Delivery.select().where(parked & Delivery.last_error.startswith("rate limited")).count()
+            open_windows = Digest.open_key.is_null(False)
+            return {"scheduled": Delivery.select().where(parked).count() - deferred, "deferred": deferred,
+                    "digest_windows": Digest.select().where(open_windows).count(),
+                    "digest_items": Notification.select().join(Digest, on=(Notification.digest_id == Digest.id))
+                    .where(open_windows).count()}
+    except Exception:
+        return None
+
+
 def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
     sqs = _sqs_depths(settings)
     dlq = sqs.get("dead_letter")
@@ -103,6 +120,7 @@ def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
         "dramatiq": _dramatiq_depths(redis_client, settings),
         "dead_letters": {"input": None if dlq is None else dlq["visible"] + dlq["in_flight"],
                          "delivery": _failed_deliveries()},
+        "held": _held(),
         "processes": live_processes(redis_client, settings),
     }
     if rates:

@@ -41,6 +41,7 @@ class Template:
     path: str = ""
     overrides: dict = field(default_factory=dict)  # per channel: {"push": {"title", "body"}, "email": {...}}
     critical: bool = False  # delivered whatever the user's preferences say
+    digest: dict = field(default_factory=dict)  # [digest]: window (seconds, digests by default), key, title, message, html
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,15 @@ def _load(path: str, mtime_ns: int) -> Template:
     missing = [k for k in ("title", "message") if not isinstance(raw.get(k), str)]
     if missing:
         raise TemplateError(f"template file {path} lacks {', '.join(missing)}", field="type")
+    digest = raw.get("digest", {})
+    if not isinstance(digest, dict):
+        raise TemplateError(f"template file {path}: [digest] must be a table", field="type")
+    window = digest.get("window")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+        raise TemplateError(f"template file {path}: [digest] window must be a whole number of seconds >= 1", field="type")
     return Template(
         type=Path(path).stem,
+        digest={k: v for k, v in digest.items() if k in ("window", "key", "title", "message", "html")},
         title=raw["title"],
         message=raw["message"],
         html=raw.get("html"),
@@ -159,3 +167,39 @@ def render(template: Template, variables: dict[str, Any]) -> Rendered:
         actions=actions,
         channel_content=content or None,
     )
+
+
+DIGEST_TEMPLATE = "DIGEST"  # renders a digest whose items' template has no [digest] title and message
+
+
+def render_digest(store: TemplateStore, type_: str | None, context: dict[str, Any]) -> Rendered:
+    """A digest notification: the items' template's ``[digest]`` parts, else the built-in DIGEST.
+
+    ``context`` has ``count``, ``items`` (each with title, message, type, data, variables,
+    created_at), ``batch_key`` and ``user_id``.
+    """
+    template = None
+    if type_:
+        try:
+            template = store.get(type_)
+        except TemplateError:
+            template = None  # the type's template went away since: the generic digest still works
+    parts = template.digest if template is not None else {}
+    if not (isinstance(parts.get("title"), str) and isinstance(parts.get("message"), str)):
+        return render(store.get(DIGEST_TEMPLATE), context)
+    where = f"template {type_} [digest]"
+    html = parts.get("html")
+    return Rendered(
+        title=render_string(parts["title"], context, part=f"{where} title"),
+        message=render_string(parts["message"], context, part=f"{where} message"),
+        html=None if html is None else render_string(str(html), context, html=True, part=f"{where} html"),
+        actions=[],
+    )
+
+
+def digest_sample(store: TemplateStore, template: Template, count: int = 2) -> dict[str, Any]:
+    """A digest context of ``count`` items made from the template's sample variables."""
+    rendered = render(template, template.sample)
+    item = {"id": 1, "key": "sample", "type": template.type, "title": rendered.title, "message": rendered.message,
+            "data": None, "variables": dict(template.sample), "created_at": "2026-01-01T00:00:00.000Z"}
+    return {"count": count, "items": [item] * count, "batch_key": template.type, "user_id": "user-1"}

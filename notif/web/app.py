@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from ..auth import AuthError
 from ..config import Settings
 from ..db import init_database
-from . import events, health, inbox, metrics, page, preferences, push
+from . import events, health, inbox, metrics, page, preferences, push, scheduled
 from .hub import Hub
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(inbox.router)
     app.include_router(push.router)
     app.include_router(preferences.router)
+    app.include_router(scheduled.router)
     app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)
     app.include_router(page.router)
     return app

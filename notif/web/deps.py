@@ -11,8 +11,7 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def current_user(request: Request) -> str:
-    """The user the request's JWT speaks for (``Authorization: Bearer`` or ``?token=``)."""
+def _token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     token = None
     if header:
@@ -20,5 +19,14 @@ def current_user(request: Request) -> str:
         token = value.strip() if scheme.lower() == "bearer" else None
         if token is None:
             raise AuthError("Authorization header must be `Bearer <jwt>`")
-    token = token or request.query_params.get("token")
-    return verify_token(get_settings(request).jwt_secret, token)
+    return token or request.query_params.get("token")
+
+
+def current_user(request: Request) -> str:
+    """The user the request's JWT speaks for (``Authorization: Bearer`` or ``?token=``)."""
+    return verify_token(get_settings(request).jwt_secret, _token(request))
+
+
+def current_service(request: Request) -> str:
+    """The host application, by a service token (``"scope": "service"``), for service routes."""
+    return verify_token(get_settings(request).jwt_secret, _token(request), service=True)
