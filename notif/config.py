@@ -58,6 +58,8 @@ _LIMIT = re.compile(r"^(\d+)/(\d*)([a-z]+?)s?$")
 def _rate_limits(text: str) -> dict[str, tuple[int, float]]:
     """``push=10/minute,email=20/hour`` → {channel: (count, period seconds)}; also ``5/30s``."""
     limits: dict[str, tuple[int, float]] = {}
+    if text.strip().lower() in ("off", "none"):
+        return limits
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
@@ -134,7 +136,7 @@ class Settings:
     plugins: tuple = env("NOTIF_PLUGINS", "", _csv, doc="extra plugin modules to load by import path (besides installed entry points)")
     disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", _csv, doc="channel plugins not to load, by name")
     digest_window: int = env("NOTIF_DIGEST_WINDOW", 60, int, doc="seconds a digest window stays open when neither the message (`batch_window`) nor its template says")
-    rate_limits: dict = env("NOTIF_RATE_LIMITS", "push=10/minute,email=20/hour", _rate_limits, doc="per user and channel; over the limit a delivery is deferred, never dropped (empty: no limits)")
+    rate_limits: dict = env("NOTIF_RATE_LIMITS", "push=10/minute,email=20/hour", _rate_limits, doc="per user and channel; over the limit a delivery is deferred, never dropped (`off`: no limits)")
     default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", _csv, doc="channels used when neither message nor template names any")
     log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
     log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")

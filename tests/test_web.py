@@ -97,3 +97,26 @@ def test_the_service_worker_is_served_for_the_whole_origin(client):
     assert response.status_code == 200 and "showNotification" in response.text
     assert response.headers["service-worker-allowed"] == "/"
     assert response.headers["content-type"].startswith("text/javascript")
+
+
+def test_the_host_app_cancels_a_scheduled_send_with_a_service_token(client):
+    import datetime as dt
+
+    from notif.models import Delivery, utcnow
+    later = utcnow() + dt.timedelta(hours=1)
+    n = Notification.create(user_id="u1", key="sched-1", title="t", message="m", priority="normal",
+                            correlation_id="c", send_at=later)
+    Delivery.create(notification=n, channel="in_app", status="scheduled", next_attempt_at=later)
+    sent = Notification.create(user_id="u1", key="sent-1", title="t", message="m", priority="normal", correlation_id="c")
+    Delivery.create(notification=sent, channel="in_app", status="sent")
+    service = {"Authorization": f"Bearer {token('host-app', service=True)}"}
+
+    refused = client.delete("/api/scheduled/sched-1", headers=auth("u1"))  # a user's token is not the service's
+    assert refused.status_code == 401 and "needs a service token" in refused.json()["reason"]
+    assert client.get("/api/notifications", headers=service).status_code == 401  # nor the reverse
+    assert client.delete("/api/scheduled/sched-1", headers=service).json() == \
+        {"id": "sched-1", "cancelled": 1, "too_late": 0}
+    assert Notification.select().where(Notification.key == "sched-1").count() == 0
+    late = client.delete("/api/scheduled/sent-1", headers=service)
+    assert late.status_code == 409 and late.json()["reason"] == "it has gone out already"
+    assert client.delete("/api/scheduled/nope", headers=service).status_code == 404
