@@ -93,6 +93,12 @@ def cmd_send(args, settings) -> int:
             message["channels"] = args.channel
         if args.id:
             message["id"] = args.id
+        if args.send_at:
+            message["send_at"] = args.send_at
+        if args.batch_key:
+            message["batch_key"] = args.batch_key
+        if args.batch_window:
+            message["batch_window"] = args.batch_window
         body = json.dumps(message)
     response = client_for(settings).send_message(QueueUrl=settings.queue_url(args.priority), MessageBody=body)
     print(response["MessageId"])
@@ -169,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", action="append", help="channel (repeatable); default: the template's")
     p.add_argument("--id", help="idempotency key")
     p.add_argument("--priority", choices=PRIORITIES, default="normal")
+    p.add_argument("--send-at", help="ISO 8601 time with a zone: a scheduled send")
+    p.add_argument("--batch-key", help="digest key: notifications for the same user and key are grouped")
+    p.add_argument("--batch-window", type=int, help="digest window in seconds")
     p.add_argument("--body", help="send this raw JSON body instead ('-' reads stdin)")
     p.set_defaults(func=cmd_send)
 

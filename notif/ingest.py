@@ -26,7 +26,7 @@ from .digests import DigestSpec, join_window, spec_for
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
 from .metrics import ERRORS, PROCESSED, PROCESSING
 from .messages import CancelMessage, parse_message
-from .models import Delivery, Digest, Notification, Preference, utcnow
+from .models import Cancellation, Delivery, Digest, Notification, Preference, utcnow
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
 from .stats import record
@@ -68,6 +68,7 @@ class Outcome:
     dead_lettered: list[DeadLetter] = field(default_factory=list)
     retry: list[Received] = field(default_factory=list)  # transient failures, left on SQS
     cancelled: int = 0  # scheduled notifications withdrawn
+    dropped: int = 0  # notifications not stored: a cancel for their key came first
     deliveries: list[tuple[int, str]] = field(default_factory=list)  # (delivery id, priority) enqueued
     done: list[Received] = field(default_factory=list)  # safe to delete from SQS
 
@@ -135,17 +136,24 @@ def _chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
         yield rows[start:start + size]
 
 
-def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[int, str]]]:
+def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[int, str]], int]:
     """Write all of ``prepared`` in one transaction.
 
-    Returns ((user_id, key) pairs inserted, duplicates, pending deliveries as (id, priority)).
+    Returns ((user_id, key) pairs inserted, duplicates, pending deliveries as (id, priority),
+    rows dropped because a cancel for their key came first).
     """
     rows = [row for p in prepared for row in p.notifications]
     of = {(row["user_id"], row["key"]): p for p in prepared for row in p.notifications}
     now = utcnow()
     with database.atomic():
+        keys = list({row["key"] for row in rows})
+        cancelled = {k for (k,) in Cancellation.select(Cancellation.key).where(Cancellation.key.in_(keys)).tuples()}
+        if cancelled:  # the cancel overtook its send on SQS
+            log.info("send dropped: cancelled before it arrived", extra={"keys": sorted(cancelled)})
+            rows = [row for row in rows if row["key"] not in cancelled]
+        dropped = sum(len(p.notifications) for p in prepared) - len(rows)
         # Digest items join their bucket's window first, in a fixed order (no deadlock between batches).
-        held = sorted(((row, p) for p in prepared if p.digest for row in p.notifications),
+        held = sorted(((row, p) for p in prepared if p.digest for row in p.notifications if row["key"] not in cancelled),
                       key=lambda pair: (pair[0]["user_id"], pair[1].digest.batch_key))
         for row, p in held:
             row["digest_id"] = join_window(row["user_id"], p.digest, row["type"], row["priority"], p.channels, now)
@@ -162,7 +170,7 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[i
                 owed.append((notification_id, user_id, priority, p.channels, p.notifications[0]["type"],
                              p.critical, p.notifications[0]["send_at"]))
         pending = delivery_rows(rt, owed, now)
-    return {(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), pending
+    return {(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), pending, dropped
 
 
 def delivery_rows(rt: Runtime, owed: list[tuple], now) -> list[tuple[int, str]]:
@@ -203,7 +211,7 @@ def _is_data_error(exc: Exception) -> bool:
 def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None:
     for item in prepared:
         try:
-            inserted, duplicates, pending = store(rt, [item])
+            inserted, duplicates, pending, dropped = store(rt, [item])
         except peewee.DatabaseError as exc:
             if _is_data_error(exc):
                 outcome.dead_lettered.append(DeadLetter(item.message, f"database rejected the message: {exc}", None, "database_rejected"))
@@ -213,6 +221,7 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
             continue
         outcome.stored += len(inserted)
         outcome.duplicates += duplicates
+        outcome.dropped += dropped
         _count_messages(outcome, [item], inserted)
         outcome.deliveries.extend(pending)
         outcome.done.append(item.message)
@@ -220,7 +229,8 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
 
 def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, int]:
     """Withdraw the notifications with idempotency key ``key`` that have not gone out yet:
-    scheduled ones not yet released, and digest items whose window is still open.
+    scheduled ones not yet released, and digest items whose window is still open. The cancel
+    is remembered (:class:`Cancellation`), so a send with this key arriving later is dropped.
     Returns (withdrawn, too late)."""
     with database.atomic():
         found = list(Notification.select(Notification.id, Notification.digest_id).where(Notification.key == key).tuples())
@@ -237,6 +247,8 @@ def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, 
         if withdraw:
             Delivery.delete().where(Delivery.notification.in_(withdraw)).execute()
             Notification.delete().where(Notification.id.in_(withdraw)).execute()
+        # remembered, for a send that is still on its way (SQS does not keep order)
+        Cancellation.insert(key=key, created_at=utcnow()).on_conflict_ignore().execute()
     log.info("cancel handled", extra={"key": key, "cancelled": len(withdraw), "too_late": len(found) - len(withdraw),
                                       "correlation_id": correlation_id})
     return len(withdraw), len(found) - len(withdraw)
@@ -316,13 +328,13 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
 
     if prepared:
         try:
-            inserted, duplicates, pending = store(rt, prepared)
+            inserted, duplicates, pending, dropped = store(rt, prepared)
         except peewee.DatabaseError as exc:
             log.warning("batch transaction failed; storing each message on its own",
                         extra={"error": str(exc), "batch_size": len(prepared)})
             _store_each(rt, prepared, outcome)
         else:
-            outcome.stored, outcome.duplicates = len(inserted), duplicates
+            outcome.stored, outcome.duplicates, outcome.dropped = len(inserted), duplicates, dropped
             _count_messages(outcome, prepared, inserted)
             outcome.deliveries.extend(pending)
             outcome.done.extend(p.message for p in prepared)
@@ -362,6 +374,7 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
     _observe(rt, messages, outcome, time.monotonic() - started)
     log.info("batch ingested", extra={
         "batch_size": len(messages), "stored": outcome.stored, "duplicates": outcome.duplicates,
+        "dropped_cancelled": outcome.dropped,
         "dead_lettered": len(outcome.dead_lettered), "retrying": len(outcome.retry),
         "deliveries": len(outcome.deliveries), "duration_ms": round((time.monotonic() - started) * 1000, 1),
         "correlation_ids": [m.correlation_id for m in messages]})

@@ -12,7 +12,7 @@ from typing import Callable
 import peewee
 
 from .db import database, is_postgres
-from .models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow
+from .models import Cancellation, Delivery, Digest, Notification, Preference, PushSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _0005_preferences(db: peewee.Database) -> None:
 
 def _0006_digests(db: peewee.Database) -> None:
     from playhouse.migrate import SchemaMigrator, migrate as apply
-    db.create_tables([Digest], safe=True)
+    db.create_tables([Digest, Cancellation], safe=True)
     table = Notification._meta.table_name
     columns = {c.name for c in db.get_columns(table)}
     migrator = SchemaMigrator.from_database(db)
@@ -78,7 +78,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (3, "push subscriptions; per-channel content of notifications", _0003_push_and_channel_content),
     (4, "notifications: send_at (scheduled sends)", _0004_notification_send_at),
     (5, "users' notification preferences", _0005_preferences),
-    (6, "digest windows; notifications: digest_id, variables", _0006_digests),
+    (6, "digest windows, remembered cancels; notifications: digest_id, variables", _0006_digests),
 ]
 
 

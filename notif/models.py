@@ -189,4 +189,17 @@ class Digest(BaseModel):
         return f"{user_id}\x1f{batch_key}"
 
 
-MODELS = [Notification, Delivery, PushSubscription, Preference, Digest]
+class Cancellation(BaseModel):
+    """A cancel, remembered: SQS does not keep order, so a ``{"cancel": id}`` may arrive before
+    the send it cancels. Ingest drops a send whose key is here, and the scheduler never
+    releases one; kept for ``KEEP_DAYS``."""
+
+    KEEP_DAYS = 7
+    key = peewee.CharField(max_length=255, primary_key=True)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "notif_cancellation"
+
+
+MODELS = [Notification, Delivery, PushSubscription, Preference, Digest, Cancellation]

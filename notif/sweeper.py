@@ -21,7 +21,8 @@ from typing import Callable
 
 import peewee
 
-from .models import Delivery, Notification, utcnow
+from .db import database
+from .models import Cancellation, Delivery, Notification, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def sweep(enqueue: Enqueue, grace: float = 120.0, lease: float = 300.0, limit: i
     if lost:
         # touched now, so the next pass gives this enqueue its own grace period
         Delivery.update(updated_at=now, next_attempt_at=None).where(Delivery.id.in_([d for d, _ in lost])).execute()
+    Cancellation.delete().where(Cancellation.created_at < now - dt.timedelta(days=Cancellation.KEEP_DAYS)).execute()
     work = reclaimed + lost
     if work:
         enqueue(work)
@@ -64,11 +66,22 @@ def release_due(enqueue: Enqueue, limit: int = 5000) -> int:
     the same moment each release a row at most once.
     """
     now = utcnow()
-    due = list(Delivery.select(Delivery.id, Notification.priority).join(Notification)
+    due = list(Delivery.select(Delivery.id, Notification.priority, Notification.key, Notification.id).join(Notification)
                .where((Delivery.status == Delivery.SCHEDULED) & (Delivery.next_attempt_at <= now))
                .order_by(Delivery.next_attempt_at).limit(limit).tuples())
+    keys = list({key for _, _, key, _ in due})
+    cancelled = {k for (k,) in Cancellation.select(Cancellation.key).where(Cancellation.key.in_(keys)).tuples()} if keys else set()
+    if cancelled:  # a cancel that came in while this send was being stored: withdraw, never release
+        withdraw = list({nid for _, _, key, nid in due if key in cancelled})
+        with database.atomic():
+            Delivery.delete().where(Delivery.notification.in_(withdraw) & (Delivery.status == Delivery.SCHEDULED)).execute()
+            left = {d for (d,) in Delivery.select(Delivery.notification).where(Delivery.notification.in_(withdraw)).tuples()}
+            Notification.delete().where(Notification.id.in_([n for n in withdraw if n not in left])).execute()
+        log.info("scheduled sends withdrawn: cancelled", extra={"keys": sorted(cancelled)})
     released = []
-    for delivery_id, priority in due:
+    for delivery_id, priority, key, _ in due:
+        if key in cancelled:
+            continue
         if (Delivery.update(status=Delivery.PENDING, updated_at=now, next_attempt_at=None)
                 .where((Delivery.id == delivery_id) & (Delivery.status == Delivery.SCHEDULED)).execute()):
             released.append((delivery_id, priority))

@@ -69,7 +69,7 @@ def pg(_pg_schema):
     conn = psycopg2.connect(_pg_schema)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("TRUNCATE notif_delivery, notif_notification, notif_push_subscription, notif_preference, notif_digest "
+        cur.execute("TRUNCATE notif_delivery, notif_notification, notif_push_subscription, notif_preference, notif_digest, notif_cancellation "
                     "RESTART IDENTITY CASCADE")
     conn.close()
 

@@ -102,3 +102,23 @@ def test_scheduled_in_3_seconds_arrives_on_time_across_a_scheduler_restart(proce
     late = (delivery.sent_at - due.replace(tzinfo=None)).total_seconds()
     assert 0 <= late <= 1.0, f"sent {late:.2f} s after its time"
     assert delivery.attempts == 1  # two schedulers, one release
+
+
+def test_a_cancel_that_overtakes_its_send_still_cancels_it(runtime, sqs, queues):
+    put(sqs, queues["normal"], {"cancel": "overtaken"})  # SQS does not keep order
+    assert ingest_batch(runtime, receive(sqs, queues["normal"], expect=1), Enqueued()).cancelled == 0
+    put(sqs, queues["normal"], scheduled(key="overtaken"))
+    put(sqs, queues["normal"], scheduled(key="kept"))
+    outcome = ingest_batch(runtime, receive(sqs, queues["normal"], expect=2), Enqueued())
+    assert (outcome.stored, outcome.dropped) == (1, 1)
+    assert [n.key for n in Notification.select()] == ["kept"]
+
+
+def test_a_cancel_stored_while_its_send_was_being_stored_is_applied_at_release(runtime, sqs, queues):
+    from notif.models import Cancellation
+    put(sqs, queues["normal"], scheduled(key="raced", seconds=0.5))
+    ingest_batch(runtime, receive(sqs, queues["normal"], expect=1), Enqueued())
+    Cancellation.create(key="raced")  # as if the cancel committed just after the send's check
+    released = Enqueued()
+    wait_until(lambda: Notification.select().count() == 0 or release_due(released), 5, 0.05, "the send's time")
+    assert released == [] and Notification.select().count() == 0 and Delivery.select().count() == 0

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ..db import database
 from ..ingest import cancel_scheduled
+from ..models import Cancellation
 from .deps import current_service
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def _cancel(key: str) -> tuple[int, int]:
 
 
 @router.delete("/{key}", summary="Cancel a scheduled (or digested) notification that has not gone out",
-               responses={404: {"description": "nothing was ever stored under this id"},
+               responses={202: {"description": "nothing stored under this id yet: remembered, so it is dropped on arrival"},
                           409: {"description": "it has gone out already"}})
 async def cancel(key: str, service: str = Depends(current_service)):
     cancelled, too_late = await run_in_threadpool(_cancel, key)
@@ -36,4 +37,7 @@ async def cancel(key: str, service: str = Depends(current_service)):
     if too_late:
         return JSONResponse({"error": "too_late", "id": key, "cancelled": 0, "too_late": too_late,
                              "reason": "it has gone out already"}, status_code=409)
-    return JSONResponse({"error": "not_found", "id": key, "reason": "no notification has this id"}, status_code=404)
+    # Not stored yet: the send may still be on its way through SQS. The cancel is remembered.
+    return JSONResponse({"id": key, "cancelled": 0, "too_late": 0, "pending": True,
+                         "reason": "nothing is stored under this id yet; a send with it arriving in the next "
+                                   f"{Cancellation.KEEP_DAYS} days is dropped"}, status_code=202)
