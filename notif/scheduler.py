@@ -3,7 +3,7 @@
 Any number may run; one acts at a time (see :mod:`notif.leader`), and every job is safe to
 run twice, so a hand-over overlap sends nothing twice. Jobs: the outbox sweep, the release
 of scheduled sends and rate-limit deferrals when they fall due, and the closing of due
-digest windows (both twice a second).
+digest windows (both four times a second).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from .metrics import serve as serve_metrics
 from .sweeper import release_due, sweep
 
 log = logging.getLogger(__name__)
+
+RELEASE_INTERVAL = 0.25  # seconds between passes over due scheduled sends and digest windows
 
 
 def run(settings: Settings, install_signals: bool = True, stop: threading.Event | None = None) -> None:
@@ -74,8 +76,8 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
 
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(sweep_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-outbox")
-    scheduler.add_job(release_job, "interval", seconds=0.5, id="release-scheduled")
-    scheduler.add_job(digest_job, "interval", seconds=0.5, id="close-digests")
+    scheduler.add_job(release_job, "interval", seconds=RELEASE_INTERVAL, id="release-scheduled")
+    scheduler.add_job(digest_job, "interval", seconds=RELEASE_INTERVAL, id="close-digests")
     scheduler.start()
     log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled", "close-digests"]})
     try:
