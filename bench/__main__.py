@@ -1,28 +1,58 @@
-"""`python -m bench` (make bench): every benchmark, one summary. Progress goes to stderr."""
+"""`python -m bench` (make bench): every benchmark, one summary. Progress goes to stderr.
+
+`BENCH_ONLY=throughput,priorities` runs a subset (names: throughput, e2e, priorities, sse).
+"""
 from __future__ import annotations
 
 import json
 import os
 import time
 
-from . import e2e_latency, sse_fanout
+from . import e2e_latency, priorities, sse_fanout, throughput
 from .common import machine, say
 
 
 def main() -> None:
     started = time.time()
+    only = {n.strip() for n in os.environ.get("BENCH_ONLY", "throughput,e2e,priorities,sse").split(",") if n.strip()}
     results = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    results["e2e_latency"] = e2e_latency.main(float(os.environ.get("BENCH_RATE", "100")),
-                                              float(os.environ.get("BENCH_SECONDS", "30")))
-    results["sse_fanout"] = sse_fanout.main(int(os.environ.get("BENCH_SSE_CLIENTS", "10000")))
-    lat, fan = results["e2e_latency"], results["sse_fanout"]
+    if "throughput" in only:
+        results["throughput"] = throughput.main(int(os.environ.get("BENCH_MESSAGES", "100000")),
+                                                float(os.environ.get("BENCH_SQS_RATE", "300")))
+    if "e2e" in only:
+        results["e2e_latency"] = e2e_latency.main(float(os.environ.get("BENCH_RATE", "100")),
+                                                  float(os.environ.get("BENCH_SECONDS", "30")))
+    if "priorities" in only:
+        results["priorities"] = priorities.main(float(os.environ.get("BENCH_HIGH_RATE", "10")),
+                                                float(os.environ.get("BENCH_LOW_RATE", "40")))
+    if "sse" in only:
+        results["sse_fanout"] = sse_fanout.main(int(os.environ.get("BENCH_SSE_CLIENTS", "10000")))
     say("")
     say(f"summary ({time.time() - started:.0f} s)")
-    say(f"  e2e latency @ {lat['rate_per_s']:g}/s   notif p50 {lat['notif_ms']['p50']} ms, p99 {lat['notif_ms']['p99']} ms"
-        f"   (SQS alone p50 {lat['baseline_sqs_ms']['p50']} ms, p99 {lat['baseline_sqs_ms']['p99']} ms)")
-    say(f"  SSE, {fan['notif']['clients']} clients  notif {fan['notif']['kib_per_connection']} KiB/conn, "
-        f"fan-out {fan['notif']['fanout_ms']} ms   (sse-starlette {fan['baseline']['kib_per_connection']} KiB/conn, "
-        f"{fan['baseline']['fanout_ms']} ms; ratios {fan['ratio_memory']} and {fan['ratio_fanout']})")
+    if "throughput" in results:
+        t = results["throughput"]
+        say(f"  ingest        notif {t['ingest']['per_s']:,} notifications/s   no-op Dramatiq "
+            f"{t['noop_dramatiq']['messages_per_s']:,} messages/s (ratio {t['ratio_ingest_to_noop']})   "
+            f"PostgreSQL {t['postgres_ceiling']['rows_per_s']:,} rows/s (ratio {t['ratio_ingest_to_postgres']})")
+        say(f"  deliver       notif {t['deliver']['per_s']:,} in-app deliveries/s")
+        say(f"  through SQS   {t['through_sqs']['rate_per_s']:g} msg/s paced: all committed "
+            f"{t['through_sqs']['lag_after_last_send_s']} s after the last send")
+        say(f"  worker RSS    {t['ingest']['rss'][0]['rss_mib']} MiB at {t['ingest']['rss'][0]['at']:,}, "
+            f"{t['ingest']['rss'][-1]['rss_mib']} MiB at {t['ingest']['rss'][-1]['at']:,} "
+            f"(growth {t['worker_rss_growth'] * 100:.1f} %)")
+    if "e2e_latency" in results:
+        lat = results["e2e_latency"]
+        say(f"  e2e latency @ {lat['rate_per_s']:g}/s   notif p50 {lat['notif_ms']['p50']} ms, p99 {lat['notif_ms']['p99']} ms"
+            f"   (SQS alone p50 {lat['baseline_sqs_ms']['p50']} ms, p99 {lat['baseline_sqs_ms']['p99']} ms)")
+    if "priorities" in results:
+        p = results["priorities"]
+        say(f"  HIGH under LOW flood   p99 {p['high_under_flood_ms']['p99']} ms vs {p['high_idle_ms']['p99']} ms idle "
+            f"(ratio {p['ratio_p99']}); LOW delivered {p['low_deliveries_during_flood']:,} meanwhile")
+    if "sse_fanout" in results:
+        fan = results["sse_fanout"]
+        say(f"  SSE, {fan['notif']['clients']} clients  notif {fan['notif']['kib_per_connection']} KiB/conn, "
+            f"fan-out {fan['notif']['fanout_ms']} ms   (sse-starlette {fan['baseline']['kib_per_connection']} KiB/conn, "
+            f"{fan['baseline']['fanout_ms']} ms; ratios {fan['ratio_memory']} and {fan['ratio_fanout']})")
     print(json.dumps(results, indent=2))
 
 

@@ -4,6 +4,14 @@ Any number of processes may hold a :class:`Leadership`; at most one is leader at
 The leader renews its lock well inside the TTL; if it dies, the lock expires and a
 standby takes over within ``ttl`` seconds (within half a second when it steps down cleanly). Only the owner's token can renew or release
 the lock (redis-py's ``Lock`` checks it in Lua).
+
+Each new leadership gets a *term*: a fencing token from one Redis counter that only ever
+grows, logged with everything the leader does. notif's scheduler jobs need no fence in the
+database, because none of their writes can be stale: each is a compare-and-set on the
+row's own state (``scheduled`` → ``pending``, an open digest window → closed, ``sending``
+past its lease → ``pending``), so a deposed leader still finishing a pass can only do
+what the new leader would have done, and never twice. The term is there for anything
+that writes without such a condition.
 """
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ class Leadership:
         self._leader = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._client = client
+        self.term: int | None = None  # the fencing token of the current leadership
 
     @property
     def is_leader(self) -> bool:
@@ -36,8 +46,9 @@ class Leadership:
             if self._leader.is_set():
                 self.lock.reacquire()
             elif self.lock.acquire(blocking=False):
+                self.term = int(self._client.incr(f"{self.lock.name}:term"))
                 self._leader.set()
-                log.info("became leader", extra={"lock": self.lock.name})
+                log.info("became leader", extra={"lock": self.lock.name, "term": self.term})
         except LockError:
             self._leader.clear()
             log.warning("lost leadership (the lock expired or was taken)", extra={"lock": self.lock.name})
@@ -56,6 +67,12 @@ class Leadership:
         self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
         self._thread.start()
         return self
+
+    def abandon(self) -> None:
+        """Stop renewing without releasing, as a crashed process would (for tests and drills)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(self.ttl)
 
     def stop(self) -> None:
         self._stop.set()

@@ -52,9 +52,9 @@ def test_only_one_leader_and_a_standby_takes_over(redis_server, redis_prefix):
     assert first.wait_until_leader(5)
     second = Leadership(redis_server, name, ttl=1.0).start()
     assert not second.wait_until_leader(1.5)  # renewed: still the first's
-    first._stop.set()  # the leader dies without releasing
-    first._thread.join()
+    first.abandon()  # the leader dies without releasing
     assert second.wait_until_leader(5)  # the lock expired; the standby took over
+    assert second.term > first.term  # a newer fencing token
     assert first.is_leader  # (its own flag, stale: it is dead and checks nothing)
     second.stop()
 

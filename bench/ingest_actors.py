@@ -1,0 +1,11 @@
+"""notif's own worker for the throughput benchmark, unchanged except for one thing.
+
+The benchmark puts ingest batches straight into Dramatiq's Redis queue (moto's SQS cannot
+hold 100,000 messages and stay fast), so there is nothing on SQS to delete afterwards:
+the SQS DeleteMessageBatch call is replaced by a no-op. Everything else is `notif.actors`.
+"""
+import notif.ingest
+
+notif.ingest.delete_batch = lambda client, queue_url, messages: []
+
+from notif.actors import *  # noqa: E402,F401,F403
