@@ -18,7 +18,7 @@ def main() -> None:
     results = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if "throughput" in only:
         results["throughput"] = throughput.main(int(os.environ.get("BENCH_MESSAGES", "100000")),
-                                                float(os.environ.get("BENCH_SQS_RATE", "300")))
+                                                float(os.environ.get("BENCH_SQS_RATE", "100")))
     if "e2e" in only:
         results["e2e_latency"] = e2e_latency.main(float(os.environ.get("BENCH_RATE", "100")),
                                                   float(os.environ.get("BENCH_SECONDS", "30")))

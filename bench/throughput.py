@@ -141,6 +141,22 @@ def _notif_env(db_url: str, tag: str, extra: dict | None = None) -> dict:
             "PYTHONPATH": str(Path(__file__).parent.parent), **(extra or {})}
 
 
+def _profile(pid: int, name: str):
+    """With BENCH_PROFILE=DIR and py-spy installed: 20 s of the worker's stacks (all its
+    processes), collapsed, in DIR/<phase>.txt (read it with bench/profile_summary.py)."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return None
+    import shutil
+    if not shutil.which("py-spy"):
+        raise SystemExit("BENCH_PROFILE needs py-spy: .venv/bin/pip install py-spy")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    say(f"    profiling {name} for 20 s with py-spy → {out}/{name}.txt")
+    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", "20", "--rate", "200",
+                             "--format", "raw", "--output", f"{out}/{name}.txt"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _run_phase(procs: Procs, name: str, queue: str, db_url: str, count_sql: str, total: int, rss_every: int) -> dict:
     """Start a worker on one queue; time it from its first row to `total`; sample its RSS."""
     worker = procs.start(name, [sys.executable, "-m", "dramatiq", "bench.ingest_actors", "--processes", "1",
@@ -148,6 +164,7 @@ def _run_phase(procs: Procs, name: str, queue: str, db_url: str, count_sql: str,
     base = _count(db_url, count_sql)
     wait_for(lambda: _count(db_url, count_sql) > base, 120, f"{name} to start")
     started = time.monotonic()
+    profile = _profile(worker.pid, name)
     samples, next_mark, done = [], rss_every, base
     while done - base < total:
         time.sleep(0.2)
@@ -161,6 +178,8 @@ def _run_phase(procs: Procs, name: str, queue: str, db_url: str, count_sql: str,
         if time.monotonic() - started > 1800:
             raise RuntimeError(f"{name}: only {done - base} of {total} after 30 min")
     seconds = time.monotonic() - started
+    if profile is not None:
+        profile.wait(120)
     worker.terminate()
     worker.wait(60)
     return {"count": total, "seconds": round(seconds, 2), "per_s": round(total / seconds), "rss": samples}
@@ -229,7 +248,7 @@ def notif_through_sqs(rate: float, seconds: float, logdir: Path) -> dict:
     return result
 
 
-def main(n_messages: int = 100_000, sqs_rate: float = 300, sqs_seconds: float = 20) -> dict:
+def main(n_messages: int = 100_000, sqs_rate: float = 100, sqs_seconds: float = 20) -> dict:
     logdir = Path(tempfile.mkdtemp(prefix="notif-bench-"))
     say(f"Throughput and worker memory (logs in {logdir})")
     noop = noop_ceiling(max(1000, min(n_messages // 10, 20000)), logdir)

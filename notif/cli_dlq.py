@@ -47,8 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     def enqueue(work):
         from . import tasks as actors
-        for delivery_id, priority in work:
-            actors.DELIVER[priority].send(delivery_id)
+        actors.enqueue_deliveries(work)
 
     letters = DeadLetters(settings, enqueue)
     with database.connection_context():

@@ -45,6 +45,9 @@ def render(snap: dict) -> str:
     if held is not None:
         lines.append(f"HELD                   scheduled {held['scheduled']}, deferred {held['deferred']}, "
                      f"digest windows open {held['digest_windows']} ({held['digest_items']} items)")
+    if "features" in snap:
+        lines.append("FEATURES               " + "  ".join(f"{name} {'on' if on else 'OFF'}"
+                                                             for name, on in snap["features"].items()))
     lines += ["", "PROCESSES"]
     if not snap["processes"]:
         lines.append("  none has reported a heartbeat")

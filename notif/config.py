@@ -73,6 +73,39 @@ def _rate_limits(text: str) -> dict[str, tuple[int, float]]:
     return limits
 
 
+FEATURES = ("sse", "push", "email", "digests", "rate_limits", "scheduling", "priorities")
+FEATURE_OFF = {  # what each flag does when off: the old worker's behaviour, never an error
+    "sse": "no live events: /events answers 404, the inbox still fills and can be polled",
+    "push": "push deliveries are recorded as skipped",
+    "email": "email deliveries are recorded as skipped",
+    "digests": "batch_key and [digest] windows are ignored: every notification goes out on its own",
+    "rate_limits": "no per-user limits: nothing is deferred",
+    "scheduling": "send_at is ignored: scheduled notifications go out at once",
+    "priorities": "one priority: every message is NORMAL and the poller shares receives equally",
+}
+
+
+def _features(text: str) -> frozenset[str]:
+    """``all`` (default), ``none``, a list (``sse,push``), or ``all,-digests`` to take some away."""
+    items = [p.strip().lower() for p in text.split(",") if p.strip()]
+    on: set[str] = set()
+    for item in items:
+        name = item.lstrip("-+")
+        if name in ("all", "none"):
+            on = set(FEATURES) if name == "all" and not item.startswith("-") else set()
+        elif name in FEATURES:
+            (on.discard if item.startswith("-") else on.add)(name)
+        else:
+            close = [f for f in FEATURES if f.startswith(name[:3])]
+            raise ValueError(f"unknown feature {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; features: {', '.join(FEATURES)}, or all / none")
+    return frozenset(on)
+
+
+def _flag(text: str) -> bool | None:
+    return None if text.strip().lower() in ("", "default") else _bool(text)
+
+
 def env(name: str, default: Any = None, cast: Callable[[str], Any] = str, doc: str = "", secret: bool = False) -> Any:
     """Declare a setting read from environment variable ``name``."""
     return field(default=default, metadata={"env": name, "cast": cast, "doc": doc, "secret": secret})
@@ -137,6 +170,14 @@ class Settings:
     disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", _csv, doc="channel plugins not to load, by name")
     digest_window: int = env("NOTIF_DIGEST_WINDOW", 60, int, doc="seconds a digest window stays open when neither the message (`batch_window`) nor its template says")
     rate_limits: dict = env("NOTIF_RATE_LIMITS", "push=10/minute,email=20/hour", _rate_limits, doc="per user and channel; over the limit a delivery is deferred, never dropped (`off`: no limits)")
+    features: frozenset = env("NOTIF_FEATURES", "all", _features, doc="capabilities turned on: `all`, `none`, a list (`sse,push,scheduling`) or `all,-digests`; of " + ", ".join(FEATURES) + " (see README › Feature flags)")
+    feature_sse: bool | None = env("NOTIF_FEATURE_SSE", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for live events (SSE)")
+    feature_push: bool | None = env("NOTIF_FEATURE_PUSH", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for Web Push")
+    feature_email: bool | None = env("NOTIF_FEATURE_EMAIL", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for email")
+    feature_digests: bool | None = env("NOTIF_FEATURE_DIGESTS", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for digests")
+    feature_rate_limits: bool | None = env("NOTIF_FEATURE_RATE_LIMITS", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for per-user rate limits")
+    feature_scheduling: bool | None = env("NOTIF_FEATURE_SCHEDULING", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for scheduled sends")
+    feature_priorities: bool | None = env("NOTIF_FEATURE_PRIORITIES", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for priorities")
     default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", _csv, doc="channels used when neither message nor template names any")
     log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
     log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")
@@ -154,6 +195,14 @@ class Settings:
             name = self.__dataclass_fields__[attribute].metadata["env"]
             raise ConfigError(f"{name} is not set; {HELP}")
         return value
+
+    def feature(self, name: str) -> bool:
+        """Is capability ``name`` on? Its own variable wins over NOTIF_FEATURES."""
+        own = getattr(self, f"feature_{name}")
+        return (name in self.features) if own is None else own
+
+    def feature_states(self) -> dict[str, bool]:
+        return {name: self.feature(name) for name in FEATURES}
 
     def queue_url(self, priority: str) -> str:
         return self.require(f"queue_{priority}")

@@ -93,7 +93,8 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
         return "claimed-elsewhere"
     attempts = delivery.attempts + 1
     try:
-        if delivery.channel in rt.settings.rate_limits and not _critical(rt, notification.type):
+        if (delivery.channel in rt.settings.rate_limits and rt.settings.feature("rate_limits")
+                and not _critical(rt, notification.type)):
             wait = rt.limiter.wait(notification.user_id, delivery.channel, delivery_id)
             if wait > 0:
                 return _defer(rt, delivery, wait, context)

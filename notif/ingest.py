@@ -33,6 +33,7 @@ from .stats import record
 
 log = logging.getLogger(__name__)
 
+FLAGGED_CHANNELS = ("push", "email")  # channels a feature flag can turn off
 CHUNK = 200  # rows per INSERT statement (SQLite caps bound variables per statement)
 LAST_ERROR_TTL = 7 * 24 * 3600
 
@@ -98,12 +99,14 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
     sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
                if received.sent_ms else None)
     now = utcnow()
-    send_at = msg.send_at.astimezone(dt.timezone.utc).replace(tzinfo=None) if msg.send_at else None
+    settings = rt.settings
+    send_at = (msg.send_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+               if msg.send_at and settings.feature("scheduling") else None)  # off: it goes out now
     if send_at is not None and send_at <= now:
         send_at = None  # a time in the past means now
-    priority = msg.priority or received.priority
+    priority = (msg.priority or received.priority) if settings.feature("priorities") else "normal"
     digest = spec_for(msg.batch_key, msg.batch_window, template, priority, scheduled=send_at is not None,
-                      default_window=rt.settings.digest_window)
+                      default_window=settings.digest_window) if settings.feature("digests") else None
     rows = []
     for recipient in msg.recipient_list():
         extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True)
@@ -190,6 +193,9 @@ def delivery_rows(rt: Runtime, owed: list[tuple], now) -> list[tuple[int, str]]:
                    "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
             if not critical and not Preference.allows(prefs.get(user_id), type_, channel):
                 row.update(status=Delivery.SKIPPED, next_attempt_at=None, last_error="preference: the user opted out")
+            elif channel in FLAGGED_CHANNELS and not rt.settings.feature(channel):
+                row.update(status=Delivery.SKIPPED, next_attempt_at=None,
+                           last_error=f"feature {channel} is off (NOTIF_FEATURES)")
             elif channel not in available:
                 row.update(status=Delivery.SKIPPED, next_attempt_at=None,
                            last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")

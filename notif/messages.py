@@ -1,6 +1,7 @@
 """The input message: what producers put on SQS, validated into :class:`InputMessage`.
 
-See DESIGN.md › Input message. Anything that does not parse is an
+See DESIGN.md › Input message. The old worker's camelCase messages (``userId``, ``title``,
+``message``, ``type``, ``data``) are accepted too and mapped to the same model. Anything that does not parse is an
 :class:`~notif.errors.InvalidMessage` whose ``field`` names the offending field, so the
 dead-letter entry tells the producer exactly what to fix.
 """
@@ -78,6 +79,21 @@ def _location(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
+LEGACY_FIELDS = {"userId": "user_id", "title": "title", "message": "message", "type": "type", "data": "data"}
+
+
+def _from_legacy(raw: dict) -> dict:
+    """The old worker's message (``userId``, ``title``, ``message``, optional ``type`` and
+    ``data``), mapped field by field to the new format. Anything else in it is an error."""
+    unknown = [k for k in raw if k not in LEGACY_FIELDS]
+    if unknown:
+        new = [k for k in unknown if k in InputMessage.model_fields]
+        hint = (f"; `userId` is the old format, {', '.join(f'`{k}`' for k in new)} the new one: use one format"
+                if new else f"; the old format has only {', '.join(f'`{k}`' for k in LEGACY_FIELDS)}")
+        raise InvalidMessage(f"{unknown[0]}: unknown field in an old-format message{hint}", field=unknown[0])
+    return {LEGACY_FIELDS[k]: v for k, v in raw.items()}
+
+
 def parse_message(body: str | bytes) -> InputMessage | CancelMessage:
     """Parse an SQS body; raises InvalidMessage naming the field at fault."""
     if len(body) > MAX_BODY:
@@ -90,19 +106,32 @@ def parse_message(body: str | bytes) -> InputMessage | CancelMessage:
         raise InvalidMessage("body is nested too deeply to be a notification", field="body") from None
     if not isinstance(raw, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(raw).__name__}", field="body")
+    legacy = "userId" in raw  # the old worker's format
+    if legacy:
+        raw = _from_legacy(raw)
     model = CancelMessage if "cancel" in raw else InputMessage
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        # In a union (a recipient is a string or an object) the deepest error is the useful one.
-        first = max(errors, key=lambda e: len(e["loc"]))
-        field = _location(first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            known = list(model.model_fields)
-            close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
-            message = "unknown field" + (f" (did you mean `{close[0]}`?)" if close else f"; known fields: {', '.join(known)}")
-        if field == "body":
-            raise InvalidMessage(message, field=None) from None
-        raise InvalidMessage(f"{field}: {message}", field=field) from None
+        if not legacy:
+            raise _invalid(model, exc) from None
+        error = _invalid(model, exc)
+        if error.field == "user_id":  # name the field as the producer wrote it
+            raise InvalidMessage(str(error).replace("user_id", "userId", 1), field="userId") from None
+        raise error from None
+
+
+def _invalid(model, exc: ValidationError) -> InvalidMessage:
+    """The first validation error as an InvalidMessage naming its field."""
+    errors = exc.errors()
+    # In a union (a recipient is a string or an object) the deepest error is the useful one.
+    first = max(errors, key=lambda e: len(e["loc"]))
+    field = _location(first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        known = list(model.model_fields)
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+        message = "unknown field" + (f" (did you mean `{close[0]}`?)" if close else f"; known fields: {', '.join(known)}")
+    if field == "body":
+        return InvalidMessage(message, field=None)
+    return InvalidMessage(f"{field}: {message}", field=field)

@@ -52,7 +52,9 @@ class Poller:
         self.sqs = client_for(settings)
         self.urls = {p: settings.queue_url(p) for p in PRIORITIES}
         self.stop = threading.Event()
-        self.gate = WeightedGate(settings.poll_weights, self.queue_depths, settings.max_backlog, settings.max_queued)
+        # priorities off: the three queues share receives equally (and ingest makes everything NORMAL)
+        self.weights = settings.poll_weights if settings.feature("priorities") else {p: 1 for p in PRIORITIES}
+        self.gate = WeightedGate(self.weights, self.queue_depths, settings.max_backlog, settings.max_queued)
         self.received = {p: 0 for p in PRIORITIES}
 
     def queue_depths(self) -> dict[str, int]:
@@ -110,7 +112,7 @@ class Poller:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop.set())
-        log.info("poller started", extra={"queues": self.urls, "weights": self.settings.poll_weights})
+        log.info("poller started", extra={"queues": self.urls, "weights": self.weights})
         threads = [threading.Thread(target=self.run_priority, args=(p,), name=f"poll-{p}", daemon=True)
                    for p in PRIORITIES]
         for t in threads:

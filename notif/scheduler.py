@@ -43,9 +43,7 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
     register_snapshot(settings, redis_client)  # queue depths, dead letters, processes at scrape time
     serve_metrics(settings.metrics_port or 9302, "scheduler")
 
-    def enqueue(work: list[tuple[int, str]]) -> None:
-        for delivery_id, priority in work:
-            actors.DELIVER[priority].send(delivery_id)
+    enqueue = actors.enqueue_deliveries
 
     def sweep_job() -> None:
         if not leadership.is_leader:

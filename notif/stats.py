@@ -121,6 +121,7 @@ def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
         "dead_letters": {"input": None if dlq is None else dlq["visible"] + dlq["in_flight"],
                          "delivery": _failed_deliveries()},
         "held": _held(),
+        "features": settings.feature_states(),
         "processes": live_processes(redis_client, settings),
     }
     if rates:

@@ -18,6 +18,8 @@ class InAppChannel(Channel):
     name = "in_app"
 
     def send(self, notification, delivery, ctx: ChannelContext) -> None:
+        if not ctx.settings.feature("sse"):
+            return  # live events are off: the stored notification is the delivery
         event = notification_event(notification, unread_count(notification.user_id))
         try:
             publish(ctx.redis, ctx.settings, notification.user_id, event)

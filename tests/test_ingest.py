@@ -205,3 +205,14 @@ def test_sqlite_stores_a_batch_too(tmp_path, redis_prefix, sqs, queues, env):
     finally:
         database.close()
         rt.redis.close()
+
+
+def test_an_old_worker_message_is_stored_like_a_new_one(runtime, sqs, queues):
+    put(sqs, queues["normal"], {"userId": "u1", "title": "Report", "message": "Ana sent one",
+                                "type": "REPORT_SUBMITTED", "data": {"reportId": 42}})
+    enqueued = Enqueued()
+    outcome = ingest_batch(runtime, receive(sqs, queues["normal"], expect=1), enqueued)
+    assert outcome.stored == 1 and len(enqueued) == 1
+    n = Notification.get()
+    assert (n.user_id, n.title, n.message, n.type, n.data) == ("u1", "Report", "Ana sent one", "REPORT_SUBMITTED",
+                                                               {"reportId": 42})

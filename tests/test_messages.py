@@ -38,3 +38,25 @@ def test_literal_title_and_message_need_no_template():
     msg = parse_message('{"user_id": "u", "title": "Hi", "message": "there", "type": "GREETING"}')
     assert not msg.uses_template
     assert [r.user_id for r in msg.recipient_list()] == ["u"]
+
+
+def test_the_old_workers_camelcase_message_maps_to_the_new_one():
+    old = parse_message(json.dumps({"userId": "u1", "title": "Report", "message": "Ana sent one",
+                                    "type": "REPORT_SUBMITTED", "data": {"reportId": 42}}))
+    new = parse_message(json.dumps({"user_id": "u1", "title": "Report", "message": "Ana sent one",
+                                    "type": "REPORT_SUBMITTED", "data": {"reportId": 42}}))
+    assert old == new
+    assert not old.uses_template  # title and message given: `type` is the label, as in the old worker
+    assert parse_message('{"userId": "u1", "title": "t", "message": "m"}').data is None  # `data` optional
+
+
+@pytest.mark.parametrize("body,field,words", [
+    ('{"userId": "", "title": "t", "message": "m"}', "userId", "at least 1"),
+    ('{"userId": "u", "user_id": "u", "title": "t", "message": "m"}', "user_id", "use one format"),
+    ('{"userId": "u", "title": "t", "message": "m", "actionUrl": "/x"}', "actionUrl", "the old format has only"),
+    ('{"userId": "u", "title": "t"}', None, "`type`"),
+])
+def test_a_bad_old_format_message_names_the_field_as_written(body, field, words):
+    with pytest.raises(InvalidMessage) as info:
+        parse_message(body)
+    assert info.value.field == field and words in info.value.reason

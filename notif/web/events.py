@@ -143,6 +143,9 @@ async def events(scope, receive, send) -> None:
         user_id = verify_token(settings.jwt_secret, token)
     except AuthError as exc:
         return await _json(send, 401, {"error": "unauthorized", "reason": str(exc)}, [(b"www-authenticate", b"Bearer")])
+    if not settings.feature("sse"):
+        return await _json(send, 404, {"error": "feature_off", "reason": "live events are turned off "
+                                       "(NOTIF_FEATURES / NOTIF_FEATURE_SSE); poll GET /api/notifications"})
     try:
         after = _last_event_id(scope, query)
     except ValueError:
