@@ -11,13 +11,30 @@ from .errors import ConfigError, NotifError
 
 def cmd_migrate(args, settings) -> int:
     from .db import init_database
-    from .migrations import current_version, migrate
+    from .migrations import DOWN_LOSES, MIGRATIONS, applied_versions, current_version, migrate, plan
 
     init_database(settings.database_url)
-    applied = migrate()
-    for name in applied:
-        print(f"applied {name}")
-    print(f"schema at version {current_version()}" + ("" if applied else " (nothing to do)"))
+    if args.status:
+        done = applied_versions()
+        for version, name, _, _ in MIGRATIONS:
+            print(f"{'applied' if version in done else 'pending'}  {version:04d}  {name}")
+        return 0
+    try:
+        current, steps = plan(args.to)
+    except ValueError as exc:
+        print(f"notif: {exc}", file=sys.stderr)
+        return 2
+    downs = [(v, name) for v, name, direction in steps if direction == "down"]
+    if downs and not args.yes:
+        print(f"schema at version {current}; going down to {args.to} would undo:", file=sys.stderr)
+        for version, name in downs:
+            print(f"  {version:04d} {name}: loses {DOWN_LOSES[version]}", file=sys.stderr)
+        print("run again with --yes to do it", file=sys.stderr)
+        return 2
+    taken = migrate(args.to)
+    for step in taken:
+        print(f"applied {step}")
+    print(f"schema at version {current_version()}" + ("" if taken else " (nothing to do)"))
     return 0
 
 
@@ -164,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("poll", help="run the SQS poller").set_defaults(func=cmd_poll)
     sub.add_parser("scheduler", help="run the periodic jobs (outbox sweep); one of many acts").set_defaults(
         func=cmd_scheduler)
-    sub.add_parser("migrate", help="create or upgrade the database schema (safe to repeat)").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("migrate", help="create or upgrade the database schema (safe to repeat); --to N goes back")
+    p.add_argument("--to", type=int, metavar="VERSION", help="bring the schema to this version, up or down (0: nothing)")
+    p.add_argument("--yes", action="store_true", help="confirm a step down (it says first what each step undoes)")
+    p.add_argument("--status", action="store_true", help="list every version, applied or pending")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("send", help="put a notification on an input queue")
     p.add_argument("--user", action="append", default=[], help="recipient user id (repeat for several)")

@@ -1,18 +1,22 @@
-"""Versioned schema migrations: ``notif migrate`` applies the missing ones, in order.
+"""Versioned, reversible schema migrations: ``notif migrate`` up, ``notif migrate --to N`` down.
 
-Each migration is a function that takes the database; the applied versions are kept in
-``notif_schema_version``. Running ``notif migrate`` twice, or from two release processes
-at once (PostgreSQL serialises them with an advisory lock), changes nothing the second time.
+Each version has an up and a down step taking the database; the applied versions are kept
+in ``notif_schema_version``. Running ``notif migrate`` twice, or from two release
+processes at once (PostgreSQL serialises them with an advisory lock), changes nothing the
+second time. Every step's schema is frozen here (0001's tables are defined in this file,
+not by today's models). A down step never silently loses owed work: deliveries parked for
+later are set to go out now, and items of open digest windows are sent on their own.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Callable
 
 import peewee
 
 from .db import database, is_postgres
-from .models import Cancellation, Delivery, Digest, Notification, Preference, PushSubscription, utcnow
+from .models import Cancellation, Digest, JSONField, Notification, Preference, PushSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -29,83 +33,211 @@ class SchemaVersion(peewee.Model):
         table_name = "notif_schema_version"
 
 
-def _0001_initial(db: peewee.Database) -> None:
-    db.create_tables([Notification, Delivery], safe=True)  # (at today's columns: later steps check first)
+class _Frozen(peewee.Model):
+    """Tables as migration 0001 made them: later columns come from later steps, so every
+    step's schema stays what it was however the models change."""
+
+    class Meta:
+        database = database
 
 
-def _0002_delivery_next_attempt(db: peewee.Database) -> None:
+class _V1Notification(_Frozen):
+    id = peewee.BigAutoField()
+    user_id = peewee.CharField(max_length=255)
+    key = peewee.CharField(max_length=255)
+    type = peewee.CharField(max_length=100, null=True)
+    title = peewee.TextField()
+    message = peewee.TextField()
+    html = peewee.TextField(null=True)
+    actions = JSONField(null=True)
+    data = JSONField(null=True)
+    recipient = JSONField(null=True)
+    priority = peewee.CharField(max_length=10)
+    correlation_id = peewee.CharField(max_length=64)
+    sqs_message_id = peewee.CharField(max_length=128, null=True)
+    sqs_sent_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    read_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "notif_notification"
+        indexes = ((("user_id", "key"), True), (("user_id", "id"), False))
+
+
+class _V1Delivery(_Frozen):
+    id = peewee.BigAutoField()
+    notification = peewee.ForeignKeyField(_V1Notification, on_delete="CASCADE", column_name="notification_id")
+    channel = peewee.CharField(max_length=64)
+    status = peewee.CharField(max_length=16, default="pending")
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "notif_delivery"
+        indexes = ((("notification", "channel"), True), (("status", "updated_at"), False))
+
+
+def _columns(db: peewee.Database, table: str) -> set[str]:
+    return {c.name for c in db.get_columns(table)}
+
+
+def _add(db: peewee.Database, table: str, name: str, field: peewee.Field) -> None:
     from playhouse.migrate import SchemaMigrator, migrate as apply
-    table = Delivery._meta.table_name
-    if "next_attempt_at" not in {c.name for c in db.get_columns(table)}:  # absent unless 0001 made it
-        apply(SchemaMigrator.from_database(db).add_column(table, "next_attempt_at",
-                                                          peewee.DateTimeField(null=True)))
+    if name not in _columns(db, table):  # databases made before 0001 was frozen already have it
+        apply(SchemaMigrator.from_database(db).add_column(table, name, field))
 
 
-def _0003_push_and_channel_content(db: peewee.Database) -> None:
+def _drop(db: peewee.Database, table: str, *names: str) -> None:
     from playhouse.migrate import SchemaMigrator, migrate as apply
+    migrator = SchemaMigrator.from_database(db)
+    for name in names:
+        if name in _columns(db, table):
+            for index in db.get_indexes(table):  # SQLite will not drop an indexed column
+                if name in index.columns:
+                    apply(migrator.drop_index(table, index.name))
+            apply(migrator.drop_column(table, name))
+
+
+NOTIFICATION, DELIVERY = "notif_notification", "notif_delivery"
+
+
+def _unpark(db: peewee.Database) -> None:
+    """Deliveries parked as 'scheduled' (a send_at, a rate limit) go out now: the schema
+    going back cannot hold them any more, and nothing may be lost."""
+    db.execute_sql(f"UPDATE {DELIVERY} SET status = 'pending' WHERE status = 'scheduled'")
+
+
+def _0001_up(db: peewee.Database) -> None:
+    db.create_tables([_V1Notification, _V1Delivery], safe=True)
+
+
+def _0001_down(db: peewee.Database) -> None:
+    db.drop_tables([_V1Delivery, _V1Notification], safe=True)
+
+
+def _0002_up(db: peewee.Database) -> None:
+    _add(db, DELIVERY, "next_attempt_at", peewee.DateTimeField(null=True))
+
+
+def _0002_down(db: peewee.Database) -> None:
+    _unpark(db)
+    _drop(db, DELIVERY, "next_attempt_at")
+
+
+def _0003_up(db: peewee.Database) -> None:
     db.create_tables([PushSubscription], safe=True)
-    table = Notification._meta.table_name
-    if "channel_content" not in {c.name for c in db.get_columns(table)}:
-        apply(SchemaMigrator.from_database(db).add_column(table, "channel_content", Notification.channel_content))
+    _add(db, NOTIFICATION, "channel_content", Notification.channel_content)
 
 
-def _0004_notification_send_at(db: peewee.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
-    table = Notification._meta.table_name
-    if "send_at" not in {c.name for c in db.get_columns(table)}:
-        apply(SchemaMigrator.from_database(db).add_column(table, "send_at", Notification.send_at))
+def _0003_down(db: peewee.Database) -> None:
+    _drop(db, NOTIFICATION, "channel_content")
+    db.drop_tables([PushSubscription], safe=True)
 
 
-def _0005_preferences(db: peewee.Database) -> None:
+def _0004_up(db: peewee.Database) -> None:
+    _add(db, NOTIFICATION, "send_at", Notification.send_at)
+
+
+def _0004_down(db: peewee.Database) -> None:
+    _unpark(db)
+    _drop(db, NOTIFICATION, "send_at")
+
+
+def _0005_up(db: peewee.Database) -> None:
     db.create_tables([Preference], safe=True)
 
 
-def _0006_digests(db: peewee.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+def _0005_down(db: peewee.Database) -> None:
+    db.drop_tables([Preference], safe=True)
+
+
+def _0006_up(db: peewee.Database) -> None:
     db.create_tables([Digest, Cancellation], safe=True)
-    table = Notification._meta.table_name
-    columns = {c.name for c in db.get_columns(table)}
-    migrator = SchemaMigrator.from_database(db)
-    if "digest_id" not in columns:
-        apply(migrator.add_column(table, "digest_id", Notification.digest_id))  # its index comes with it
-    if "variables" not in columns:
-        apply(migrator.add_column(table, "variables", Notification.variables))
+    _add(db, NOTIFICATION, "digest_id", Notification.digest_id)  # its index comes with it
+    _add(db, NOTIFICATION, "variables", Notification.variables)
 
 
-MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
-    (1, "initial: notifications and deliveries", _0001_initial),
-    (2, "deliveries: next_attempt_at (retry schedule, seen by the outbox sweeper)", _0002_delivery_next_attempt),
-    (3, "push subscriptions; per-channel content of notifications", _0003_push_and_channel_content),
-    (4, "notifications: send_at (scheduled sends)", _0004_notification_send_at),
-    (5, "users' notification preferences", _0005_preferences),
-    (6, "digest windows, remembered cancels; notifications: digest_id, variables", _0006_digests),
+def _0006_down(db: peewee.Database) -> None:
+    # Items still waiting in open windows are sent on their own, each to its window's channels.
+    now = utcnow()
+    for digest_id, channels in db.execute_sql("SELECT id, channels FROM notif_digest WHERE open_key IS NOT NULL").fetchall():
+        for (notification_id,) in db.execute_sql(f"SELECT id FROM {NOTIFICATION} WHERE digest_id = {int(digest_id)}").fetchall():
+            for channel in json.loads(channels):
+                db.execute_sql(f"INSERT INTO {DELIVERY} (notification_id, channel, status, attempts, created_at, updated_at)"
+                               f" VALUES ({int(notification_id)}, {db.param}, 'pending', 0, {db.param}, {db.param})",
+                               (channel, now, now))
+    db.execute_sql(f"DELETE FROM {NOTIFICATION} WHERE digest_id IN (SELECT id FROM notif_digest WHERE open_key IS NULL)")
+    _drop(db, NOTIFICATION, "digest_id", "variables")
+    db.drop_tables([Digest, Cancellation], safe=True)
+
+
+Step = Callable[[peewee.Database], None]
+MIGRATIONS: list[tuple[int, str, Step, Step]] = [
+    (1, "initial: notifications and deliveries", _0001_up, _0001_down),
+    (2, "deliveries: next_attempt_at (retry schedule, seen by the outbox sweeper)", _0002_up, _0002_down),
+    (3, "push subscriptions; per-channel content of notifications", _0003_up, _0003_down),
+    (4, "notifications: send_at (scheduled sends)", _0004_up, _0004_down),
+    (5, "users' notification preferences", _0005_up, _0005_down),
+    (6, "digest windows, remembered cancels; notifications: digest_id, variables", _0006_up, _0006_down),
 ]
+DOWN_LOSES = {  # what going below a version takes away, for the operator to confirm
+    1: "DROPS every notification and delivery",
+    2: "retry schedules (owed retries and deferrals are sent now)",
+    3: "push subscriptions (browsers must subscribe again) and per-channel renderings",
+    4: "scheduled sends' times (they are sent now)",
+    5: "users' preferences",
+    6: "digests (items of open windows are sent on their own; items already digested are removed, "
+       "their digest stays) and remembered cancels",
+}
 
 
 def current_version() -> int:
+    return max(applied_versions(), default=0)
+
+
+def plan(to: int | None = None) -> tuple[int, list[tuple[int, str, str]]]:
+    """(current version, steps as (version, name, "up" | "down")) to reach ``to`` (default: latest)."""
+    target = latest_version() if to is None else to
+    if not 0 <= target <= latest_version():
+        raise ValueError(f"no schema version {target}: versions are 0 to {latest_version()}")
+    done = applied_versions()
+    current = max(done, default=0)
+    if target >= current:
+        return current, [(v, name, "up") for v, name, _, _ in MIGRATIONS if v <= target and v not in done]
+    return current, [(v, name, "down") for v, name, _, _ in reversed(MIGRATIONS) if v > target and v in done]
+
+
+def applied_versions() -> set[int]:
     if not database.table_exists(SchemaVersion._meta.table_name):
-        return 0
-    latest = SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar()
-    return latest or 0
+        return set()
+    return {row.version for row in SchemaVersion.select(SchemaVersion.version)}
 
 
-def migrate() -> list[str]:
-    """Apply every migration not yet applied; returns the names applied."""
-    applied: list[str] = []
+def migrate(to: int | None = None) -> list[str]:
+    """Bring the schema to version ``to`` (default: the latest), up or down, in one
+    transaction; returns the steps taken ("0006 up …")."""
+    steps = {v: (up, down) for v, _, up, down in MIGRATIONS}
+    taken: list[str] = []
     with database.atomic():
         if is_postgres():
             database.execute_sql("SET LOCAL statement_timeout = 0")  # a migration may take its time
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_ID,))
         database.create_tables([SchemaVersion], safe=True)
-        done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
-        for version, name, apply in MIGRATIONS:
-            if version in done:
-                continue
-            apply(database.obj)
-            SchemaVersion.create(version=version, name=name)
-            log.info("migration applied", extra={"version": version, "migration": name})
-            applied.append(f"{version:04d} {name}")
-    return applied
+        _, todo = plan(to)
+        for version, name, direction in todo:
+            up, down = steps[version]
+            if direction == "up":
+                up(database.obj)
+                SchemaVersion.create(version=version, name=name)
+            else:
+                down(database.obj)
+                SchemaVersion.delete().where(SchemaVersion.version == version).execute()
+            log.info("migration applied", extra={"version": version, "migration": name, "direction": direction})
+            taken.append(f"{version:04d} {direction:<4} {name}")
+    return taken
 
 
 def latest_version() -> int:
