@@ -38,6 +38,23 @@ def cmd_migrate(args, settings) -> int:
     return 0
 
 
+def cmd_shadow(args, settings) -> int:
+    from .db import database, init_database
+    from .shadow import parse_time, render, report
+
+    try:
+        since, until = parse_time(args.since), parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"notif: {exc}", file=sys.stderr)
+        return 2
+    init_database(settings.database_url)
+    with database.connection_context():
+        from .models import utcnow
+        data = report(since, until or utcnow(), args.top)
+    print(json.dumps(data, indent=2) if args.json else render(data))
+    return 0
+
+
 def cmd_serve(args, settings) -> int:
     from .logs import configure_logging
     from .web.server import serve
@@ -181,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("poll", help="run the SQS poller").set_defaults(func=cmd_poll)
     sub.add_parser("scheduler", help="run the periodic jobs (outbox sweep); one of many acts").set_defaults(
         func=cmd_scheduler)
+    p = sub.add_parser("shadow", help="shadow mode (NOTIF_SHADOW): what notif would have sent")
+    ssub = p.add_subparsers(dest="action", required=True)
+    rp = ssub.add_parser("report", help="counts per type, channel and user over a time range")
+    rp.add_argument("--since", default="24h", help="ISO 8601 time, or a duration back from now (90m, 24h, 7d); default 24h")
+    rp.add_argument("--until", help="ISO 8601 time or a duration back from now; default now")
+    rp.add_argument("--top", type=int, default=20, help="users listed in the text output (--json lists all)")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_shadow)
+
     p = sub.add_parser("migrate", help="create or upgrade the database schema (safe to repeat); --to N goes back")
     p.add_argument("--to", type=int, metavar="VERSION", help="bring the schema to this version, up or down (0: nothing)")
     p.add_argument("--yes", action="store_true", help="confirm a step down (it says first what each step undoes)")

@@ -33,7 +33,7 @@ def render(snap: dict) -> str:
                        ("dead_lettered", "dead-lettered"), ("ingest_retry", "ingest retries"),
                        ("sent", "delivered"), ("delivery_failed", "deliveries failed"),
                        ("delivery_retry", "delivery retries"), ("deferred", "deferred (rate limit)"),
-                       ("digested", "folded into digests")):
+                       ("digested", "folded into digests"), ("shadow", "shadow (not sent)")):
         lines.append(f"  {label:<20}" + "".join(f"{rates[w][key]:>8}" for w in ("1m", "5m", "15m")))
     lines.append(f"  {'error rate':<20}" + "".join(f"{rates[w]['error_rate'] * 100:>7.1f}%" for w in ("1m", "5m", "15m")))
     lines.append("")
@@ -48,6 +48,8 @@ def render(snap: dict) -> str:
     if "features" in snap:
         lines.append("FEATURES               " + "  ".join(f"{name} {'on' if on else 'OFF'}"
                                                              for name, on in snap["features"].items()))
+    if snap.get("shadow"):
+        lines.append("SHADOW MODE            on: nothing is delivered (see `notif shadow report`)")
     lines += ["", "PROCESSES"]
     if not snap["processes"]:
         lines.append("  none has reported a heartbeat")

@@ -178,6 +178,7 @@ class Settings:
     feature_rate_limits: bool | None = env("NOTIF_FEATURE_RATE_LIMITS", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for per-user rate limits")
     feature_scheduling: bool | None = env("NOTIF_FEATURE_SCHEDULING", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for scheduled sends")
     feature_priorities: bool | None = env("NOTIF_FEATURE_PRIORITIES", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for priorities")
+    shadow: bool = env("NOTIF_SHADOW", False, _bool, doc="shadow mode: store everything, deliver nothing; each delivery is recorded as `shadow` for `notif shadow report` (run beside the old worker on a copy of its traffic)")
     default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", _csv, doc="channels used when neither message nor template names any")
     log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
     log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")

@@ -92,6 +92,12 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     if not _set(delivery_id, Delivery.PENDING, status=SENDING):
         return "claimed-elsewhere"
     attempts = delivery.attempts + 1
+    if rt.settings.shadow:  # beside the old worker: record what would go out, send nothing
+        _set(delivery_id, SENDING, status=Delivery.SHADOW, attempts=attempts, sent_at=utcnow(), next_attempt_at=None)
+        DELIVERIES.labels(delivery.channel, "shadow").inc()
+        record(rt.redis, rt.settings, shadow=1)
+        log.info("shadow: would deliver", extra=context)
+        return Delivery.SHADOW
     try:
         if (delivery.channel in rt.settings.rate_limits and rt.settings.feature("rate_limits")
                 and not _critical(rt, notification.type)):

@@ -26,7 +26,8 @@ PROCESSING = Histogram("notif_message_processing_seconds",
 ERRORS = Counter("notif_errors_total", "Errors by stage (ingest, deliver, poll), kind (transient, permanent) and type",
                  ["stage", "kind", "error"])
 DELIVERIES = Counter("notif_deliveries_total",
-                     "Deliveries by channel and outcome (sent, failed, retry, skipped, deferred: over a rate limit)",
+                     "Deliveries by channel and outcome (sent, failed, retry, skipped, deferred: over a rate limit, "
+                     "shadow: shadow mode, not sent)",
                      ["channel", "outcome"])
 DELIVERY_LATENCY = Histogram("notif_delivery_latency_seconds",
                              "End to end: SQS SentTimestamp to the channel's success", ["priority", "channel"],

@@ -93,6 +93,7 @@ class Notification(BaseModel):
 
 class Delivery(BaseModel):
     PENDING, SENDING, SENT, FAILED, SKIPPED, DISCARDED = "pending", "sending", "sent", "failed", "skipped", "discarded"
+    SHADOW = "shadow"  # shadow mode: would have been sent (see `notif shadow report`)
     SCHEDULED = "scheduled"  # waits for next_attempt_at (its notification's send_at); the scheduler releases it
 
     id = peewee.BigAutoField()

@@ -13,7 +13,7 @@ from .heartbeat import live_processes
 from .keys import deliver_queue, dramatiq_messages_key, ingest_queue
 
 COUNTERS = ("received", "stored", "duplicate", "dead_lettered", "ingest_retry", "sent", "delivery_failed",
-            "delivery_retry", "deferred", "digested", "sla_breach_high", "sla_breach_normal", "sla_breach_low")
+            "delivery_retry", "deferred", "digested", "shadow", "sla_breach_high", "sla_breach_normal", "sla_breach_low")
 KEEP_SECONDS = 2 * 3600
 BUCKET_SECONDS = 10
 WINDOWS = (1, 5, 15)  # minutes
@@ -122,6 +122,7 @@ def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
                          "delivery": _failed_deliveries()},
         "held": _held(),
         "features": settings.feature_states(),
+        "shadow": settings.shadow,
         "processes": live_processes(redis_client, settings),
     }
     if rates:

@@ -46,7 +46,8 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:  # readiness reports, it does not raise
             checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
     ready = all(v == "ok" for v in checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks, "features": settings.feature_states()}
+    body = {"status": "ready" if ready else "not ready", "checks": checks, "features": settings.feature_states(),
+            "shadow": settings.shadow}
     if checks["redis"] == "ok":  # who else is alive (shown, not a condition: a web process serves without them)
         try:
             body["processes"] = await run_in_threadpool(_processes, settings)
