@@ -31,7 +31,8 @@ def main() -> None:
     say(f"summary ({time.time() - started:.0f} s)")
     if "throughput" in results:
         t = results["throughput"]
-        say(f"  ingest        notif {t['ingest']['per_s']:,} notifications/s   no-op Dramatiq "
+        say(f"  ingest        notif {t['ingest']['per_s']:,} notifications/s in batches of {t['batch']} "
+            f"({t['ingest_batches_of_10']['per_s']:,}/s in batches of 10, ratio {t['ratio_ingest_of_10_to_noop']})   no-op Dramatiq "
             f"{t['noop_dramatiq']['messages_per_s']:,} messages/s (ratio {t['ratio_ingest_to_noop']})   "
             f"PostgreSQL {t['postgres_ceiling']['rows_per_s']:,} rows/s (ratio {t['ratio_ingest_to_postgres']})")
         say(f"  deliver       notif {t['deliver']['per_s']:,} in-app deliveries/s")
@@ -45,9 +46,11 @@ def main() -> None:
         say(f"  e2e latency @ {lat['rate_per_s']:g}/s   notif p50 {lat['notif_ms']['p50']} ms, p99 {lat['notif_ms']['p99']} ms"
             f"   (SQS alone p50 {lat['baseline_sqs_ms']['p50']} ms, p99 {lat['baseline_sqs_ms']['p99']} ms)")
     if "priorities" in results:
-        p = results["priorities"]
-        say(f"  HIGH under LOW flood   p99 {p['high_under_flood_ms']['p99']} ms vs {p['high_idle_ms']['p99']} ms idle "
-            f"(ratio {p['ratio_p99']}); LOW delivered {p['low_deliveries_during_flood']:,} meanwhile")
+        for label, p in (("one worker", results["priorities"]["one_worker"]),
+                         ("+ HIGH lane", results["priorities"]["with_high_lane"])):
+            say(f"  HIGH under LOW flood, {label:<11}  p99 {p['high_under_flood_ms']['p99']} ms vs "
+                f"{p['high_idle_ms']['p99']} ms idle (ratio {p['ratio_p99']}); LOW delivered "
+                f"{p['low_deliveries_during_flood']:,} meanwhile")
     if "sse_fanout" in results:
         fan = results["sse_fanout"]
         say(f"  SSE, {fan['notif']['clients']} clients  notif {fan['notif']['kib_per_connection']} KiB/conn, "

@@ -30,8 +30,15 @@ def _ms(values: list[float]) -> dict:
 
 
 def main(high_rate: float = 10, low_rate: float = 40, seconds: float = 20, warmup: float = 3) -> dict:
+    say("HIGH under a LOW flood")
+    return {"one_worker": run(high_rate, low_rate, seconds, warmup, high_lane=False),
+            "with_high_lane": run(high_rate, low_rate, seconds, warmup, high_lane=True)}
+
+
+def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_lane: bool) -> dict:
     logdir = Path(tempfile.mkdtemp(prefix="notif-bench-"))
-    say(f"HIGH under a LOW flood (logs in {logdir})")
+    say(f" {'worker + a HIGH lane (worker-high: --queues notif.high notif.deliver.high)' if high_lane else 'one worker'}"
+        f" (logs in {logdir})")
     with moto_sqs() as endpoint:
         sqs = sqs_client(endpoint)
         tag = uuid.uuid4().hex[:6]
@@ -45,6 +52,9 @@ def main(high_rate: float = 10, low_rate: float = 40, seconds: float = 20, warmu
             with Procs(env, logdir) as procs:
                 procs.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
                                        "--threads", "8"])
+                if high_lane:
+                    procs.start("worker-high", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
+                                                "--threads", "4", "--queues", "notif.high", "notif.deliver.high"])
                 procs.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
                 procs.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
                 wait_for(lambda: port_open(port), 30, "notif serve")
@@ -85,7 +95,7 @@ def main(high_rate: float = 10, low_rate: float = 40, seconds: float = 20, warmu
                     done.set()
                     client.join(10)
     idle_ms, flood_ms = _ms(idle), _ms(under)
-    result = {"high_rate_per_s": high_rate, "low_rate_per_s": low_rate, "low_recipients": FLOOD_RECIPIENTS,
+    result = {"high_lane": high_lane, "high_rate_per_s": high_rate, "low_rate_per_s": low_rate, "low_recipients": FLOOD_RECIPIENTS,
               "high_idle_ms": idle_ms, "high_under_flood_ms": flood_ms,
               "ratio_p99": round(flood_ms["p99"] / idle_ms["p99"], 2),
               "ratio_p50": round(flood_ms["p50"] / idle_ms["p50"], 2),

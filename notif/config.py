@@ -156,6 +156,7 @@ class Settings:
     visibility_timeout: int = env("NOTIF_VISIBILITY_TIMEOUT", 120, int, doc="seconds a received SQS message stays hidden while notif stores it")
     max_queued: int = env("NOTIF_MAX_QUEUED", 16, int, doc="pause receiving a priority while its ingest queue in Redis holds this many batches")
     max_backlog: int = env("NOTIF_MAX_BACKLOG", 32, int, doc="ingest batches in Redis (all priorities) beyond which receives are shared out by weight")
+    ingest_batch: int = env("NOTIF_INGEST_BATCH", 50, int, doc="most SQS messages one ingest transaction stores: under load the poller tops a full receive of 10 up to this, with no waiting")
     max_receives: int = env("NOTIF_MAX_RECEIVES", 10, int, doc="an SQS message received more than this many times without being stored is dead-lettered")
     broker_heartbeat_timeout_ms: int = env("NOTIF_BROKER_HEARTBEAT_TIMEOUT", 60000, int, doc="ms before Dramatiq hands a silent worker's messages to others (the outbox sweep recovers them regardless)")
     sweep_interval_seconds: float = env("NOTIF_SWEEP_INTERVAL", 15.0, float, doc="seconds between outbox sweeps (scheduler)")

@@ -68,11 +68,11 @@ class Poller:
             log.exception("could not read Dramatiq queue depths; pausing receives")
             return {p: self.settings.max_queued for p in PRIORITIES}
 
-    def receive(self, priority: str) -> list[Received]:
+    def receive(self, priority: str, wait: int | None = None) -> list[Received]:
         response = self.sqs.receive_message(
             QueueUrl=self.urls[priority],
             MaxNumberOfMessages=10,
-            WaitTimeSeconds=self.settings.poll_wait_seconds,
+            WaitTimeSeconds=self.settings.poll_wait_seconds if wait is None else wait,
             VisibilityTimeout=self.settings.visibility_timeout,
             MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
             MessageAttributeNames=["All"],
@@ -86,6 +86,13 @@ class Poller:
                 break
             try:
                 batch = self.receive(priority)
+                # A full receive means more are waiting: top the batch up (no waiting) so one
+                # ingest transaction stores up to NOTIF_INGEST_BATCH. A light load is not delayed.
+                while len(batch) % 10 == 0 and 0 < len(batch) < self.settings.ingest_batch:
+                    more = self.receive(priority, wait=0)
+                    batch += more
+                    if not more:
+                        break
                 if batch:
                     self.send_batch(priority, batch)
                     self.received[priority] += len(batch)

@@ -87,3 +87,20 @@ def test_a_failing_hand_off_leaves_messages_on_sqs(settings, runtime, sqs, queue
     finally:
         stop(poller, thread)
     assert queue_counts(sqs, queues["normal"]) == (0, 1)  # in flight, to come back after the visibility timeout
+
+
+def test_under_load_a_full_receive_is_topped_up_into_one_larger_batch(settings, runtime, sqs, queues):
+    from dataclasses import replace
+    for i in range(0, 35, 10):  # 35 waiting before the poller starts
+        sqs.send_message_batch(QueueUrl=queues["low"], Entries=[
+            {"Id": str(j), "MessageBody": json.dumps({"user_id": f"u{i + j}", "title": "t", "message": "m"})}
+            for j in range(min(10, 35 - i))])
+    captured = Captured()
+    poller = Poller(replace(settings, ingest_batch=30), runtime.redis, captured)
+    thread = run(poller)
+    try:
+        wait_until(lambda: len(captured.messages()) == 35, 15, message="all 35 handed off")
+    finally:
+        stop(poller, thread)
+    sizes = [len(b) for _, b in captured.batches]
+    assert max(sizes) == 30 and sum(sizes) == 35  # one transaction's worth at a time, not 10
