@@ -4,8 +4,19 @@ The benchmark puts ingest batches straight into Dramatiq's Redis queue (moto's S
 hold 100,000 messages and stay fast), so there is nothing on SQS to delete afterwards:
 the SQS DeleteMessageBatch call is replaced by a no-op. Everything else is `notif.actors`.
 """
+import os
+
 import notif.ingest
 
 notif.ingest.delete_batch = lambda client, queue_url, messages: []
 
 from notif.actors import *  # noqa: E402,F401,F403
+
+if os.environ.get("BENCH_ENQUEUE_EACH"):  # A/B: one Redis round trip per delivery, as before enqueue_many
+    import notif.tasks as _tasks
+
+    def _each(pending):
+        for delivery_id, priority in pending:
+            _tasks.DELIVER[priority].send(delivery_id)
+
+    _tasks.enqueue_deliveries = _each
