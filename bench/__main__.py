@@ -35,7 +35,7 @@ def main() -> None:
             f"({t['ingest_batches_of_10']['per_s']:,}/s in batches of 10, ratio {t['ratio_ingest_of_10_to_noop']})   no-op Dramatiq "
             f"{t['noop_dramatiq']['messages_per_s']:,} messages/s (ratio {t['ratio_ingest_to_noop']})   "
             f"PostgreSQL {t['postgres_ceiling']['rows_per_s']:,} rows/s (ratio {t['ratio_ingest_to_postgres']})")
-        say(f"  deliver       notif {t['deliver']['per_s']:,} in-app deliveries/s")
+        say(f"  deliver       in-app: made by ingest, batch by batch; one Dramatiq message each: {t['deliver']['per_s']:,}/s")
         say(f"  through SQS   {t['through_sqs']['rate_per_s']:g} msg/s paced: all committed "
             f"{t['through_sqs']['lag_after_last_send_s']} s after the last send")
         say(f"  worker RSS    {t['ingest']['rss'][0]['rss_mib']} MiB at {t['ingest']['rss'][0]['at']:,}, "

@@ -20,3 +20,8 @@ if os.environ.get("BENCH_ENQUEUE_EACH"):  # A/B: one Redis round trip per delive
             _tasks.DELIVER[priority].send(delivery_id)
 
     _tasks.enqueue_deliveries = _each
+
+if os.environ.get("BENCH_NO_BATCHED_DELIVERY"):  # the per-message delivery path, to measure it on its own
+    import notif.deliver as _deliver
+
+    _deliver.deliver_batch = lambda rt, ids: list(ids)

@@ -188,9 +188,12 @@ def _run_phase(procs: Procs, name: str, queue: str, db_url: str, count_sql: str,
     return {"count": total, "seconds": round(seconds, 2), "per_s": round(total / seconds), "rss": samples}
 
 
-def notif_prefilled(n_messages: int, logdir: Path, batch: int = 50, deliver: bool = True) -> dict:
+def notif_prefilled(n_messages: int, logdir: Path, batch: int = 50, deliver: bool = False) -> dict:
     """``batch``: messages per ingest transaction — 10 is one SQS receive; under load the
-    poller tops receives up to NOTIF_INGEST_BATCH (default 50)."""
+    poller tops receives up to NOTIF_INGEST_BATCH (default 50). The worker delivers each
+    batch's in-app rows itself, as notif's does. With ``deliver``, it does not (the
+    per-message path: one Dramatiq message per delivery), and a second worker on the
+    deliver queue alone is timed over BENCH_DELIVERIES of them."""
     tag = uuid.uuid4().hex[:6]
     namespace = f"bench-{tag}:dramatiq"
     n_batches = n_messages // batch
@@ -203,22 +206,22 @@ def notif_prefilled(n_messages: int, logdir: Path, batch: int = 50, deliver: boo
         # queue URLs name where a batch came from; nothing is sent there (the delete is a no-op)
         unused = {f"AWS_SQS_{q}_URL": f"http://127.0.0.1:9/unused/{q.lower()}" for q in (
             "HIGH_PRIORITY_QUEUE", "NOTIFICATION_QUEUE", "LOW_PRIORITY_QUEUE", "DEAD_LETTER_QUEUE")}
-        with Procs(_notif_env(db_url, tag, unused), logdir) as procs:
+        per_message = {"BENCH_NO_BATCHED_DELIVERY": "1"} if deliver else {}
+        with Procs(_notif_env(db_url, tag, {**unused, **per_message}), logdir) as procs:
             ingest = _run_phase(procs, "ingest-worker", "notif.normal", db_url,
                                 "SELECT count(*) FROM notif_notification", n_messages, max(1000, n_messages // 10))
             say(f"    ingest: {ingest['per_s']:,} notifications committed/s")
             if not deliver:
-                return {"batch": batch, "postgres_ceiling": pg, "ingest": ingest}
-            deliveries = min(n_messages, int(os.environ.get("BENCH_DELIVERIES", "20000")))
-            say(f"  notif deliver: the first {deliveries:,} of the in-app deliveries ingest queued")
+                in_app = wait_for(lambda: _count(db_url, "SELECT count(*) FROM notif_delivery WHERE status = 'sent'")
+                                  >= n_messages, 60, "every in-app delivery (made by ingest) to be marked sent")
+                return {"batch": batch, "postgres_ceiling": pg, "ingest": ingest, "in_app_sent_inline": bool(in_app)}
+            deliveries = n_messages
+            say(f"  notif deliver, one Dramatiq message each: the {deliveries:,} in-app deliveries ingest queued")
             deliver = _run_phase(procs, "deliver-worker", "notif.deliver.normal", db_url,
                                  "SELECT count(*) FROM notif_delivery WHERE status = 'sent'", deliveries,
                                  max(1000, deliveries // 5))
             say(f"    deliver: {deliver['per_s']:,} deliveries sent/s")
-    rss = ingest["rss"]
-    growth = (rss[-1]["rss_mib"] - rss[0]["rss_mib"]) / rss[0]["rss_mib"] if len(rss) >= 2 else None
-    return {"batch": batch, "postgres_ceiling": pg, "ingest": ingest, "deliver": deliver,
-            "worker_rss_growth": None if growth is None else round(growth, 3)}
+    return {"batch": batch, "postgres_ceiling": pg, "ingest": ingest, "deliver": deliver}
 
 
 def notif_through_sqs(rate: float, seconds: float, logdir: Path) -> dict:
@@ -263,12 +266,18 @@ def main(n_messages: int = 100_000, sqs_rate: float = 100, sqs_seconds: float = 
     say(f"Throughput and worker memory (logs in {logdir})")
     noop = noop_ceiling(max(1000, min(n_messages // 10, 20000)), logdir)
     say("  (one SQS receive per transaction: batches of 10)")
-    by_ten = notif_prefilled(min(n_messages, 20000), logdir, batch=10, deliver=False)
+    by_ten = notif_prefilled(min(n_messages, 20000), logdir, batch=10)
     ours = notif_prefilled(n_messages, logdir)
+    say("  (the per-message delivery path: push, email, retries, releases)")
+    per_message = notif_prefilled(min(n_messages, int(os.environ.get("BENCH_DELIVERIES", "20000"))), logdir,
+                                  deliver=True)
     through = notif_through_sqs(sqs_rate, sqs_seconds, logdir)
     ingest_rate = ours["ingest"]["per_s"]
+    rss = ours["ingest"]["rss"]
     return {
-        "noop_dramatiq": noop, "ingest_batches_of_10": by_ten["ingest"], **ours, "through_sqs": through,
+        "noop_dramatiq": noop, "ingest_batches_of_10": by_ten["ingest"], **ours,
+        "deliver": per_message["deliver"], "through_sqs": through,
+        "worker_rss_growth": round((rss[-1]["rss_mib"] - rss[0]["rss_mib"]) / rss[0]["rss_mib"], 3),
         "ratio_ingest_to_noop": round(ingest_rate / noop["messages_per_s"], 2),
         "ratio_ingest_of_10_to_noop": round(by_ten["ingest"]["per_s"] / noop["messages_per_s"], 2),
         "ratio_ingest_to_postgres": round(ingest_rate / ours["postgres_ceiling"]["rows_per_s"], 2),

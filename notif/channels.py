@@ -32,6 +32,16 @@ class Channel:
     name: str = ""
     retry_policy: RetryPolicy = DEFAULT  # attempts and backoff for transient failures
 
+    #: a channel whose ``send_many`` is cheaper than one ``send`` per item sets this; ingest
+    #: then delivers a whole batch's worth together instead of one Dramatiq message each
+    batches: bool = False
+
     def send(self, notification: "Notification", delivery: "Delivery", ctx: ChannelContext) -> None:
         """Deliver ``notification`` through this channel, or raise a notif error."""
         raise NotImplementedError
+
+    def send_many(self, items: list[tuple["Notification", "Delivery"]], ctx: ChannelContext) -> None:
+        """Deliver several at once; all or nothing: raising means none is counted as sent
+        (each then goes the usual way, one at a time, with retries)."""
+        for notification, delivery in items:
+            self.send(notification, delivery, ctx)

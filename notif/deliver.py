@@ -136,20 +136,74 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     now = utcnow()
     _set(delivery_id, SENDING, status=Delivery.SENT, attempts=attempts, sent_at=now, last_error=None,
          next_attempt_at=None)
-    DELIVERIES.labels(delivery.channel, "sent").inc()
-    latency = None
-    counts = {"sent": 1}
-    due = max(filter(None, (notification.sqs_sent_at, notification.send_at)), default=None)
-    if due is not None:  # a scheduled send is measured from its time, not from when it was queued
-        seconds = (now - due).total_seconds()
-        latency = round(seconds * 1000, 1)
-        DELIVERY_LATENCY.labels(notification.priority, delivery.channel).observe(max(0.0, seconds))
-        target = rt.settings.sla_seconds.get(notification.priority)
-        # first delivery only (once per breach), and not one a rate limit deferred on purpose
-        if target is not None and seconds > target and attempts == 1 and not _was_deferred(delivery):
-            SLA_BREACHES.labels(notification.priority).inc()
-            counts[f"sla_breach_{notification.priority}"] = 1
+    counts: dict[str, int] = {}
+    latency = _observe_sent(rt, notification, delivery, attempts, now, counts)
     record(rt.redis, rt.settings, **counts)
     log.info("delivered", extra={**context, "attempts": attempts, "end_to_end_ms": latency,
                                  "duration_ms": round((time.monotonic() - started) * 1000, 1)})
     return Delivery.SENT
+
+
+def _observe_sent(rt: Runtime, notification: Notification, delivery: Delivery, attempts: int, now: dt.datetime,
+                  counts: dict[str, int]) -> float | None:
+    """Metrics of one successful delivery; adds to ``counts`` (the statistics); returns the
+    end-to-end milliseconds when known."""
+    DELIVERIES.labels(delivery.channel, "sent").inc()
+    counts["sent"] = counts.get("sent", 0) + 1
+    due = max(filter(None, (notification.sqs_sent_at, notification.send_at)), default=None)
+    if due is None:
+        return None
+    seconds = (now - due).total_seconds()  # a scheduled send is measured from its time, not when it was queued
+    DELIVERY_LATENCY.labels(notification.priority, delivery.channel).observe(max(0.0, seconds))
+    target = rt.settings.sla_seconds.get(notification.priority)
+    # first delivery only (once per breach), and not one a rate limit deferred on purpose
+    if target is not None and seconds > target and attempts == 1 and not _was_deferred(delivery):
+        SLA_BREACHES.labels(notification.priority).inc()
+        key = f"sla_breach_{notification.priority}"
+        counts[key] = counts.get(key, 0) + 1
+    return round(seconds * 1000, 1)
+
+
+def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
+    """Deliver several rows of one batching channel together (ingest's in-app deliveries).
+
+    Claimed in one UPDATE, sent with the channel's ``send_many``, marked sent in one
+    UPDATE. Returns the ids left for the usual one-at-a-time path: all of them when the
+    batch cannot be done this way (shadow mode, a rate limit, a channel that does not
+    batch) or ``send_many`` failed — they are back to ``pending`` by then.
+    """
+    rows = list(Delivery.select(Delivery, Notification).join(Notification).where(Delivery.id.in_(delivery_ids)))
+    channels = {d.channel for d in rows}
+    channel = rt.channels.get(next(iter(channels))) if len(channels) == 1 else None
+    if (channel is None or not channel.batches or rt.settings.shadow
+            or (channel.name in rt.settings.rate_limits and rt.settings.feature("rate_limits"))):
+        return list(delivery_ids)
+    now = utcnow()
+    claimed = {i for (i,) in Delivery.update(status=SENDING, updated_at=now)
+               .where(Delivery.id.in_(delivery_ids) & (Delivery.status == Delivery.PENDING))
+               .returning(Delivery.id).tuples().execute()}
+    items = [(d.notification, d) for d in rows if d.id in claimed]
+    if not items:
+        return []
+    try:
+        channel.send_many(items, rt.channel_context(log))
+    except Exception as exc:
+        Delivery.update(status=Delivery.PENDING, updated_at=utcnow()).where(
+            Delivery.id.in_(list(claimed)) & (Delivery.status == SENDING)).execute()
+        log.warning("batched delivery failed; each goes the usual way", extra={
+            "channel": channel.name, "count": len(items), "reason": str(exc)})
+        return sorted(claimed)
+    sent_at = utcnow()
+    Delivery.update(status=Delivery.SENT, attempts=Delivery.attempts + 1, sent_at=sent_at, last_error=None,
+                    next_attempt_at=None, updated_at=sent_at).where(
+        Delivery.id.in_(list(claimed)) & (Delivery.status == SENDING)).execute()
+    counts: dict[str, int] = {}
+    for notification, delivery in items:
+        latency = _observe_sent(rt, notification, delivery, delivery.attempts + 1, sent_at, counts)
+        log.info("delivered", extra={
+            "delivery_id": delivery.id, "channel": delivery.channel, "notification_id": notification.id,
+            "user_id": notification.user_id, "correlation_id": notification.correlation_id,
+            "priority": notification.priority, "attempts": delivery.attempts + 1, "end_to_end_ms": latency,
+            "batched": len(items)})
+    record(rt.redis, rt.settings, **counts)
+    return []

@@ -33,6 +33,7 @@ from .stats import record
 
 log = logging.getLogger(__name__)
 
+IN_APP = "in_app"
 FLAGGED_CHANNELS = ("push", "email")  # channels a feature flag can turn off
 CHUNK = 200  # rows per INSERT statement (SQLite caps bound variables per statement)
 LAST_ERROR_TTL = 7 * 24 * 3600
@@ -70,7 +71,8 @@ class Outcome:
     retry: list[Received] = field(default_factory=list)  # transient failures, left on SQS
     cancelled: int = 0  # scheduled notifications withdrawn
     dropped: int = 0  # notifications not stored: a cancel for their key came first
-    deliveries: list[tuple[int, str]] = field(default_factory=list)  # (delivery id, priority) enqueued
+    deliveries: list[tuple[int, str]] = field(default_factory=list)  # (delivery id, priority) owed
+    in_app: set[int] = field(default_factory=set)  # which of them are in-app (delivered in the batch when asked)
     done: list[Received] = field(default_factory=list)  # safe to delete from SQS
 
 
@@ -139,7 +141,7 @@ def _chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
         yield rows[start:start + size]
 
 
-def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[int, str]], int]:
+def store(rt: Runtime, prepared: list[Prepared], in_app: set[int] | None = None) -> tuple[set, int, list[tuple[int, str]], int]:
     """Write all of ``prepared`` in one transaction.
 
     Returns ((user_id, key) pairs inserted, duplicates, pending deliveries as (id, priority),
@@ -172,12 +174,13 @@ def store(rt: Runtime, prepared: list[Prepared]) -> tuple[set, int, list[tuple[i
             if p.digest is None:  # a digest item is delivered with its digest
                 owed.append((notification_id, user_id, priority, p.channels, p.notifications[0]["type"],
                              p.critical, p.notifications[0]["send_at"]))
-        pending = delivery_rows(rt, owed, now)
+        pending = delivery_rows(rt, owed, now, in_app)
     return {(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), pending, dropped
 
 
-def delivery_rows(rt: Runtime, owed: list[tuple], now) -> list[tuple[int, str]]:
-    """Insert the outbox rows of new notifications; returns the pending ones as (id, priority).
+def delivery_rows(rt: Runtime, owed: list[tuple], now, in_app: set[int] | None = None) -> list[tuple[int, str]]:
+    """Insert the outbox rows of new notifications; returns the pending ones as (id, priority),
+    and adds the ids of pending in-app ones to ``in_app`` when given.
 
     ``owed``: (notification id, user id, priority, channels, type, critical, send_at). A
     user's opt-out or a channel not installed is recorded on the row (``skipped``, with why).
@@ -203,9 +206,11 @@ def delivery_rows(rt: Runtime, owed: list[tuple], now) -> list[tuple[int, str]]:
     pending: list[tuple[int, str]] = []
     for chunk in _chunks(deliveries):
         query = Delivery.insert_many([row for row, _ in chunk]).returning(Delivery.id, Delivery.status)
-        for (delivery_id, status), (_, priority) in zip(query.tuples().execute(), chunk):
+        for (delivery_id, status), (row, priority) in zip(query.tuples().execute(), chunk):
             if status == Delivery.PENDING:
                 pending.append((delivery_id, priority))
+                if in_app is not None and row["channel"] == IN_APP:
+                    in_app.add(delivery_id)
     return pending
 
 
@@ -217,7 +222,7 @@ def _is_data_error(exc: Exception) -> bool:
 def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None:
     for item in prepared:
         try:
-            inserted, duplicates, pending, dropped = store(rt, [item])
+            inserted, duplicates, pending, dropped = store(rt, [item], outcome.in_app)
         except peewee.DatabaseError as exc:
             if _is_data_error(exc):
                 outcome.dead_lettered.append(DeadLetter(item.message, f"database rejected the message: {exc}", None, "database_rejected"))
@@ -312,8 +317,13 @@ def _gave_up(rt: Runtime, received: Received) -> DeadLetter:
     return DeadLetter(received, reason, None, "gave_up")
 
 
-def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Outcome:
+def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue,
+                 deliver_now: Callable[[Runtime, list[int]], list[int]] | None = None) -> Outcome:
     """Store a batch, enqueue its deliveries, dead-letter the bad, delete what is done.
+
+    With ``deliver_now`` (the worker passes :func:`notif.deliver.deliver_batch`), the
+    batch's in-app deliveries are made right here, together, instead of one Dramatiq message
+    each; whatever it could not deliver is enqueued as usual.
 
     Raises TransientError (after finishing everything else) when some messages could not
     be stored for a reason that may pass; those stay on SQS.
@@ -334,7 +344,7 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
 
     if prepared:
         try:
-            inserted, duplicates, pending, dropped = store(rt, prepared)
+            inserted, duplicates, pending, dropped = store(rt, prepared, outcome.in_app)
         except peewee.DatabaseError as exc:
             log.warning("batch transaction failed; storing each message on its own",
                         extra={"error": str(exc), "batch_size": len(prepared)})
@@ -353,6 +363,13 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue) -> Out
             _remember_error(rt, item.message, f"database error: {exc}")
             outcome.retry.append(item.message)
 
+    if deliver_now is not None and outcome.in_app:
+        try:
+            left = set(deliver_now(rt, sorted(outcome.in_app)))
+        except Exception:
+            log.exception("in-app deliveries of the batch failed; they go the usual way")
+            left = outcome.in_app
+        outcome.deliveries = [(d, p) for d, p in outcome.deliveries if d not in outcome.in_app or d in left]
     if outcome.deliveries:
         try:
             enqueue(outcome.deliveries)

@@ -17,6 +17,15 @@ def unread_count(user_id: str) -> int:
                                        & Notification.visible()).count()
 
 
+def unread_counts(user_ids) -> dict[str, int]:
+    """Unread counts of several users in one query (absent: 0)."""
+    from peewee import fn
+    return dict(Notification.select(Notification.user_id, fn.COUNT(Notification.id))
+                .where(Notification.user_id.in_(list(user_ids)) & Notification.read_at.is_null()
+                       & Notification.visible())
+                .group_by(Notification.user_id).tuples())
+
+
 def notification_event(notification: Notification, unread: int) -> dict:
     return {"event": "notification", "notification": notification.to_dict(), "unread": unread}
 

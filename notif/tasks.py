@@ -118,7 +118,8 @@ def enqueue_many(broker: RedisBroker, messages: list[dramatiq.Message]) -> None:
 def _ingest(messages: list[dict]) -> None:
     rt = runtime()
     with database.connection_context():
-        ingest_mod.ingest_batch(rt, [Received.from_json(m) for m in messages], enqueue_deliveries)
+        ingest_mod.ingest_batch(rt, [Received.from_json(m) for m in messages], enqueue_deliveries,
+                                deliver_now=deliver_mod.deliver_batch)
 
 
 def _deliver(delivery_id: int) -> None:

@@ -11,11 +11,12 @@ import redis
 from notif.channels import Channel, ChannelContext
 from notif.errors import TransientError
 from notif.hookspecs import hookimpl
-from notif.live import notification_event, publish, unread_count
+from notif.live import notification_event, publish, unread_count, unread_counts
 
 
 class InAppChannel(Channel):
     name = "in_app"
+    batches = True  # one unread-count query and one Redis pipeline for a whole ingest batch
 
     def send(self, notification, delivery, ctx: ChannelContext) -> None:
         if not ctx.settings.feature("sse"):
@@ -23,6 +24,20 @@ class InAppChannel(Channel):
         event = notification_event(notification, unread_count(notification.user_id))
         try:
             publish(ctx.redis, ctx.settings, notification.user_id, event)
+        except redis.RedisError as exc:
+            raise TransientError(f"could not publish to Redis: {exc}") from exc
+
+
+    def send_many(self, items, ctx: ChannelContext) -> None:
+        if not ctx.settings.feature("sse"):
+            return
+        counts = unread_counts({n.user_id for n, _ in items})
+        try:
+            pipe = ctx.redis.pipeline(transaction=False)
+            for notification, _ in items:
+                publish(pipe, ctx.settings, notification.user_id,
+                        notification_event(notification, counts.get(notification.user_id, 0)))
+            pipe.execute()
         except redis.RedisError as exc:
             raise TransientError(f"could not publish to Redis: {exc}") from exc
 

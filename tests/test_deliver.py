@@ -99,3 +99,38 @@ def test_a_channel_that_is_no_longer_installed_is_recorded_as_skipped(runtime):
     d = make_delivery("carrier_pigeon")
     assert deliver(runtime, d.id) == "skipped"
     assert "not installed" in Delivery.get_by_id(d.id).last_error
+
+
+def test_a_batch_of_in_app_deliveries_goes_out_together_once(runtime):
+    from notif.deliver import deliver_batch
+    pubsub = runtime.redis.pubsub()
+    pubsub.psubscribe(user_channel(runtime.settings, "*"))
+    wait_until(lambda: pubsub.get_message(timeout=0.1), 5, message="the subscription")
+    ids = []
+    for i, user in enumerate(["u1", "u1", "u2"]):
+        n = Notification.create(user_id=user, key=f"k{i}", title="Hi", message="m", priority="normal", correlation_id="c")
+        ids.append(Delivery.create(notification=n, channel="in_app").id)
+    assert deliver_batch(runtime, ids) == []
+    events = [json.loads(wait_until(lambda: pubsub.get_message(timeout=0.5), 5, message="an event")["data"])
+              for _ in ids]
+    assert sorted((e["notification"]["id"], e["unread"]) for e in events) == [(1, 2), (2, 2), (3, 1)]
+    assert {(d.status, d.attempts) for d in Delivery.select()} == {("sent", 1)}
+    assert deliver_batch(runtime, ids) == [] and deliver(runtime, ids[0]) == "sent"  # nothing twice
+    pubsub.close()
+
+
+def test_a_failed_batch_goes_back_to_pending_for_the_usual_path(runtime):
+    from notif.deliver import deliver_batch
+
+    class Broken(Recording):
+        batches = True
+
+        def send_many(self, items, ctx):
+            raise TransientError("Redis went away")
+    runtime.channels["test"] = Broken("test")
+    ids = [make_delivery("test", user=f"u{i}").id for i in range(2)]
+    assert sorted(deliver_batch(runtime, ids)) == sorted(ids)
+    assert {d.status for d in Delivery.select()} == {"pending"}
+    runtime.channels["plain"] = Recording("plain")  # a channel that does not batch: left as it is
+    other = make_delivery("plain", user="u9").id
+    assert deliver_batch(runtime, [other]) == [other] and Delivery.get_by_id(other).status == "pending"

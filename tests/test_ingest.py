@@ -216,3 +216,15 @@ def test_an_old_worker_message_is_stored_like_a_new_one(runtime, sqs, queues):
     n = Notification.get()
     assert (n.user_id, n.title, n.message, n.type, n.data) == ("u1", "Report", "Ana sent one", "REPORT_SUBMITTED",
                                                                {"reportId": 42})
+
+
+def test_the_worker_delivers_a_batchs_in_app_rows_itself_and_enqueues_the_rest(runtime, sqs, queues):
+    from notif.deliver import deliver_batch
+    for i in range(3):
+        put(sqs, queues["normal"], literal(f"u{i}", f"k{i}", channels=["in_app", "push"]))
+    enqueued = Enqueued()
+    ingest_batch(runtime, receive(sqs, queues["normal"], expect=3), enqueued, deliver_now=deliver_batch)
+    in_app = Delivery.select().where(Delivery.channel == "in_app")
+    assert {d.status for d in in_app} == {"sent"}  # no Dramatiq hop for these
+    push = Delivery.select().where(Delivery.channel == "push")
+    assert sorted(enqueued) == sorted((d.id, "normal") for d in push) and {d.status for d in push} == {"pending"}
