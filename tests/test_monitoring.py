@@ -123,7 +123,12 @@ def test_logs_carry_one_correlation_id_from_poll_to_delivery(stack, sqs, queues,
     def lines(name):
         return [json.loads(line) for line in stack.log(name).splitlines() if line.startswith("{")]
 
-    wait_until(lambda: sum(1 for r in lines("worker") if r["message"] == "delivered") == 2, 20, 0.2, "logs")
+    def logged(message):
+        return sum(len(r.get("correlation_ids", [r.get("correlation_id")])) for r in lines("worker")
+                   if r["message"] == message)
+
+    # in-app is delivered inside the ingest batch, so "delivered" may come before "batch ingested"
+    wait_until(lambda: logged("delivered") == 2 and logged("batch ingested") == 2, 20, 0.2, "logs")
     handed = [r for r in lines("poller") if r["message"] == "batch handed to ingest"]
     born = {cid for r in handed for cid in r["correlation_ids"]}
     assert "from-the-producer" in born and len(born) == 2
