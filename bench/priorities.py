@@ -22,7 +22,7 @@ from .common import Procs, database, free_port, moto_sqs, percentiles, port_open
 from .e2e_latency import USERS, paced_send, sse_clients
 from .throughput import _count, _notif_env
 
-FLOOD_RECIPIENTS = 50
+FLOOD_RECIPIENTS = 200
 
 
 def _ms(values: list[float]) -> dict:
@@ -50,8 +50,12 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_l
                 "AWS_SQS_HIGH_PRIORITY_QUEUE_URL": urls["high"], "AWS_SQS_NOTIFICATION_QUEUE_URL": urls["normal"],
                 "AWS_SQS_LOW_PRIORITY_QUEUE_URL": urls["low"], "AWS_SQS_DEAD_LETTER_QUEUE_URL": urls["dlq"]})
             with Procs(env, logdir) as procs:
+                # with a HIGH lane the general worker leaves HIGH's queues to it: a worker that also
+                # consumes them prefetches HIGH messages that then wait for one of its busy threads
+                general = (["--queues", "notif.normal", "notif.low", "notif.deliver.normal", "notif.deliver.low"]
+                           if high_lane else [])
                 procs.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
-                                       "--threads", "8"])
+                                       "--threads", "8", *general])
                 if high_lane:
                     procs.start("worker-high", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
                                                 "--threads", "4", "--queues", "notif.high", "notif.deliver.high"])
