@@ -32,7 +32,7 @@ def render(snap: dict) -> str:
     for key, label in (("received", "received"), ("stored", "stored"), ("duplicate", "duplicates"),
                        ("dead_lettered", "dead-lettered"), ("ingest_retry", "ingest retries"),
                        ("sent", "delivered"), ("delivery_failed", "deliveries failed"),
-                       ("delivery_retry", "delivery retries"), ("deferred", "deferred (rate limit)"),
+                       ("delivery_retry", "delivery retries"), ("deferred", "deferred (limits)"),
                        ("digested", "folded into digests"), ("shadow", "shadow (not sent)")):
         lines.append(f"  {label:<20}" + "".join(f"{rates[w][key]:>8}" for w in ("1m", "5m", "15m")))
     lines.append(f"  {'error rate':<20}" + "".join(f"{rates[w]['error_rate'] * 100:>7.1f}%" for w in ("1m", "5m", "15m")))

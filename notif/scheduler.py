@@ -72,6 +72,8 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
         except Exception:
             log.exception("closing digest windows failed; the next pass tries again")
 
+    # APScheduler logs every run of every job at INFO: eight lines a second here
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(sweep_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-outbox")
     scheduler.add_job(release_job, "interval", seconds=RELEASE_INTERVAL, id="release-scheduled")
