@@ -41,7 +41,6 @@ def test_high_overtakes_a_low_flood_and_low_still_completes(processes, sqs, queu
     wait_until(lambda: sent("high") == 5, 30, 0.05, "every HIGH delivery")
     low_left = owed("low")
     assert low_left > 0, "the LOW flood was gone before HIGH arrived: nothing was overtaken"
-    assert sent("low") > 0  # LOW was being worked on, not parked
     wait_until(lambda: sent("low") == LOW_MESSAGES * RECIPIENTS, 180, 0.5, "the LOW flood to finish")
     assert Notification.select().count() == LOW_MESSAGES * RECIPIENTS + 5  # each stored once
     print(f"\nHIGH done with {low_left} LOW deliveries still owed")
