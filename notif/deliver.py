@@ -41,16 +41,6 @@ def _set(delivery_id: int, expect: str, **values) -> bool:
 DEFERRED_PREFIX = "rate limited"
 
 
-def _critical(rt: Runtime, type_: str | None) -> bool:
-    """Critical templates (security alerts) are never held back by a rate limit."""
-    if not type_:
-        return False
-    try:
-        return rt.templates.get(type_).critical
-    except NotifError:
-        return False
-
-
 def _was_deferred(delivery: Delivery) -> bool:
     return bool(delivery.last_error and delivery.last_error.startswith(DEFERRED_PREFIX))
 
@@ -100,7 +90,7 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
         return Delivery.SHADOW
     try:
         if (delivery.channel in rt.settings.rate_limits and rt.settings.feature("rate_limits")
-                and not _critical(rt, notification.type)):
+                and not rt.templates.is_critical(notification.type)):  # security alerts are never held back
             wait = rt.limiter.wait(notification.user_id, delivery.channel, delivery_id)
             if wait > 0:
                 return _defer(rt, delivery, wait, context)

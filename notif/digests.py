@@ -31,6 +31,7 @@ import peewee
 from .db import database
 from .errors import NotifError
 from .metrics import DIGEST_ITEMS, DIGESTS
+from .outbox import delivery_rows
 from .models import Digest, Notification, isoformat, utcnow
 from .stats import record
 from .templates import render_digest
@@ -91,8 +92,6 @@ def _item(n: Notification) -> dict:
 def close(rt, digest_id: int, now: dt.datetime | None = None) -> list[tuple[int, str]] | None:
     """Close one due window: store its grouped notification and deliveries. Returns the
     pending deliveries to enqueue, or None if it was not open and due (another closer won)."""
-    from .ingest import delivery_rows  # ingest imports this module
-
     now = now or utcnow()
     with database.atomic():
         closed = (Digest.update(open_key=None, closed_at=now)
@@ -114,7 +113,7 @@ def close(rt, digest_id: int, now: dt.datetime | None = None) -> list[tuple[int,
         notification_id = inserted[0][0]
         Digest.update(notification_id=notification_id).where(Digest.id == digest_id).execute()
         pending = delivery_rows(rt, [(notification_id, digest.user_id, digest.priority, digest.channels,
-                                      digest.type, _critical(rt, digest.type), None)], now)
+                                      digest.type, rt.templates.is_critical(digest.type), None)], now)
     DIGESTS.labels("sent" if len(items) > 1 else "single").inc()
     DIGEST_ITEMS.inc(len(items))
     record(rt.redis, rt.settings, digested=len(items))
@@ -123,15 +122,6 @@ def close(rt, digest_id: int, now: dt.datetime | None = None) -> list[tuple[int,
         "notification_id": notification_id, "correlation_id": row["correlation_id"],
         "correlation_ids": [n.correlation_id for n in items][:50]})
     return pending
-
-
-def _critical(rt, type_: str | None) -> bool:
-    if not type_:
-        return False
-    try:
-        return rt.templates.get(type_).critical
-    except NotifError:
-        return False
 
 
 def _grouped(rt, digest: Digest, items: list[Notification], now: dt.datetime) -> dict:

@@ -17,25 +17,24 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 import peewee
 
 from .db import database
+from .cancels import cancel_scheduled, cancelled_keys
 from .digests import DigestSpec, join_window, spec_for
+from .outbox import chunks, delivery_rows
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
 from .metrics import ERRORS, PROCESSED, PROCESSING
 from .messages import CancelMessage, parse_message
-from .models import Cancellation, Delivery, Digest, Notification, Preference, utcnow
+from .models import Notification, utcnow
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
 from .stats import record
 
 log = logging.getLogger(__name__)
 
-IN_APP = "in_app"
-FLAGGED_CHANNELS = ("push", "email")  # channels a feature flag can turn off
-CHUNK = 200  # rows per INSERT statement (SQLite caps bound variables per statement)
 LAST_ERROR_TTL = 7 * 24 * 3600
 
 Enqueue = Callable[[list[tuple[int, str]]], None]
@@ -136,11 +135,6 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
                     variables=msg.variables)
 
 
-def _chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
-
-
 def store(rt: Runtime, prepared: list[Prepared], in_app: set[int] | None = None) -> tuple[set, int, list[tuple[int, str]], int]:
     """Write all of ``prepared`` in one transaction.
 
@@ -152,7 +146,7 @@ def store(rt: Runtime, prepared: list[Prepared], in_app: set[int] | None = None)
     now = utcnow()
     with database.atomic():
         keys = list({row["key"] for row in rows})
-        cancelled = {k for (k,) in Cancellation.select(Cancellation.key).where(Cancellation.key.in_(keys)).tuples()}
+        cancelled = cancelled_keys(keys)
         if cancelled:  # the cancel overtook its send on SQS
             log.info("send dropped: cancelled before it arrived", extra={"keys": sorted(cancelled)})
             rows = [row for row in rows if row["key"] not in cancelled]
@@ -164,7 +158,7 @@ def store(rt: Runtime, prepared: list[Prepared], in_app: set[int] | None = None)
             row["digest_id"] = join_window(row["user_id"], p.digest, row["type"], row["priority"], p.channels, now)
             row["variables"] = p.variables or None
         inserted: list[tuple[int, str, str, str]] = []
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows):
             query = (Notification.insert_many(chunk).on_conflict_ignore()
                      .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
             inserted.extend(query.tuples().execute())
@@ -176,42 +170,6 @@ def store(rt: Runtime, prepared: list[Prepared], in_app: set[int] | None = None)
                              p.critical, p.notifications[0]["send_at"]))
         pending = delivery_rows(rt, owed, now, in_app)
     return {(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), pending, dropped
-
-
-def delivery_rows(rt: Runtime, owed: list[tuple], now, in_app: set[int] | None = None) -> list[tuple[int, str]]:
-    """Insert the outbox rows of new notifications; returns the pending ones as (id, priority),
-    and adds the ids of pending in-app ones to ``in_app`` when given.
-
-    ``owed``: (notification id, user id, priority, channels, type, critical, send_at). A
-    user's opt-out or a channel not installed is recorded on the row (``skipped``, with why).
-    """
-    users = list({item[1] for item in owed})
-    prefs = {p.user_id: p.settings for p in Preference.select().where(Preference.user_id.in_(users))} if users else {}
-    available = rt.channels
-    deliveries = []
-    for notification_id, user_id, priority, channels, type_, critical, send_at in owed:
-        for channel in channels:
-            row = {"notification": notification_id, "channel": channel,
-                   "status": Delivery.SCHEDULED if send_at else Delivery.PENDING, "next_attempt_at": send_at,
-                   "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
-            if not critical and not Preference.allows(prefs.get(user_id), type_, channel):
-                row.update(status=Delivery.SKIPPED, next_attempt_at=None, last_error="preference: the user opted out")
-            elif channel in FLAGGED_CHANNELS and not rt.settings.feature(channel):
-                row.update(status=Delivery.SKIPPED, next_attempt_at=None,
-                           last_error=f"feature {channel} is off (NOTIF_FEATURES)")
-            elif channel not in available:
-                row.update(status=Delivery.SKIPPED, next_attempt_at=None,
-                           last_error=f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)")
-            deliveries.append((row, priority))
-    pending: list[tuple[int, str]] = []
-    for chunk in _chunks(deliveries):
-        query = Delivery.insert_many([row for row, _ in chunk]).returning(Delivery.id, Delivery.status)
-        for (delivery_id, status), (row, priority) in zip(query.tuples().execute(), chunk):
-            if status == Delivery.PENDING:
-                pending.append((delivery_id, priority))
-                if in_app is not None and row["channel"] == IN_APP:
-                    in_app.add(delivery_id)
-    return pending
 
 
 def _is_data_error(exc: Exception) -> bool:
@@ -236,33 +194,6 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
         _count_messages(outcome, [item], inserted)
         outcome.deliveries.extend(pending)
         outcome.done.append(item.message)
-
-
-def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, int]:
-    """Withdraw the notifications with idempotency key ``key`` that have not gone out yet:
-    scheduled ones not yet released, and digest items whose window is still open. The cancel
-    is remembered (:class:`Cancellation`), so a send with this key arriving later is dropped.
-    Returns (withdrawn, too late)."""
-    with database.atomic():
-        found = list(Notification.select(Notification.id, Notification.digest_id).where(Notification.key == key).tuples())
-        held = {digest_id for _, digest_id in found if digest_id is not None}
-        # Touching the open windows locks them: a closer waits, then renders without these items.
-        still_open = {d for (d,) in Digest.update(updated_at=utcnow())
-                      .where(Digest.id.in_(list(held)) & Digest.open_key.is_null(False))
-                      .returning(Digest.id).tuples().execute()} if held else set()
-        plain = [i for i, digest_id in found if digest_id is None]
-        started = {d.notification_id for d in Delivery.select(Delivery.notification)
-                   .where(Delivery.notification.in_(plain) & (Delivery.status != Delivery.SCHEDULED))} if plain else set()
-        withdraw = [i for i, digest_id in found
-                    if (digest_id is None and i not in started) or (digest_id is not None and digest_id in still_open)]
-        if withdraw:
-            Delivery.delete().where(Delivery.notification.in_(withdraw)).execute()
-            Notification.delete().where(Notification.id.in_(withdraw)).execute()
-        # remembered, for a send that is still on its way (SQS does not keep order)
-        Cancellation.insert(key=key, created_at=utcnow()).on_conflict_ignore().execute()
-    log.info("cancel handled", extra={"key": key, "cancelled": len(withdraw), "too_late": len(found) - len(withdraw),
-                                      "correlation_id": correlation_id})
-    return len(withdraw), len(found) - len(withdraw)
 
 
 def _count_messages(outcome: Outcome, prepared: list[Prepared], inserted: set) -> None:

@@ -45,32 +45,23 @@ def run(settings: Settings, install_signals: bool = True, stop: threading.Event 
 
     enqueue = actors.enqueue_deliveries
 
-    def sweep_job() -> None:
-        if not leadership.is_leader:
-            return
-        try:
-            with database.connection_context():
-                sweep(enqueue, grace=settings.sweep_grace_seconds, lease=settings.sweep_lease_seconds)
-        except Exception:
-            log.exception("outbox sweep failed; the next pass tries again")
+    def leader_job(what: str, work):
+        """A periodic job: only the leader runs it, with a database connection; a failure
+        is logged and the next pass tries again."""
+        def job() -> None:
+            if not leadership.is_leader:
+                return
+            try:
+                with database.connection_context():
+                    work()
+            except Exception:
+                log.exception(f"{what} failed; the next pass tries again")
+        return job
 
-    def release_job() -> None:
-        if not leadership.is_leader:
-            return
-        try:
-            with database.connection_context():
-                release_due(enqueue)
-        except Exception:
-            log.exception("releasing scheduled deliveries failed; the next pass tries again")
-
-    def digest_job() -> None:
-        if not leadership.is_leader:
-            return
-        try:
-            with database.connection_context():
-                close_due(rt, enqueue)
-        except Exception:
-            log.exception("closing digest windows failed; the next pass tries again")
+    sweep_job = leader_job("outbox sweep", lambda: sweep(
+        enqueue, grace=settings.sweep_grace_seconds, lease=settings.sweep_lease_seconds))
+    release_job = leader_job("releasing scheduled deliveries", lambda: release_due(enqueue))
+    digest_job = leader_job("closing digest windows", lambda: close_due(rt, enqueue))
 
     # APScheduler logs every run of every job at INFO: eight lines a second here
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -22,6 +22,7 @@ from typing import Callable
 import peewee
 
 from .db import database
+from .cancels import cancelled_keys
 from .models import Cancellation, Delivery, Notification, utcnow
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def release_due(enqueue: Enqueue, limit: int = 5000) -> int:
                .where((Delivery.status == Delivery.SCHEDULED) & (Delivery.next_attempt_at <= now))
                .order_by(Delivery.next_attempt_at).limit(limit).tuples())
     keys = list({key for _, _, key, _ in due})
-    cancelled = {k for (k,) in Cancellation.select(Cancellation.key).where(Cancellation.key.in_(keys)).tuples()} if keys else set()
+    cancelled = cancelled_keys(keys)
     if cancelled:  # a cancel that came in while this send was being stored: withdraw, never release
         withdraw = list({nid for _, _, key, nid in due if key in cancelled})
         with database.atomic():

@@ -83,6 +83,15 @@ class TemplateStore:
     def render(self, type_: str, variables: dict[str, Any]) -> Rendered:
         return render(self.get(type_), variables)
 
+    def is_critical(self, type_: str | None) -> bool:
+        """Is ``type_`` a template marked ``critical`` (a label with no template is not)?"""
+        if not type_:
+            return False
+        try:
+            return self.get(type_).critical
+        except TemplateError:
+            return False
+
 
 @functools.lru_cache(maxsize=512)
 def _load(path: str, mtime_ns: int) -> Template:

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ..db import database
-from ..ingest import cancel_scheduled
+from ..cancels import cancel_scheduled
 from ..models import Cancellation
 from .deps import current_service
 
