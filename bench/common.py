@@ -100,6 +100,21 @@ def sqs_client(endpoint: str):
                         aws_access_key_id="bench", aws_secret_access_key="bench")
 
 
+def notif_env(db_url: str, tag: str, extra: dict | None = None) -> dict:
+    """The environment of notif's processes in a benchmark: its own database and Redis prefix."""
+    return {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "NOTIF_REDIS_PREFIX": f"bench-{tag}",
+            "NOTIF_JWT_SECRET": SECRET, "NOTIF_STATE_DIR": "/nonexistent", "NOTIF_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT), **(extra or {})}
+
+
+def sqs_env(sqs, endpoint: str, tag: str) -> dict:
+    """Four fresh queues on moto (HIGH, NORMAL, LOW, dead letters) and the variables naming them."""
+    urls = {r: sqs.create_queue(QueueName=f"bench-{tag}-{r}")["QueueUrl"] for r in ("high", "normal", "low", "dlq")}
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_SQS_HIGH_PRIORITY_QUEUE_URL": urls["high"], "AWS_SQS_NOTIFICATION_QUEUE_URL": urls["normal"],
+            "AWS_SQS_LOW_PRIORITY_QUEUE_URL": urls["low"], "AWS_SQS_DEAD_LETTER_QUEUE_URL": urls["dlq"]}
+
+
 class Procs:
     """Background processes, stopped (SIGTERM, then SIGKILL) on exit."""
 

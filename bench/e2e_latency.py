@@ -17,8 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .common import (REDIS_URL, SECRET, Procs, database, free_port, moto_sqs, percentiles, port_open, say,
-                     sqs_client, wait_for)
+from .common import (SECRET, Procs, database, free_port, moto_sqs, notif_env, percentiles, port_open, say,
+                     sqs_client, sqs_env, wait_for)
 
 USERS = 10
 
@@ -101,15 +101,10 @@ async def sse_clients(port: int, arrivals: list, ready: threading.Event, done: t
 def notif_pipeline(endpoint: str, rate: float, seconds: float, warmup: float, logdir: Path) -> dict:
     sqs = sqs_client(endpoint)
     tag = uuid.uuid4().hex[:6]
-    urls = {role: sqs.create_queue(QueueName=f"bench-{tag}-{role}")["QueueUrl"] for role in ("high", "normal", "low", "dlq")}
+    queues = sqs_env(sqs, endpoint, tag)
     with database() as db_url:
         port = free_port()
-        env = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "NOTIF_REDIS_PREFIX": f"bench-{tag}",
-               "NOTIF_JWT_SECRET": SECRET, "NOTIF_STATE_DIR": "/nonexistent", "NOTIF_LOG_LEVEL": "WARNING",
-               "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-               "AWS_SQS_HIGH_PRIORITY_QUEUE_URL": urls["high"], "AWS_SQS_NOTIFICATION_QUEUE_URL": urls["normal"],
-               "AWS_SQS_LOW_PRIORITY_QUEUE_URL": urls["low"], "AWS_SQS_DEAD_LETTER_QUEUE_URL": urls["dlq"]}
-        with Procs(env, logdir) as procs:
+        with Procs(notif_env(db_url, tag, queues), logdir) as procs:
             procs.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1", "--threads", "8"])
             procs.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
             procs.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
@@ -119,7 +114,7 @@ def notif_pipeline(endpoint: str, rate: float, seconds: float, warmup: float, lo
             client = threading.Thread(target=lambda: asyncio.run(sse_clients(port, arrivals, ready, done)))
             client.start()
             ready.wait(30)
-            total = paced_send(sqs, urls["normal"], rate, seconds, lambda i: {
+            total = paced_send(sqs, queues["AWS_SQS_NOTIFICATION_QUEUE_URL"], rate, seconds, lambda i: {
                 "user_id": f"lat-{i % USERS}", "title": "bench", "message": f"message {i}",
                 "data": {"i": i, "t": time.time()}})
             try:

@@ -18,9 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
-from .common import Procs, database, free_port, moto_sqs, percentiles, port_open, say, sqs_client, wait_for
+from .common import (Procs, database, free_port, moto_sqs, notif_env, percentiles, port_open, say, sqs_client,
+                     sqs_env, wait_for)
 from .e2e_latency import USERS, paced_send, sse_clients
-from .throughput import _count, _notif_env
+from .throughput import _count
 
 FLOOD_RECIPIENTS = 200
 
@@ -42,14 +43,11 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_l
     with moto_sqs() as endpoint:
         sqs = sqs_client(endpoint)
         tag = uuid.uuid4().hex[:6]
-        urls = {r: sqs.create_queue(QueueName=f"bench-{tag}-{r}")["QueueUrl"] for r in ("high", "normal", "low", "dlq")}
+        queues = sqs_env(sqs, endpoint, tag)
+        urls = {"high": queues["AWS_SQS_HIGH_PRIORITY_QUEUE_URL"], "low": queues["AWS_SQS_LOW_PRIORITY_QUEUE_URL"]}
         with database() as db_url:
             port = free_port()
-            env = _notif_env(db_url, tag, {
-                "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_SQS_HIGH_PRIORITY_QUEUE_URL": urls["high"], "AWS_SQS_NOTIFICATION_QUEUE_URL": urls["normal"],
-                "AWS_SQS_LOW_PRIORITY_QUEUE_URL": urls["low"], "AWS_SQS_DEAD_LETTER_QUEUE_URL": urls["dlq"]})
-            with Procs(env, logdir) as procs:
+            with Procs(notif_env(db_url, tag, queues), logdir) as procs:
                 # with a HIGH lane the general worker leaves HIGH's queues to it: a worker that also
                 # consumes them prefetches HIGH messages that then wait for one of its busy threads
                 general = (["--queues", "notif.normal", "notif.low", "notif.deliver.normal", "notif.deliver.low"]

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .common import REDIS_URL, SECRET, Procs, database, moto_sqs, say, sqs_client, wait_for
+from .common import REDIS_URL, Procs, database, moto_sqs, notif_env, say, sqs_client, sqs_env, wait_for
 
 THREADS = 8
 USERS = 1000
@@ -135,12 +135,6 @@ def _count(db_url: str, sql: str) -> int:
         conn.close()
 
 
-def _notif_env(db_url: str, tag: str, extra: dict | None = None) -> dict:
-    return {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "NOTIF_REDIS_PREFIX": f"bench-{tag}",
-            "NOTIF_JWT_SECRET": SECRET, "NOTIF_STATE_DIR": "/nonexistent", "NOTIF_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(Path(__file__).parent.parent), **(extra or {})}
-
-
 def _profile(pid: int, name: str):
     """With BENCH_PROFILE=DIR and py-spy installed: 20 s of the worker's stacks (all its
     processes), collapsed, in DIR/<phase>.txt (read it with bench/profile_summary.py)."""
@@ -207,7 +201,7 @@ def notif_prefilled(n_messages: int, logdir: Path, batch: int = 50, deliver: boo
         unused = {f"AWS_SQS_{q}_URL": f"http://127.0.0.1:9/unused/{q.lower()}" for q in (
             "HIGH_PRIORITY_QUEUE", "NOTIFICATION_QUEUE", "LOW_PRIORITY_QUEUE", "DEAD_LETTER_QUEUE")}
         per_message = {"BENCH_NO_BATCHED_DELIVERY": "1"} if deliver else {}
-        with Procs(_notif_env(db_url, tag, {**unused, **per_message}), logdir) as procs:
+        with Procs(notif_env(db_url, tag, {**unused, **per_message}), logdir) as procs:
             ingest = _run_phase(procs, "ingest-worker", "notif.normal", db_url,
                                 "SELECT count(*) FROM notif_notification", n_messages, max(1000, n_messages // 10))
             say(f"    ingest: {ingest['per_s']:,} notifications committed/s")
@@ -230,19 +224,16 @@ def notif_through_sqs(rate: float, seconds: float, logdir: Path) -> dict:
     with moto_sqs() as endpoint:
         sqs = sqs_client(endpoint)
         tag = uuid.uuid4().hex[:6]
-        urls = {r: sqs.create_queue(QueueName=f"bench-{tag}-{r}")["QueueUrl"] for r in ("high", "normal", "low", "dlq")}
+        queues = sqs_env(sqs, endpoint, tag)
+        normal = queues["AWS_SQS_NOTIFICATION_QUEUE_URL"]
         with database() as db_url:
-            env = _notif_env(db_url, tag, {
-                "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_SQS_HIGH_PRIORITY_QUEUE_URL": urls["high"], "AWS_SQS_NOTIFICATION_QUEUE_URL": urls["normal"],
-                "AWS_SQS_LOW_PRIORITY_QUEUE_URL": urls["low"], "AWS_SQS_DEAD_LETTER_QUEUE_URL": urls["dlq"]})
-            with Procs(env, logdir) as procs:
+            with Procs(notif_env(db_url, tag, queues), logdir) as procs:
                 procs.start("sqs-worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
                                            "--threads", str(THREADS)])
                 procs.start("sqs-poller", [sys.executable, "-m", "notif.cli", "poll"])
                 say(f"  notif through moto's SQS: {rate:g} msg/s for {seconds:g} s (3 senders)")
                 started = time.monotonic()
-                senders = [threading.Thread(target=paced_send, args=(sqs_client(endpoint), urls["normal"], rate / 3,
+                senders = [threading.Thread(target=paced_send, args=(sqs_client(endpoint), normal, rate / 3,
                                                                       seconds, lambda i, s=s: {
                     "user_id": f"u{i % USERS}", "title": "bench", "message": f"{s}-{i}", "id": f"{s}-{i}"}))
                            for s in range(3)]
