@@ -102,6 +102,13 @@ def _features(text: str) -> frozenset[str]:
     return frozenset(on)
 
 
+def _tls_verify(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("required", "none"):
+        raise ValueError(f"expected `required` or `none`, got {text!r}")
+    return value
+
+
 def _flag(text: str) -> bool | None:
     return None if text.strip().lower() in ("", "default") else _bool(text)
 
@@ -128,6 +135,8 @@ def _masked(name: str, value: Any, secret: bool) -> str:
 class Settings:
     database_url: str = env("DATABASE_URL", "sqlite:///notif.db", doc="`postgres://…` or `sqlite:///path`")
     redis_url: str | None = env("REDIS_URL", doc="Redis for Dramatiq, fan-out, locks, limits")
+    redis_tls_verify: str = env("NOTIF_REDIS_TLS_VERIFY", "required", _tls_verify, doc="for a `rediss://` REDIS_URL: `required` (verify the server's certificate) or `none` (Heroku Redis: a self-signed certificate)")
+    redis_tls_ca: str | None = env("NOTIF_REDIS_TLS_CA", doc="for a `rediss://` REDIS_URL: a CA file (PEM) to verify the server's certificate with")
     redis_prefix: str = env("NOTIF_REDIS_PREFIX", "notif", doc="prefix of every Redis key notif uses (one per deployment or test run)")
     aws_endpoint_url: str | None = env("AWS_ENDPOINT_URL", doc="SQS endpoint override (boto3's own variable)")
     aws_access_key_id: str | None = env("AWS_ACCESS_KEY_ID", doc="AWS credentials (else boto3's usual chain: instance role, ~/.aws)")

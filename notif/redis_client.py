@@ -1,0 +1,49 @@
+"""The one place that makes Redis clients: the broker, locks, fan-out, limits, heartbeats.
+
+``REDIS_URL`` may be ``redis://`` or ``rediss://`` (TLS). Hosted Redis plans (Heroku's)
+give a ``rediss://`` URL with a self-signed certificate and rotate it, so it cannot carry
+options: ``NOTIF_REDIS_TLS_VERIFY=none`` and ``NOTIF_REDIS_TLS_CA`` say how to check the
+server instead, and every client notif makes follows them.
+"""
+from __future__ import annotations
+
+import ssl
+from typing import Any
+from urllib.parse import urlparse
+
+import redis
+import redis.asyncio as aioredis
+
+from .config import Settings
+
+TIMEOUTS = {"socket_timeout": 10, "socket_connect_timeout": 5}
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """redis-py's TLS arguments for ``settings.redis_url`` (none for a plain ``redis://``)."""
+    if urlparse(settings.require("redis_url")).scheme != "rediss":
+        return {}
+    options: dict[str, Any] = {
+        "ssl_cert_reqs": ssl.CERT_NONE if settings.redis_tls_verify == "none" else ssl.CERT_REQUIRED}
+    if settings.redis_tls_verify == "none":
+        options["ssl_check_hostname"] = False
+    if settings.redis_tls_ca:
+        options["ssl_ca_certs"] = settings.redis_tls_ca
+    return options
+
+
+def connection_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for a connection (pool) to ``REDIS_URL``: timeouts and TLS."""
+    return {**TIMEOUTS, **tls_options(settings), **overrides}
+
+
+def sync_client(settings: Settings, **overrides: Any) -> redis.Redis:
+    """A thread-safe client with its own pool (retries a timed-out command once)."""
+    options = {"health_check_interval": 30, "retry_on_timeout": True, **overrides}
+    return redis.Redis.from_url(settings.require("redis_url"), **connection_options(settings, **options))
+
+
+def async_client(settings: Settings, **overrides: Any) -> aioredis.Redis:
+    """An asyncio client (the web process's live events)."""
+    options = {"health_check_interval": 30, **overrides}
+    return aioredis.Redis.from_url(settings.require("redis_url"), **connection_options(settings, **options))
