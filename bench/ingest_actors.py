@@ -13,13 +13,13 @@ notif.ingest.delete_batch = lambda client, queue_url, messages: []
 from notif.actors import *  # noqa: E402,F401,F403
 
 if os.environ.get("BENCH_ENQUEUE_EACH"):  # A/B: one Redis round trip per delivery, as before enqueue_many
-    import notif.tasks as _tasks
+    from notif.worker.tasks import Tasks
 
-    def _each(pending):
-        for delivery_id, priority in pending:
-            _tasks.DELIVER[priority].send(delivery_id)
+    def _each(self, queued):
+        for q in queued:
+            self.deliver[q.priority].send(q.delivery_id)
 
-    _tasks.enqueue_deliveries = _each
+    Tasks.enqueue_deliveries = _each
 
 if os.environ.get("BENCH_NO_BATCHED_DELIVERY"):  # the per-message delivery path, to measure it on its own
     import notif.deliver as _deliver

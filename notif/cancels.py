@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from . import delivery_states as states
 from .db import database
 from .models import Cancellation, Delivery, Digest, Notification, utcnow
 
@@ -36,7 +37,7 @@ def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, 
                       .returning(Digest.id).tuples().execute()} if held else set()
         plain = [i for i, digest_id in found if digest_id is None]
         started = {d.notification_id for d in Delivery.select(Delivery.notification)
-                   .where(Delivery.notification.in_(plain) & (Delivery.status != Delivery.SCHEDULED))} if plain else set()
+                   .where(Delivery.notification.in_(plain) & Delivery.status.not_in(list(states.PARKED)))} if plain else set()
         withdraw = [i for i, digest_id in found
                     if (digest_id is None and i not in started) or (digest_id is not None and digest_id in still_open)]
         if withdraw:
@@ -47,3 +48,15 @@ def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, 
     log.info("cancel handled", extra={"key": key, "cancelled": len(withdraw), "too_late": len(found) - len(withdraw),
                                       "correlation_id": correlation_id})
     return len(withdraw), len(found) - len(withdraw)
+
+
+def withdraw_scheduled(notification_ids: list[int]) -> None:
+    """Delete the parked (not yet released) deliveries of these notifications, and each
+    notification left with no delivery at all: a cancelled send that must never go out."""
+    if not notification_ids:
+        return
+    ids = list(set(notification_ids))
+    with database.atomic():
+        Delivery.delete().where(Delivery.notification.in_(ids) & Delivery.status.in_(list(states.PARKED))).execute()
+        left = {d for (d,) in Delivery.select(Delivery.notification).where(Delivery.notification.in_(ids)).tuples()}
+        Notification.delete().where(Notification.id.in_([n for n in ids if n not in left])).execute()

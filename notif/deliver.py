@@ -13,15 +13,14 @@ import datetime as dt
 import logging
 import time
 
+from . import delivery_states as states
+from .delivery_states import SENDING, claim, claim_many, move, move_many
 from .errors import NotifError, PermanentError, Skipped, TransientError, classify
-from .metrics import DELIVERIES, DELIVERY_LATENCY, ERRORS, SLA_BREACHES
 from .models import Delivery, Notification, utcnow
+from .monitoring.record import Recorder
 from .runtime import Runtime
-from .stats import record
 
 log = logging.getLogger(__name__)
-
-SENDING = Delivery.SENDING
 
 
 class RetryLater(NotifError):
@@ -32,29 +31,15 @@ class RetryLater(NotifError):
         self.delay = delay
 
 
-def _set(delivery_id: int, expect: str, **values) -> bool:
-    values.setdefault("updated_at", utcnow())
-    query = Delivery.update(**values).where((Delivery.id == delivery_id) & (Delivery.status == expect))
-    return query.execute() == 1
-
-
-DEFERRED_PREFIX = "rate limited"
-
-
-def _was_deferred(delivery: Delivery) -> bool:
-    return bool(delivery.last_error and delivery.last_error.startswith(DEFERRED_PREFIX))
-
-
 def _defer(rt: Runtime, delivery: Delivery, wait: float, context: dict) -> str:
     """Over the user's limit: park the delivery until its reserved slot (the scheduler releases it)."""
     until = utcnow() + dt.timedelta(seconds=wait)
-    reason = (f"{DEFERRED_PREFIX} ({rt.limiter.describe(delivery.channel)} per user): "
+    reason = (f"rate limited ({rt.limiter.describe(delivery.channel)} per user): "
               f"deferred until {until.isoformat(timespec='seconds')}Z")
-    _set(delivery.id, SENDING, status=Delivery.SCHEDULED, next_attempt_at=until, last_error=reason)
-    DELIVERIES.labels(delivery.channel, "deferred").inc()
-    record(rt.redis, rt.settings, deferred=1)
+    move(delivery.id, SENDING, states.DEFERRED, next_attempt_at=until, deferred_until=until, last_error=reason)
+    rt.recorder.delivery(delivery.channel, "deferred")
     log.info("delivery deferred by rate limit", extra={**context, "defer_s": round(wait, 2)})
-    return "deferred"
+    return states.DEFERRED
 
 
 def deliver(rt: Runtime, delivery_id: int) -> str:
@@ -69,25 +54,24 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     context = {"delivery_id": delivery_id, "channel": delivery.channel, "notification_id": notification.id,
                "user_id": notification.user_id, "correlation_id": notification.correlation_id,
                "priority": notification.priority}
-    if delivery.status != Delivery.PENDING:
+    if delivery.status != states.PENDING:
         log.info("delivery already handled", extra={**context, "status": delivery.status})
         return delivery.status
     channel = rt.channels.get(delivery.channel)
     if channel is None:
-        _set(delivery_id, Delivery.PENDING, status=Delivery.SKIPPED,
+        move(delivery_id, states.PENDING, states.SKIPPED,
              last_error=f"channel {delivery.channel!r} is not installed or is disabled")
-        DELIVERIES.labels(delivery.channel, "skipped").inc()
+        rt.recorder.delivery(delivery.channel, "skipped")
         log.warning("delivery skipped: channel not available", extra=context)
-        return Delivery.SKIPPED
-    if not _set(delivery_id, Delivery.PENDING, status=SENDING):
+        return states.SKIPPED
+    if not claim(delivery_id):
         return "claimed-elsewhere"
     attempts = delivery.attempts + 1
     if rt.settings.shadow:  # beside the old worker: record what would go out, send nothing
-        _set(delivery_id, SENDING, status=Delivery.SHADOW, attempts=attempts, sent_at=utcnow(), next_attempt_at=None)
-        DELIVERIES.labels(delivery.channel, "shadow").inc()
-        record(rt.redis, rt.settings, shadow=1)
+        move(delivery_id, SENDING, states.SHADOW, attempts=attempts, sent_at=utcnow(), next_attempt_at=None)
+        rt.recorder.delivery(delivery.channel, "shadow")
         log.info("shadow: would deliver", extra=context)
-        return Delivery.SHADOW
+        return states.SHADOW
     try:
         if (delivery.channel in rt.settings.rate_limits and rt.settings.feature("rate_limits")
                 and not rt.templates.is_critical(notification.type)):  # security alerts are never held back
@@ -96,61 +80,51 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
                 return _defer(rt, delivery, wait, context)
         channel.send(notification, delivery, rt.channel_context(log))
     except Skipped as skip:
-        _set(delivery_id, SENDING, status=Delivery.SKIPPED, attempts=attempts, last_error=skip.reason)
-        DELIVERIES.labels(delivery.channel, "skipped").inc()
+        move(delivery_id, SENDING, states.SKIPPED, attempts=attempts, last_error=skip.reason)
+        rt.recorder.delivery(delivery.channel, "skipped")
         log.info("delivery skipped", extra={**context, "reason": skip.reason})
-        return Delivery.SKIPPED
+        return states.SKIPPED
     except Exception as exc:
         error = classify(exc)
         policy = channel.retry_policy
         kind = "permanent" if isinstance(error, PermanentError) else "transient"
-        ERRORS.labels("deliver", kind, type(exc).__name__).inc()
+        rt.recorder.error("deliver", kind, type(exc).__name__)
         if isinstance(error, PermanentError) or policy.exhausted(attempts):
             reason = error.reason if isinstance(error, PermanentError) else \
                 f"gave up after {attempts} attempts; last error: {error.reason}"
-            _set(delivery_id, SENDING, status=Delivery.FAILED, attempts=attempts, last_error=reason,
-                 next_attempt_at=None)
+            move(delivery_id, SENDING, states.FAILED, attempts=attempts, last_error=reason, next_attempt_at=None)
             log.error("delivery dead-lettered", extra={**context, "reason": reason, "attempts": attempts,
                                                       "error_kind": kind})
-            DELIVERIES.labels(delivery.channel, "failed").inc()
-            record(rt.redis, rt.settings, delivery_failed=1)
-            return Delivery.FAILED
+            rt.recorder.delivery(delivery.channel, "failed")
+            return states.FAILED
         delay = policy.delay(attempts, error.retry_after if isinstance(error, TransientError) else None)
-        _set(delivery_id, SENDING, status=Delivery.PENDING, attempts=attempts, last_error=error.reason,
+        move(delivery_id, SENDING, states.PENDING, attempts=attempts, last_error=error.reason,
              next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
         log.warning("delivery failed; will retry", extra={**context, "reason": error.reason, "attempts": attempts,
                                                           "retry_in_s": round(delay, 1)})
-        DELIVERIES.labels(delivery.channel, "retry").inc()
-        record(rt.redis, rt.settings, delivery_retry=1)
+        rt.recorder.delivery(delivery.channel, "retry")
         raise RetryLater(delay, error.reason) from exc
     now = utcnow()
-    _set(delivery_id, SENDING, status=Delivery.SENT, attempts=attempts, sent_at=now, last_error=None,
-         next_attempt_at=None)
-    counts: dict[str, int] = {}
-    latency = _observe_sent(rt, notification, delivery, attempts, now, counts)
-    record(rt.redis, rt.settings, **counts)
+    move(delivery_id, SENDING, states.SENT, attempts=attempts, sent_at=now, last_error=None, next_attempt_at=None)
+    with rt.recorder.batched() as recorder:
+        latency = _observe_sent(rt.settings.sla_seconds, recorder, notification, delivery, attempts, now)
     log.info("delivered", extra={**context, "attempts": attempts, "end_to_end_ms": latency,
                                  "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-    return Delivery.SENT
+    return states.SENT
 
 
-def _observe_sent(rt: Runtime, notification: Notification, delivery: Delivery, attempts: int, now: dt.datetime,
-                  counts: dict[str, int]) -> float | None:
-    """Metrics of one successful delivery; adds to ``counts`` (the statistics); returns the
-    end-to-end milliseconds when known."""
-    DELIVERIES.labels(delivery.channel, "sent").inc()
-    counts["sent"] = counts.get("sent", 0) + 1
+def _observe_sent(sla_seconds: dict[str, int], recorder: Recorder, notification: Notification, delivery: Delivery,
+                  attempts: int, now: dt.datetime) -> float | None:
+    """Record one successful delivery; returns the end-to-end milliseconds when known."""
+    recorder.delivery(delivery.channel, "sent")
     due = max(filter(None, (notification.sqs_sent_at, notification.send_at)), default=None)
     if due is None:
         return None
     seconds = (now - due).total_seconds()  # a scheduled send is measured from its time, not when it was queued
-    DELIVERY_LATENCY.labels(notification.priority, delivery.channel).observe(max(0.0, seconds))
-    target = rt.settings.sla_seconds.get(notification.priority)
+    target = sla_seconds.get(notification.priority)
     # first delivery only (once per breach), and not one a rate limit deferred on purpose
-    if target is not None and seconds > target and attempts == 1 and not _was_deferred(delivery):
-        SLA_BREACHES.labels(notification.priority).inc()
-        key = f"sla_breach_{notification.priority}"
-        counts[key] = counts.get(key, 0) + 1
+    breached = (target is not None and seconds > target and attempts == 1 and delivery.deferred_until is None)
+    recorder.latency(notification.priority, delivery.channel, seconds, breached)
     return round(seconds * 1000, 1)
 
 
@@ -168,32 +142,27 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
     if (channel is None or not channel.batches or rt.settings.shadow
             or (channel.name in rt.settings.rate_limits and rt.settings.feature("rate_limits"))):
         return list(delivery_ids)
-    now = utcnow()
-    claimed = {i for (i,) in Delivery.update(status=SENDING, updated_at=now)
-               .where(Delivery.id.in_(delivery_ids) & (Delivery.status == Delivery.PENDING))
-               .returning(Delivery.id).tuples().execute()}
+    claimed = claim_many(delivery_ids)
     items = [(d.notification, d) for d in rows if d.id in claimed]
     if not items:
         return []
     try:
         channel.send_many(items, rt.channel_context(log))
     except Exception as exc:
-        Delivery.update(status=Delivery.PENDING, updated_at=utcnow()).where(
-            Delivery.id.in_(list(claimed)) & (Delivery.status == SENDING)).execute()
+        move_many(claimed, SENDING, states.PENDING)
         log.warning("batched delivery failed; each goes the usual way", extra={
             "channel": channel.name, "count": len(items), "reason": str(exc)})
         return sorted(claimed)
     sent_at = utcnow()
-    Delivery.update(status=Delivery.SENT, attempts=Delivery.attempts + 1, sent_at=sent_at, last_error=None,
-                    next_attempt_at=None, updated_at=sent_at).where(
-        Delivery.id.in_(list(claimed)) & (Delivery.status == SENDING)).execute()
-    counts: dict[str, int] = {}
-    for notification, delivery in items:
-        latency = _observe_sent(rt, notification, delivery, delivery.attempts + 1, sent_at, counts)
-        log.info("delivered", extra={
-            "delivery_id": delivery.id, "channel": delivery.channel, "notification_id": notification.id,
-            "user_id": notification.user_id, "correlation_id": notification.correlation_id,
-            "priority": notification.priority, "attempts": delivery.attempts + 1, "end_to_end_ms": latency,
-            "batched": len(items)})
-    record(rt.redis, rt.settings, **counts)
+    move_many(claimed, SENDING, states.SENT, attempts=Delivery.attempts + 1, sent_at=sent_at, last_error=None,
+              next_attempt_at=None, updated_at=sent_at)
+    with rt.recorder.batched() as recorder:
+        for notification, delivery in items:
+            latency = _observe_sent(rt.settings.sla_seconds, recorder, notification, delivery, delivery.attempts + 1,
+                                    sent_at)
+            log.info("delivered", extra={
+                "delivery_id": delivery.id, "channel": delivery.channel, "notification_id": notification.id,
+                "user_id": notification.user_id, "correlation_id": notification.correlation_id,
+                "priority": notification.priority, "attempts": delivery.attempts + 1, "end_to_end_ms": latency,
+                "batched": len(items)})
     return []

@@ -19,8 +19,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from .auth import make_token
 from .config import load_settings, state_file
+from .db import init_database
 from .errors import ConfigError
+from .migrations import migrate
+from .vapid import generate
 
 QUEUE_NAMES = {"high": "notif-high", "normal": "notif-normal", "low": "notif-low", "dead_letter": "notif-dead-letter"}
 QUEUE_ENV = {"high": "AWS_SQS_HIGH_PRIORITY_QUEUE_URL", "normal": "AWS_SQS_NOTIFICATION_QUEUE_URL",
@@ -121,7 +125,6 @@ def _vapid(state_dir: Path) -> dict:
     """A Web Push key pair for this folder, made once and kept."""
     path = state_dir / "vapid.json"
     if not path.exists():
-        from .vapid import generate
         public, private = generate()
         path.write_text(json.dumps({"VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private}))
         path.chmod(0o600)
@@ -166,8 +169,6 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
                      # shorter long-polls: Ctrl-C waits for the poller's current receive
                      "NOTIF_POLL_WAIT_SECONDS": environ.get("NOTIF_POLL_WAIT_SECONDS", "5")}
         settings = load_settings(child_env, use_state=False)
-        from .db import init_database
-        from .migrations import migrate
         init_database(settings.database_url)
         migrate()
 
@@ -189,7 +190,6 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
 
         stop = {"signal": None}
         signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-        from .auth import make_token
         demo_url = f"http://127.0.0.1:{web_port}/?token={make_token(settings.jwt_secret, 'u1', 24 * 3600)}"
         print(f"""
 notif dev is running. Ctrl-C stops it.

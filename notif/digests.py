@@ -24,24 +24,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Callable
-
 import peewee
 
 from .db import database
 from .errors import NotifError
-from .metrics import DIGEST_ITEMS, DIGESTS
-from .outbox import delivery_rows
 from .models import Digest, Notification, isoformat, utcnow
-from .stats import record
+from .outbox import Enqueue, OwedDelivery, QueuedDelivery, delivery_rows
+from .runtime import Runtime
 from .templates import render_digest
 
 log = logging.getLogger(__name__)
 
 MAX_ITEMS_RENDERED = 100  # a digest lists at most this many items; `count` is always the full number
 MAX_ATTEMPTS = 3  # opening a window: update, else insert, else another ingest just did — update again
-
-Enqueue = Callable[[list[tuple[int, str]]], None]
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,7 @@ def _item(n: Notification) -> dict:
             "data": n.data, "variables": n.variables or {}, "created_at": isoformat(n.created_at)}
 
 
-def close(rt, digest_id: int, now: dt.datetime | None = None) -> list[tuple[int, str]] | None:
+def close(rt: Runtime, digest_id: int, now: dt.datetime | None = None) -> list[QueuedDelivery] | None:
     """Close one due window: store its grouped notification and deliveries. Returns the
     pending deliveries to enqueue, or None if it was not open and due (another closer won)."""
     now = now or utcnow()
@@ -103,7 +98,7 @@ def close(rt, digest_id: int, now: dt.datetime | None = None) -> list[tuple[int,
         items = list(Notification.select().where(Notification.digest_id == digest_id).order_by(Notification.id))
         if not items:  # every item was cancelled
             log.info("digest window closed empty", extra={"digest_id": digest_id, "user_id": digest.user_id})
-            DIGESTS.labels("empty").inc()
+            rt.recorder.digest_closed("empty", 0)
             return []
         row = _grouped(rt, digest, items, now)
         inserted = list(Notification.insert(row).on_conflict_ignore()
@@ -112,11 +107,9 @@ def close(rt, digest_id: int, now: dt.datetime | None = None) -> list[tuple[int,
             return []
         notification_id = inserted[0][0]
         Digest.update(notification_id=notification_id).where(Digest.id == digest_id).execute()
-        pending = delivery_rows(rt, [(notification_id, digest.user_id, digest.priority, digest.channels,
-                                      digest.type, rt.templates.is_critical(digest.type), None)], now)
-    DIGESTS.labels("sent" if len(items) > 1 else "single").inc()
-    DIGEST_ITEMS.inc(len(items))
-    record(rt.redis, rt.settings, digested=len(items))
+        pending = delivery_rows(rt, [OwedDelivery(notification_id, digest.user_id, digest.priority, digest.channels,
+                                                  digest.type, rt.templates.is_critical(digest.type))], now)
+    rt.recorder.digest_closed("sent" if len(items) > 1 else "single", len(items))
     log.info("digest sent", extra={
         "digest_id": digest_id, "user_id": digest.user_id, "batch_key": digest.batch_key, "count": len(items),
         "notification_id": notification_id, "correlation_id": row["correlation_id"],
@@ -124,7 +117,7 @@ def close(rt, digest_id: int, now: dt.datetime | None = None) -> list[tuple[int,
     return pending
 
 
-def _grouped(rt, digest: Digest, items: list[Notification], now: dt.datetime) -> dict:
+def _grouped(rt: Runtime, digest: Digest, items: list[Notification], now: dt.datetime) -> dict:
     first = items[0]
     listed = [_item(n) for n in items[:MAX_ITEMS_RENDERED]]
     row = {"user_id": digest.user_id, "key": f"digest-{digest.id}", "type": digest.type,
@@ -148,7 +141,7 @@ def _grouped(rt, digest: Digest, items: list[Notification], now: dt.datetime) ->
     return row
 
 
-def close_due(rt, enqueue: Enqueue, limit: int = 1000) -> int:
+def close_due(rt: Runtime, enqueue: Enqueue, limit: int = 1000) -> int:
     """Close every window whose time is up (the scheduler's job); returns how many."""
     now = utcnow()
     due = [d for (d,) in Digest.select(Digest.id)

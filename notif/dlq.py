@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable
 
-from .config import Settings
-from .models import Delivery, Notification, isoformat, utcnow
+from . import delivery_states as states
+from .config import PRIORITIES, Settings
+from .models import Delivery, Notification, isoformat
+from .outbox import Enqueue, QueuedDelivery
 from .sqs import REPLAY_ATTRIBUTE, client_for
 
 PEEK_VISIBILITY = 30  # seconds the DLQ messages stay hidden while a command looks at them
@@ -42,7 +44,7 @@ def _attr(message: dict, name: str) -> str | None:
 
 
 class DeadLetters:
-    def __init__(self, settings: Settings, enqueue: Callable[[list[tuple[int, str]]], None] | None = None) -> None:
+    def __init__(self, settings: Settings, enqueue: Enqueue | None = None) -> None:
         self.settings = settings
         self.sqs = client_for(settings)
         self.dlq = settings.require("queue_dead_letter")
@@ -88,7 +90,7 @@ class DeadLetters:
 
     def deliveries(self, limit: int = 1000) -> list[Letter]:
         rows = (Delivery.select(Delivery, Notification).join(Notification)
-                .where(Delivery.status == Delivery.FAILED).order_by(Delivery.updated_at).limit(limit))
+                .where(Delivery.status == states.FAILED).order_by(Delivery.updated_at).limit(limit))
         return [Letter(
             id=f"delivery:{d.id}", kind="delivery", reason=d.last_error or "", error="delivery_failed",
             when=isoformat(d.updated_at), priority=d.notification.priority, where=f"channel:{d.channel}",
@@ -108,11 +110,10 @@ class DeadLetters:
     # -- acting -------------------------------------------------------------------------
     def replay(self, letters: list[Letter]) -> int:
         done = 0
-        pending: list[tuple[int, str]] = []
+        pending: list[QueuedDelivery] = []
         for letter in letters:
             if letter.kind == "input":
-                source = self.settings.queue_url(letter.priority if letter.priority in ("high", "normal", "low")
-                                                 else "normal")
+                source = self.settings.queue_url(letter.priority if letter.priority in PRIORITIES else "normal")
                 attributes = {REPLAY_ATTRIBUTE: letter.details.get("source_message_id") or letter.id[4:]}
                 if letter.correlation_id:
                     attributes["correlation_id"] = letter.correlation_id
@@ -123,11 +124,10 @@ class DeadLetters:
                 done += 1
             else:
                 delivery_id = int(letter.id.split(":", 1)[1])
-                changed = (Delivery.update(status=Delivery.PENDING, attempts=0, next_attempt_at=None, updated_at=utcnow(),
-                                           last_error=f"replayed from the dead letters; was: {letter.reason}"[:2000])
-                           .where((Delivery.id == delivery_id) & (Delivery.status == Delivery.FAILED)).execute())
-                if changed:
-                    pending.append((delivery_id, letter.priority or "normal"))
+                if states.move(delivery_id, states.FAILED, states.PENDING, attempts=0, next_attempt_at=None,
+                               last_error=f"replayed from the dead letters; was: {letter.reason}"[:2000]):
+                    pending.append(QueuedDelivery(delivery_id, letter.priority or "normal",
+                                                  letter.details.get("channel", "")))
                     done += 1
         if pending:
             if self.enqueue is None:
@@ -144,6 +144,5 @@ class DeadLetters:
                 done += 1
             else:
                 delivery_id = int(letter.id.split(":", 1)[1])
-                done += (Delivery.update(status=Delivery.DISCARDED, updated_at=utcnow())
-                         .where((Delivery.id == delivery_id) & (Delivery.status == Delivery.FAILED)).execute())
+                done += states.move(delivery_id, states.FAILED, states.DISCARDED)
         return done

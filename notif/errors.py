@@ -6,6 +6,9 @@ goes to a dead letter at once, carrying a reason a human can act on.
 """
 from __future__ import annotations
 
+import datetime as dt
+from email.utils import parsedate_to_datetime
+
 
 class NotifError(Exception):
     """Root of notif's own errors."""
@@ -79,8 +82,6 @@ def parse_retry_after(value: str | float | None) -> float | None:
         return max(0.0, float(value))
     except (TypeError, ValueError):
         pass
-    from email.utils import parsedate_to_datetime
-    import datetime as dt
     try:
         when = parsedate_to_datetime(str(value))
     except (TypeError, ValueError):

@@ -21,23 +21,24 @@ from typing import Callable
 
 import peewee
 
-from .db import database
 from .cancels import cancel_scheduled, cancelled_keys
+from .db import database
 from .digests import DigestSpec, join_window, spec_for
-from .outbox import chunks, delivery_rows
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
-from .metrics import ERRORS, PROCESSED, PROCESSING
 from .messages import CancelMessage, parse_message
 from .models import Notification, utcnow
+from .outbox import IN_APP, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows
+from .redis_keys import ingest_error
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
-from .stats import record
 
 log = logging.getLogger(__name__)
 
 LAST_ERROR_TTL = 7 * 24 * 3600
 
-Enqueue = Callable[[list[tuple[int, str]]], None]
+#: delivers a batch's deliveries of one batching channel together (:func:`notif.deliver.deliver_batch`);
+#: returns the ids it left for the one-at-a-time path
+DeliverNow = Callable[[Runtime, list[int]], list[int]]
 
 
 @dataclass
@@ -60,6 +61,16 @@ class Cancel:
     key: str
 
 
+@dataclass(frozen=True)
+class StoreResult:
+    """What one store transaction did."""
+
+    inserted: set[tuple[str, str]]  # (user id, key) of every notification inserted
+    duplicates: int  # notifications whose (user, key) was already stored
+    queued: list[QueuedDelivery]  # pending deliveries to enqueue once committed
+    dropped: int  # notifications not stored: a cancel for their key came first
+
+
 @dataclass
 class Outcome:
     stored: int = 0  # notifications inserted
@@ -70,9 +81,24 @@ class Outcome:
     retry: list[Received] = field(default_factory=list)  # transient failures, left on SQS
     cancelled: int = 0  # scheduled notifications withdrawn
     dropped: int = 0  # notifications not stored: a cancel for their key came first
-    deliveries: list[tuple[int, str]] = field(default_factory=list)  # (delivery id, priority) owed
-    in_app: set[int] = field(default_factory=set)  # which of them are in-app (delivered in the batch when asked)
+    deliveries: list[QueuedDelivery] = field(default_factory=list)  # pending, to enqueue (or deliver now)
     done: list[Received] = field(default_factory=list)  # safe to delete from SQS
+
+    def add(self, prepared: list[Prepared], result: StoreResult) -> None:
+        """Count a committed store of ``prepared``."""
+        self.stored += len(result.inserted)
+        self.duplicates += result.duplicates
+        self.dropped += result.dropped
+        unclaimed = set(result.inserted)  # a key sent twice in one batch is new for the first message only
+        for item in prepared:
+            pairs = {(row["user_id"], row["key"]) for row in item.notifications}
+            if pairs & unclaimed:
+                self.new_messages += 1
+                unclaimed -= pairs
+            else:
+                self.duplicate_messages += 1
+        self.deliveries.extend(result.queued)
+        self.done.extend(item.message for item in prepared)
 
 
 def _error_kind(exc: PermanentError) -> str:
@@ -135,12 +161,8 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
                     variables=msg.variables)
 
 
-def store(rt: Runtime, prepared: list[Prepared], in_app: set[int] | None = None) -> tuple[set, int, list[tuple[int, str]], int]:
-    """Write all of ``prepared`` in one transaction.
-
-    Returns ((user_id, key) pairs inserted, duplicates, pending deliveries as (id, priority),
-    rows dropped because a cancel for their key came first).
-    """
+def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
+    """Write all of ``prepared`` in one transaction: the notifications, then their outbox rows."""
     rows = [row for p in prepared for row in p.notifications]
     of = {(row["user_id"], row["key"]): p for p in prepared for row in p.notifications}
     now = utcnow()
@@ -166,10 +188,11 @@ def store(rt: Runtime, prepared: list[Prepared], in_app: set[int] | None = None)
         for notification_id, user_id, key, priority in inserted:
             p = of[(user_id, key)]
             if p.digest is None:  # a digest item is delivered with its digest
-                owed.append((notification_id, user_id, priority, p.channels, p.notifications[0]["type"],
-                             p.critical, p.notifications[0]["send_at"]))
-        pending = delivery_rows(rt, owed, now, in_app)
-    return {(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), pending, dropped
+                first = p.notifications[0]
+                owed.append(OwedDelivery(notification_id, user_id, priority, p.channels, first["type"],
+                                         p.critical, first["send_at"]))
+        queued = delivery_rows(rt, owed, now)
+    return StoreResult({(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), queued, dropped)
 
 
 def _is_data_error(exc: Exception) -> bool:
@@ -180,7 +203,7 @@ def _is_data_error(exc: Exception) -> bool:
 def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None:
     for item in prepared:
         try:
-            inserted, duplicates, pending, dropped = store(rt, [item], outcome.in_app)
+            result = store(rt, [item])
         except peewee.DatabaseError as exc:
             if _is_data_error(exc):
                 outcome.dead_lettered.append(DeadLetter(item.message, f"database rejected the message: {exc}", None, "database_rejected"))
@@ -188,50 +211,20 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
                 _remember_error(rt, item.message, f"database error: {exc}")
                 outcome.retry.append(item.message)
             continue
-        outcome.stored += len(inserted)
-        outcome.duplicates += duplicates
-        outcome.dropped += dropped
-        _count_messages(outcome, [item], inserted)
-        outcome.deliveries.extend(pending)
-        outcome.done.append(item.message)
-
-
-def _count_messages(outcome: Outcome, prepared: list[Prepared], inserted: set) -> None:
-    unclaimed = set(inserted)  # a key sent twice in one batch is new for the first message only
-    for item in prepared:
-        pairs = {(row["user_id"], row["key"]) for row in item.notifications}
-        if pairs & unclaimed:
-            outcome.new_messages += 1
-            unclaimed -= pairs
-        else:
-            outcome.duplicate_messages += 1
+        outcome.add([item], result)
 
 
 def _observe(rt: Runtime, messages: list[Received], outcome: Outcome, seconds: float) -> None:
-    priority = messages[0].priority if messages else "normal"
-    counts = {"stored": outcome.new_messages, "duplicate": outcome.duplicate_messages,
-              "dead_lettered": len(outcome.dead_lettered), "retry": len(outcome.retry)}
-    for name, n in counts.items():
-        if n:
-            PROCESSED.labels(priority, name).inc(n)
-    for letter in outcome.dead_lettered:
-        ERRORS.labels("ingest", "permanent", letter.kind).inc()
-    if outcome.retry:
-        ERRORS.labels("ingest", "transient", "database").inc(len(outcome.retry))
-    for _ in messages:
-        PROCESSING.labels(priority).observe(seconds)
-    record(rt.redis, rt.settings, stored=outcome.new_messages, duplicate=outcome.duplicate_messages,
-           dead_lettered=len(outcome.dead_lettered), ingest_retry=len(outcome.retry))
-
-
-def _last_error_key(rt: Runtime, received: Received) -> str:
-    return f"{rt.settings.redis_prefix}:ingest-error:{received.message_id}"
+    rt.recorder.ingested(messages[0].priority if messages else "normal", stored=outcome.new_messages,
+                         duplicate=outcome.duplicate_messages,
+                         dead_letter_kinds=[letter.kind for letter in outcome.dead_lettered],
+                         retry=len(outcome.retry), messages=len(messages), seconds=seconds)
 
 
 def _remember_error(rt: Runtime, received: Received, reason: str) -> None:
     """Keep the last transient error, so a message that finally gives up says why."""
     try:
-        rt.redis.set(_last_error_key(rt, received), reason[:1000], ex=LAST_ERROR_TTL)
+        rt.redis.set(ingest_error(rt.settings, received.message_id), reason[:1000], ex=LAST_ERROR_TTL)
     except Exception:  # a lost breadcrumb must not fail the batch
         log.warning("could not record the last ingest error in Redis", exc_info=True)
 
@@ -239,7 +232,7 @@ def _remember_error(rt: Runtime, received: Received, reason: str) -> None:
 def _gave_up(rt: Runtime, received: Received) -> DeadLetter:
     last = None
     try:
-        last = rt.redis.get(_last_error_key(rt, received))
+        last = rt.redis.get(ingest_error(rt.settings, received.message_id))
     except Exception:
         pass
     reason = f"received {received.receives} times without being stored (NOTIF_MAX_RECEIVES={rt.settings.max_receives})"
@@ -248,8 +241,7 @@ def _gave_up(rt: Runtime, received: Received) -> DeadLetter:
     return DeadLetter(received, reason, None, "gave_up")
 
 
-def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue,
-                 deliver_now: Callable[[Runtime, list[int]], list[int]] | None = None) -> Outcome:
+def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, deliver_now: DeliverNow | None = None) -> Outcome:
     """Store a batch, enqueue its deliveries, dead-letter the bad, delete what is done.
 
     With ``deliver_now`` (the worker passes :func:`notif.deliver.deliver_batch`), the
@@ -275,16 +267,13 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue,
 
     if prepared:
         try:
-            inserted, duplicates, pending, dropped = store(rt, prepared, outcome.in_app)
+            result = store(rt, prepared)
         except peewee.DatabaseError as exc:
             log.warning("batch transaction failed; storing each message on its own",
                         extra={"error": str(exc), "batch_size": len(prepared)})
             _store_each(rt, prepared, outcome)
         else:
-            outcome.stored, outcome.duplicates, outcome.dropped = len(inserted), duplicates, dropped
-            _count_messages(outcome, prepared, inserted)
-            outcome.deliveries.extend(pending)
-            outcome.done.extend(p.message for p in prepared)
+            outcome.add(prepared, result)
 
     for item in cancels:  # after the batch's own rows: a send and its cancel may share a batch
         try:
@@ -294,20 +283,21 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue,
             _remember_error(rt, item.message, f"database error: {exc}")
             outcome.retry.append(item.message)
 
-    if deliver_now is not None and outcome.in_app:
+    in_app = {q.delivery_id for q in outcome.deliveries if q.channel == IN_APP}
+    if deliver_now is not None and in_app:
         try:
-            left = set(deliver_now(rt, sorted(outcome.in_app)))
+            left = set(deliver_now(rt, sorted(in_app)))
         except Exception:
             log.exception("in-app deliveries of the batch failed; they go the usual way")
-            left = outcome.in_app
-        outcome.deliveries = [(d, p) for d, p in outcome.deliveries if d not in outcome.in_app or d in left]
+            left = in_app
+        outcome.deliveries = [q for q in outcome.deliveries if q.delivery_id not in in_app or q.delivery_id in left]
     if outcome.deliveries:
         try:
             enqueue(outcome.deliveries)
         except Exception:
             # The rows are committed as 'pending': the outbox sweeper enqueues them again.
             log.exception("could not enqueue deliveries; they stay pending in the outbox",
-                          extra={"delivery_ids": [d for d, _ in outcome.deliveries][:50]})
+                          extra={"delivery_ids": [q.delivery_id for q in outcome.deliveries][:50]})
 
     if outcome.dead_lettered:
         dlq_url = rt.settings.require("queue_dead_letter")

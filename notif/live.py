@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
-from .keys import user_channel
+from peewee import fn
+
+from .redis_keys import user_channel
 from .models import Notification
 
 
@@ -19,7 +21,6 @@ def unread_count(user_id: str) -> int:
 
 def unread_counts(user_ids) -> dict[str, int]:
     """Unread counts of several users in one query (absent: 0)."""
-    from peewee import fn
     return dict(Notification.select(Notification.user_id, fn.COUNT(Notification.id))
                 .where(Notification.user_id.in_(list(user_ids)) & Notification.read_at.is_null()
                        & Notification.visible())

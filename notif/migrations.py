@@ -14,6 +14,8 @@ import logging
 from typing import Callable
 
 import peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as apply
 
 from .db import database, is_postgres
 from .models import Cancellation, Digest, JSONField, Notification, Preference, PushSubscription, utcnow
@@ -85,13 +87,11 @@ def _columns(db: peewee.Database, table: str) -> set[str]:
 
 
 def _add(db: peewee.Database, table: str, name: str, field: peewee.Field) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
     if name not in _columns(db, table):  # databases made before 0001 was frozen already have it
         apply(SchemaMigrator.from_database(db).add_column(table, name, field))
 
 
 def _drop(db: peewee.Database, table: str, *names: str) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
     migrator = SchemaMigrator.from_database(db)
     for name in names:
         if name in _columns(db, table):
@@ -174,6 +174,18 @@ def _0006_down(db: peewee.Database) -> None:
     db.drop_tables([Digest, Cancellation], safe=True)
 
 
+def _0007_up(db: peewee.Database) -> None:
+    # "deferred by a rate limit" was a 'scheduled' row whose last_error began "rate limited"
+    _add(db, DELIVERY, "deferred_until", peewee.DateTimeField(null=True))
+    db.execute_sql(f"UPDATE {DELIVERY} SET status = 'deferred', deferred_until = next_attempt_at "
+                   f"WHERE status = 'scheduled' AND last_error LIKE {db.param}", ("rate limited%",))
+
+
+def _0007_down(db: peewee.Database) -> None:
+    db.execute_sql(f"UPDATE {DELIVERY} SET status = 'scheduled' WHERE status = 'deferred'")
+    _drop(db, DELIVERY, "deferred_until")
+
+
 Step = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (1, "initial: notifications and deliveries", _0001_up, _0001_down),
@@ -182,6 +194,7 @@ MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (4, "notifications: send_at (scheduled sends)", _0004_up, _0004_down),
     (5, "users' notification preferences", _0005_up, _0005_down),
     (6, "digest windows, remembered cancels; notifications: digest_id, variables", _0006_up, _0006_down),
+    (7, "deliveries: 'deferred' (by a rate limit) is a state of its own; deferred_until", _0007_up, _0007_down),
 ]
 DOWN_LOSES = {  # what going below a version takes away, for the operator to confirm
     1: "DROPS every notification and delivery",
@@ -191,6 +204,7 @@ DOWN_LOSES = {  # what going below a version takes away, for the operator to con
     5: "users' preferences",
     6: "digests (items of open windows are sent on their own; items already digested are removed, "
        "their digest stays) and remembered cancels",
+    7: "nothing owed: deferred deliveries are parked as 'scheduled' again, as before (deferred_until is dropped)",
 }
 
 

@@ -92,20 +92,20 @@ class Notification(BaseModel):
 
 
 class Delivery(BaseModel):
-    PENDING, SENDING, SENT, FAILED, SKIPPED, DISCARDED = "pending", "sending", "sent", "failed", "skipped", "discarded"
-    SHADOW = "shadow"  # shadow mode: would have been sent (see `notif shadow report`)
-    SCHEDULED = "scheduled"  # waits for next_attempt_at (its notification's send_at); the scheduler releases it
+    """One (notification, channel): its state (:mod:`notif.delivery_states` says which states
+    there are and moves a row between them), attempts, last error and when it is next due."""
 
     id = peewee.BigAutoField()
     notification = peewee.ForeignKeyField(Notification, backref="deliveries", on_delete="CASCADE")
     channel = peewee.CharField(max_length=64)
-    status = peewee.CharField(max_length=16, default=PENDING)
+    status = peewee.CharField(max_length=16, default="pending")
     attempts = peewee.IntegerField(default=0)
     last_error = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     sent_at = peewee.DateTimeField(null=True)
     next_attempt_at = peewee.DateTimeField(null=True)  # when a pending retry is due (the sweeper waits for it)
+    deferred_until = peewee.DateTimeField(null=True)  # the slot a rate limit last deferred it to (kept after release)
 
     @property
     def idempotency_key(self) -> str:

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import redis
 
+from .config import Settings
+from .redis_keys import rate_hold, rate_tat
+
 # KEYS[1]: the (user, channel) TAT; KEYS[2]: this delivery's reservation.
 # ARGV[1]: emission interval T = period / count (ms); ARGV[2]: the period (ms).
 # Returns 0 to send now, else the milliseconds to wait.
@@ -44,9 +47,9 @@ return allowed_at - now
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, prefix: str, limits: dict[str, tuple[int, float]]) -> None:
-        self.limits = limits
-        self.prefix = prefix
+    def __init__(self, client: redis.Redis, settings: Settings, limits: dict[str, tuple[int, float]] | None = None) -> None:
+        self.limits = settings.rate_limits if limits is None else limits
+        self.settings = settings
         self._script = client.register_script(_GCRA)
 
     def describe(self, channel: str) -> str:
@@ -60,5 +63,5 @@ class RateLimiter:
             return 0.0
         count, period = limit
         period_ms = int(period * 1000)
-        keys = [f"{self.prefix}:rate:{channel}:{user_id}", f"{self.prefix}:rate-hold:{delivery_id}"]
+        keys = [rate_tat(self.settings, channel, user_id), rate_hold(self.settings, delivery_id)]
         return int(self._script(keys=keys, args=[max(1, period_ms // count), period_ms])) / 1000.0

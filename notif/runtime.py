@@ -1,58 +1,58 @@
-"""What a process holds once it has started: settings, database, Redis, SQS, channels, templates."""
+"""What a pipeline step works with once its process has started: settings, database,
+Redis, SQS, channels, templates, the rate limiter and the recorder of events.
+
+Built by :meth:`Runtime.start` in the process that needs it (a worker, the scheduler);
+nothing is made at import.
+"""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import redis
 
 from .channels import Channel, ChannelContext
 from .config import Settings
 from .db import init_database
-from .plugins import channels_for, manager_for, template_dirs
+from .monitoring.record import Recorder, RollingCounters
+from .plugin_manager import channels_for, manager_for, template_dirs
+from .ratelimit import RateLimiter
+from .redis_client import sync_client
 from .sqs import client_for
 from .templates import TemplateStore
-
-
-def make_redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.require("redis_url"),
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry_on_timeout=True,
-    )
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    redis: redis.Redis
+    redis: redis.Redis | None
     channels: dict[str, Channel]
     templates: TemplateStore
-    _limiter: object = field(default=None, repr=False)
+    recorder: Recorder = field(default_factory=lambda: Recorder(None))
 
     @classmethod
-    def start(cls, settings: Settings) -> "Runtime":
+    def start(cls, settings: Settings) -> Runtime:
         init_database(settings.database_url)
         pm = manager_for(settings)
+        client = sync_client(settings)
         return cls(
             settings=settings,
-            redis=make_redis(settings),
+            redis=client,
             channels=channels_for(settings),
             templates=TemplateStore.from_settings(settings, template_dirs(pm, settings)),
+            recorder=Recorder(RollingCounters(client, settings)),
         )
 
     @property
     def sqs(self):
         return client_for(self.settings)
 
-    @property
-    def limiter(self):
-        if self._limiter is None:
-            from .ratelimit import RateLimiter
-            self._limiter = RateLimiter(self.redis, self.settings.redis_prefix, self.settings.rate_limits)
-        return self._limiter
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        if self.redis is None:
+            raise RuntimeError("rate limits need Redis")
+        return RateLimiter(self.redis, self.settings)
 
     def channel_context(self, log: logging.Logger) -> ChannelContext:
         return ChannelContext(settings=self.settings, redis=self.redis, log=log)

@@ -12,15 +12,16 @@ import datetime as dt
 
 import peewee
 
+from . import delivery_states as states
 from .models import Delivery, Notification, isoformat, utcnow
 
 
 def report(since: dt.datetime, until: dt.datetime, top: int = 20) -> dict:
     """Counts over notifications created in [since, until) (naive UTC)."""
     in_range = (Notification.created_at >= since) & (Notification.created_at < until)
-    counted = Delivery.status.in_([Delivery.SHADOW, Delivery.SENT, Delivery.SKIPPED])
-    would = peewee.fn.SUM(peewee.Case(None, [(Delivery.status.in_([Delivery.SHADOW, Delivery.SENT]), 1)], 0))
-    skipped = peewee.fn.SUM(peewee.Case(None, [(Delivery.status == Delivery.SKIPPED, 1)], 0))
+    counted = Delivery.status.in_([states.SHADOW, states.SENT, states.SKIPPED])
+    would = peewee.fn.SUM(peewee.Case(None, [(Delivery.status.in_([states.SHADOW, states.SENT]), 1)], 0))
+    skipped = peewee.fn.SUM(peewee.Case(None, [(Delivery.status == states.SKIPPED, 1)], 0))
     base = Delivery.select().join(Notification).where(in_range & counted)
     by_type = [{"type": t or "", "channel": c, "would_send": int(w), "skipped": int(s)} for t, c, w, s in
                base.select(Notification.type, Delivery.channel, would, skipped)

@@ -24,6 +24,7 @@ from markupsafe import Markup, escape
 from notif.channels import Channel, ChannelContext
 from notif.errors import PermanentError, Skipped, TransientError, from_smtp_code
 from notif.hookspecs import hookimpl
+from notif.plugin_manager import manager_for
 from notif.templates import builtin_dir
 
 _env = ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(str(builtin_dir() / "email")),
@@ -101,7 +102,6 @@ class EmailChannel(Channel):
         settings = ctx.settings
         if not settings.smtp_url or not settings.email_from:
             raise PermanentError("email is not configured: set SMTP_URL and EMAIL_FROM")
-        from notif.plugins import manager_for
         to = address_for(notification, settings, manager_for(settings))
         if not to:
             raise Skipped("no email address for the user (none in the message, none from notif_email_address)")

@@ -196,6 +196,29 @@ def web(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
     sqs.delete_queue(QueueUrl=queue)
 
 
+@pytest.fixture(scope="module")
+def asgi(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
+    """The web app in this process (no socket): FastAPI's TestClient, lifespan and all.
+
+    The fast tier's way to test the HTTP API; `web` runs the real `notif serve` for what
+    needs a socket (SSE, the page, signals)."""
+    from fastapi.testclient import TestClient
+
+    from notif.web.app import create_app
+
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=sqs_endpoint,
+                       aws_access_key_id="t", aws_secret_access_key="t")
+    queue = sqs.create_queue(QueueName=f"asgi-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    env = {"DATABASE_URL": _pg_schema, "NOTIF_JWT_SECRET": WEB_SECRET, "REDIS_URL": REDIS_URL,
+           "NOTIF_REDIS_PREFIX": f"notif-test-{RUN_ID}-asgi-{uuid.uuid4().hex[:6]}", "AWS_ENDPOINT_URL": sqs_endpoint,
+           "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_SQS_NOTIFICATION_QUEUE_URL": queue,
+           "NOTIF_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
+    settings = load_settings(env, use_state=False)
+    with TestClient(create_app(settings)) as client:
+        yield {"client": client, "sqs": sqs, "queue": queue, "env": env, "settings": settings}
+    sqs.delete_queue(QueueUrl=queue)
+
+
 # -- real notif processes --------------------------------------------------------------
 class Processes:
     """Starts notif's processes for one test; on teardown each must exit 0 on SIGTERM."""

@@ -133,7 +133,7 @@ def test_concurrent_ingests_and_a_closer_never_lose_or_double_an_item(runtime, s
     """Eight threads add items to one bucket while another closes windows as they fall due:
     every item ends in exactly one digest, and every digest lists exactly its items."""
     from notif.ingest import store, prepare
-    from notif.poller import to_received
+    from notif.poller.poller import to_received
 
     monkeypatch.setattr("notif.digests.MAX_ITEMS_RENDERED", 10_000)  # list every item, to check them all
     per_thread, threads_n = 40, 8

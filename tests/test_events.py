@@ -12,7 +12,7 @@ import pytest
 
 from helpers import BAD_TOKENS, SSE, auth, token, wait_until
 from notif.deliver import deliver
-from notif.keys import user_channel
+from notif.redis_keys import user_channel
 from notif.models import Delivery, Notification
 from notif.runtime import Runtime
 

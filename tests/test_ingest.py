@@ -8,7 +8,7 @@ from helpers import drain, pg_query, queue_counts, wait_until
 from notif.errors import TransientError
 from notif.ingest import ingest_batch
 from notif.models import Delivery, Notification
-from notif.poller import to_received
+from notif.poller.poller import to_received
 
 
 def put(sqs, url, body):
@@ -32,8 +32,10 @@ def receive(sqs, url, priority="normal", expect=None, visibility=30):
 
 
 class Enqueued(list):
-    def __call__(self, pending):
-        self.extend(pending)
+    """An ``Enqueue`` that keeps (delivery id, priority) of what it was handed."""
+
+    def __call__(self, queued):
+        self.extend((q.delivery_id, q.priority) for q in queued)
 
 
 def literal(user, key=None, **extra):

@@ -58,7 +58,7 @@ def test_up_down_up_keeps_the_data_and_loses_no_owed_work(fresh_db):
     assert [s.split()[0] for s in migrate()] == [f"{v:04d}" for v in range(1, latest_version() + 1)]
     seed()
     steps = migrate(to=3)
-    assert [s[:9] for s in steps] == ["0006 down", "0005 down", "0004 down"] and current_version() == 3
+    assert [s[:9] for s in steps] == ["0007 down", "0006 down", "0005 down", "0004 down"] and current_version() == 3
     assert {"send_at", "digest_id", "variables"}.isdisjoint(columns("notif_notification"))
     assert not database.table_exists("notif_digest") and not database.table_exists("notif_preference")
     # owed work was not lost: the scheduled send and the digest item go out now, on their own
@@ -79,6 +79,29 @@ def test_up_down_up_keeps_the_data_and_loses_no_owed_work(fresh_db):
     assert not database.table_exists("notif_notification") and current_version() == 0
     migrate()
     assert current_version() == latest_version() and Notification.select().count() == 0
+
+
+def test_a_rate_limit_deferral_becomes_a_state_of_its_own_and_back(fresh_db):
+    """0007: 'deferred' was a 'scheduled' row whose last_error said "rate limited"; now it is a state."""
+    migrate(to=6)
+    later = utcnow() + dt.timedelta(minutes=5)
+    for key, error in (("deferred", "rate limited (push 10/60s per user): deferred until …"), ("scheduled", None)):
+        database.execute_sql(
+            f"INSERT INTO notif_notification (user_id, key, title, message, priority, correlation_id, created_at) "
+            f"VALUES ('u1', {database.param}, 't', 'm', 'normal', 'c', {database.param})", (key, utcnow()))
+        (nid,) = database.execute_sql(f"SELECT id FROM notif_notification WHERE key = {database.param}", (key,)).fetchone()
+        database.execute_sql(
+            f"INSERT INTO notif_delivery (notification_id, channel, status, attempts, last_error, next_attempt_at, "
+            f"created_at, updated_at) VALUES ({nid}, 'push', 'scheduled', 0, {database.param}, {database.param}, "
+            f"{database.param}, {database.param})", (error, later, utcnow(), utcnow()))
+    migrate()
+    by_key = {d.notification.key: d for d in Delivery.select(Delivery, Notification).join(Notification)}
+    assert by_key["deferred"].status == "deferred" and by_key["deferred"].deferred_until == later
+    assert by_key["scheduled"].status == "scheduled" and by_key["scheduled"].deferred_until is None
+    migrate(to=6)
+    assert "deferred_until" not in columns("notif_delivery")
+    statuses = database.execute_sql("SELECT status, last_error FROM notif_delivery ORDER BY id").fetchall()
+    assert [s for s, _ in statuses] == ["scheduled", "scheduled"] and statuses[0][1].startswith("rate limited")
 
 
 def test_the_cli_says_what_a_step_down_undoes_and_wants_yes(fresh_db, tmp_path):

@@ -140,6 +140,25 @@ def test_logs_carry_one_correlation_id_from_poll_to_delivery(stack, sqs, queues,
     assert all(r["level"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} and "time" in r for r in worker)
 
 
+def test_every_process_logs_its_own_process_type(stack, sqs, queues, pg):
+    """Each process is assembled in one place with its own logging: no line is mislabelled."""
+    base = stack.start_web()
+    sqs.send_message(QueueUrl=queues["normal"], MessageBody=json.dumps({"user_id": "p1", "title": "t", "message": "m"}))
+    wait_until(lambda: Delivery.select().where(Delivery.status == "sent").count() == 1, 60, 0.2, "the delivery")
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+
+    def lines(name):
+        return [json.loads(line) for line in stack.log(name).splitlines() if line.startswith("{")]
+
+    expect = {"poller": "poller started", "scheduler": "scheduler started", "worker": "batch ingested",
+              "web": "Application startup complete."}
+    wait_until(lambda: all(any(r["message"] == m for r in lines(name)) for name, m in expect.items()), 20, 0.2,
+               "each process's first lines")
+    for name in expect:
+        kinds = {r.get("process_type") for r in lines(name)}
+        assert kinds == {name}, f"{name} logged lines as {kinds}"
+
+
 @pytest.fixture
 def web_with_own_redis(processes, tmp_path):
     server = OwnRedis(tmp_path)

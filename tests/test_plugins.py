@@ -3,7 +3,7 @@ import re
 from helpers import ROOT
 from notif import hookspecs
 from notif.config import load_settings
-from notif.plugins import get_plugin_manager, load_channels
+from notif.plugin_manager import get_plugin_manager, load_channels
 
 
 def test_builtin_channels_are_loaded_through_their_entry_points():

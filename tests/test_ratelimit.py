@@ -9,12 +9,12 @@ from notif.deliver import deliver
 from notif.errors import ConfigError
 from notif.models import Delivery, Notification
 from notif.ratelimit import RateLimiter
-from notif.sweeper import release_due
+from notif.scheduler.release import release_due
 from test_deliver import Recording
 
 
 def test_a_burst_then_one_per_interval_with_each_deferral_holding_its_own_slot(runtime):
-    limiter = RateLimiter(runtime.redis, runtime.settings.redis_prefix, {"push": (3, 2.0)})
+    limiter = RateLimiter(runtime.redis, runtime.settings, {"push": (3, 2.0)})
     waits = [limiter.wait("u1", "push", d) for d in range(1, 6)]
     assert waits[:3] == [0, 0, 0]  # the burst
     assert waits[3] == pytest.approx(0.667, abs=0.1) and waits[4] == pytest.approx(1.333, abs=0.1)
@@ -46,7 +46,7 @@ def test_over_the_limit_deliveries_are_deferred_then_all_delivered_in_pace(runti
 
     def release_and_deliver():
         released = []
-        release_due(lambda work: released.extend(work))
+        release_due(lambda work: released.extend((q.delivery_id, q.priority) for q in work))
         for delivery_id, _ in released:
             deliver(runtime, delivery_id)
         return Delivery.select().where(Delivery.status == "sent").count() == 6

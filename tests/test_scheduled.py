@@ -10,7 +10,7 @@ from helpers import wait_until
 from notif.ingest import ingest_batch
 from notif.live import unread_count
 from notif.models import Delivery, Notification, utcnow
-from notif.sweeper import release_due
+from notif.scheduler.release import release_due
 from test_ingest import Enqueued, put, receive
 
 

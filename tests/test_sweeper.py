@@ -4,9 +4,9 @@ import datetime as dt
 import pytest
 from redis.exceptions import LockNotOwnedError
 
-from notif.leader import Leadership
+from notif.scheduler.leader import Leadership
 from notif.models import Delivery, Notification, utcnow
-from notif.sweeper import sweep
+from notif.scheduler.sweeper import Swept, sweep
 
 
 def delivery(status, age_seconds, next_in=None, priority="high"):
@@ -19,8 +19,10 @@ def delivery(status, age_seconds, next_in=None, priority="high"):
 
 
 class Enqueued(list):
-    def __call__(self, work):
-        self.extend(work)
+    """An ``Enqueue`` that keeps (delivery id, priority) of what it was handed."""
+
+    def __call__(self, queued):
+        self.extend((q.delivery_id, q.priority) for q in queued)
 
 
 def test_lost_pending_deliveries_are_enqueued_again_once(pg):
@@ -29,9 +31,9 @@ def test_lost_pending_deliveries_are_enqueued_again_once(pg):
     waiting = delivery("pending", 600, next_in=300)  # a retry scheduled for later: not lost
     sent = delivery("sent", 600)
     enqueued = Enqueued()
-    assert sweep(enqueued, grace=120) == {"reclaimed": 0, "requeued": 1}
+    assert sweep(enqueued, grace=120) == Swept(reclaimed=0, requeued=1)
     assert enqueued == [(lost.id, "high")]
-    assert sweep(enqueued, grace=120) == {"reclaimed": 0, "requeued": 0}  # it has its grace period again
+    assert sweep(enqueued, grace=120) == Swept(reclaimed=0, requeued=0)  # it has its grace period again
     assert {fresh.id, waiting.id, sent.id}.isdisjoint(d for d, _ in enqueued)
 
 
@@ -39,7 +41,7 @@ def test_deliveries_stuck_in_sending_are_reclaimed(pg):
     dead = delivery("sending", 900, priority="low")
     busy = delivery("sending", 10)
     enqueued = Enqueued()
-    assert sweep(enqueued, lease=300)["reclaimed"] == 1
+    assert sweep(enqueued, lease=300).reclaimed == 1
     assert enqueued == [(dead.id, "low")]
     row = Delivery.get_by_id(dead.id)
     assert row.status == "pending" and "reclaimed" in row.last_error

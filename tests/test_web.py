@@ -1,4 +1,7 @@
-"""The web process, run as `notif serve` on a real socket, read with a real HTTP client."""
+"""The web API, in process (FastAPI's TestClient over the real app, PostgreSQL, Redis and SQS).
+
+What needs a real socket (SSE, the inbox page, signals) is tested against `notif serve` in
+test_events.py, test_page.py and the end-to-end tests."""
 import httpx
 import pytest
 
@@ -7,14 +10,13 @@ from notif.models import Notification
 
 
 @pytest.fixture
-def server(web):
-    return web
+def server(asgi):
+    return asgi
 
 
 @pytest.fixture
-def client(web, pg):
-    with httpx.Client(base_url=web["base"], timeout=10) as c:
-        yield c
+def client(asgi, pg):
+    return asgi["client"]
 
 
 def add(user, n, start=0):

@@ -2,7 +2,7 @@ import threading
 from collections import Counter
 
 from helpers import wait_until
-from notif.weights import SmoothWeightedRoundRobin, WeightedGate
+from notif.poller.weights import SmoothWeightedRoundRobin, WeightedGate
 
 WEIGHTS = {"high": 6, "normal": 3, "low": 1}
 

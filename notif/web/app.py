@@ -5,13 +5,14 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..auth import AuthError
 from ..config import Settings
 from ..db import init_database
+from ..monitoring.heartbeat import Heartbeat
+from ..redis_client import async_client, sync_client
 from . import events, health, inbox, metrics, page, preferences, push, scheduled
 from .hub import Hub
 
@@ -27,8 +28,7 @@ class LiveState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = aioredis.Redis.from_url(settings.require("redis_url"), socket_connect_timeout=5,
-                                             socket_timeout=10, health_check_interval=30)
+        self.redis = async_client(settings)
         self._hub: Hub | None = None
         self._lock = asyncio.Lock()
 
@@ -64,9 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.live = LiveState(settings)
-        from ..heartbeat import Heartbeat
-        from ..runtime import make_redis
-        heartbeat = Heartbeat(make_redis(settings), settings, "web").start()
+        heartbeat = Heartbeat(sync_client(settings), settings, "web").start()
         yield
         heartbeat.stop()
         await app.state.live.close()

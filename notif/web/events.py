@@ -24,7 +24,7 @@ from anyio import to_thread
 from ..auth import AuthError, verify_token
 from ..db import database
 from ..live import unread_count
-from ..metrics import SSE_CONNECTIONS
+from ..monitoring.metrics import SSE_CONNECTIONS
 from ..models import Delivery, Notification
 from .hub import CLOSE, Hub, Listener
 from .sse import encode_notification, encode_open

@@ -6,6 +6,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ..db import database
+from ..monitoring.heartbeat import live_processes
+from ..redis_client import sync_client
+from ..sqs import client_for
 
 router = APIRouter(tags=["health"])
 
@@ -21,8 +24,7 @@ def _check_database() -> None:
 
 
 def _check_redis(settings) -> None:
-    import redis
-    client = redis.Redis.from_url(settings.require("redis_url"), socket_timeout=2, socket_connect_timeout=2)
+    client = sync_client(settings, socket_timeout=2, socket_connect_timeout=2, health_check_interval=0)
     try:
         client.ping()
     finally:
@@ -30,7 +32,6 @@ def _check_redis(settings) -> None:
 
 
 def _check_sqs(settings) -> None:
-    from ..sqs import client_for
     client_for(settings).get_queue_attributes(QueueUrl=settings.queue_url("normal"), AttributeNames=["QueueArn"])
 
 
@@ -57,10 +58,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def _processes(settings) -> dict:
-    import redis
-
-    from ..heartbeat import live_processes
-    client = redis.Redis.from_url(settings.require("redis_url"), socket_timeout=2, socket_connect_timeout=2)
+    client = sync_client(settings, socket_timeout=2, socket_connect_timeout=2, health_check_interval=0)
     try:
         summary: dict = {}
         for p in live_processes(client, settings):

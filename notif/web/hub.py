@@ -21,7 +21,7 @@ from collections import deque
 
 import redis.asyncio as aioredis
 
-from ..keys import user_channel
+from ..redis_keys import hub_control_channel, user_channel
 from .sse import PING as PING_BYTES
 from .sse import encode_notification, encode_read
 
@@ -86,7 +86,7 @@ class Hub:
         self.pubsub = client.pubsub()
         self.listeners: dict[str, set[Listener]] = {}
         self.confirmed: dict[str, asyncio.Event] = {}
-        self.control = f"{settings.redis_prefix}:hub"
+        self.control = hub_control_channel(settings)
         self._task: asyncio.Task | None = None
         self._ticker: asyncio.Task | None = None
 

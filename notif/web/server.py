@@ -1,4 +1,4 @@
-"""Running the ASGI app under uvicorn (``notif serve``)."""
+"""The web process (``notif serve``): the ASGI app under uvicorn, assembled in one place."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +8,7 @@ from typing import Iterator
 import uvicorn
 
 from ..config import Settings
+from ..logs import configure_logging
 from .app import create_app
 
 
@@ -34,7 +35,9 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def run_web(settings: Settings, host: str, port: int) -> None:
+    """``notif serve``: serve until SIGTERM/SIGINT, then end open streams and exit 0."""
+    configure_logging(settings.log_format, settings.log_level, process="web")
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True,
                             timeout_graceful_shutdown=25)
     Server(config).run()

@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 import time
 
-from .config import PRIORITIES, Settings
+from ..config import PRIORITIES, Settings
+from ..db import init_database
+from ..monitoring.snapshot import snapshot
+from ..redis_client import sync_client
 
 
 def add_parser(sub) -> None:
@@ -62,12 +65,8 @@ def render(snap: dict) -> str:
 
 
 def run(args, settings: Settings) -> int:
-    from .db import init_database
-    from .runtime import make_redis
-    from .stats import snapshot
-
     init_database(settings.database_url)
-    redis_client = make_redis(settings)
+    redis_client = sync_client(settings)
     while True:
         snap = snapshot(settings, redis_client)
         if args.json:

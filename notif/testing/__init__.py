@@ -18,12 +18,14 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from .channels import Channel
-from .config import load_settings
-from .db import database, init_database
-from .deliver import RetryLater, deliver
-from .migrations import migrate
-from .models import Delivery, Notification
+from ..channels import Channel
+from ..config import load_settings
+from ..db import database, init_database
+from ..deliver import RetryLater, deliver
+from ..migrations import migrate
+from ..models import Delivery, Notification
+from ..runtime import Runtime
+from ..templates import TemplateStore, builtin_dir
 
 
 @dataclass
@@ -35,8 +37,6 @@ class Result:
 
 class ChannelHarness:
     def __init__(self, channel: Channel, tmp_path: Path, settings: dict | None = None) -> None:
-        from .runtime import Runtime
-        from .templates import TemplateStore, builtin_dir
         env = {"DATABASE_URL": f"sqlite:///{Path(tmp_path) / 'notif-harness.db'}", **(settings or {})}
         self.settings = load_settings(env, use_state=False)
         init_database(self.settings.database_url)

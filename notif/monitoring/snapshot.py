@@ -1,49 +1,31 @@
-"""Processing statistics: what `notif stats` prints and what /metrics reads at scrape time.
+"""The read side of monitoring: how things stand, for `notif stats`, /readyz and /metrics.
 
-Rates come from 10-second counters in Redis (``<prefix>:stats:<name>:<bucket>``, kept two
-hours) that the poller, ingest and deliver bump as they go; depths from SQS and Redis;
-dead letters from the DLQ and the deliveries table; processes from their heartbeats.
+Rates come from the rolling counters that :mod:`notif.monitoring.record` writes; depths
+from SQS and Redis; dead letters from the DLQ and the deliveries table; what is held on
+purpose from the database; processes from their heartbeats. Nothing here writes.
 """
 from __future__ import annotations
 
 import time
 
-from .config import PRIORITIES, Settings
+from .. import delivery_states as states
+from ..config import PRIORITIES, Settings
+from ..db import database
+from ..models import Delivery, Digest, Notification
+from ..redis_keys import deliver_queue, dramatiq_messages_key, ingest_queue, stats_counter
+from ..sqs import client_for
 from .heartbeat import live_processes
-from .keys import deliver_queue, dramatiq_messages_key, ingest_queue
+from .record import BUCKET_SECONDS, COUNTERS
 
-COUNTERS = ("received", "stored", "duplicate", "dead_lettered", "ingest_retry", "sent", "delivery_failed",
-            "delivery_retry", "deferred", "digested", "shadow", "sla_breach_high", "sla_breach_normal", "sla_breach_low")
-KEEP_SECONDS = 2 * 3600
-BUCKET_SECONDS = 10
 WINDOWS = (1, 5, 15)  # minutes
 
 
-def _key(settings: Settings, name: str, bucket: int) -> str:
-    return f"{settings.redis_prefix}:stats:{name}:{bucket}"
-
-
-def record(redis_client, settings: Settings, **counts: int) -> None:
-    """Add to the current bucket's counters (best effort: statistics never fail the work)."""
-    minute = int(time.time() // BUCKET_SECONDS)
-    try:
-        pipe = redis_client.pipeline(transaction=False)
-        for name, n in counts.items():
-            if n:
-                key = _key(settings, name, minute)
-                pipe.incrby(key, n)
-                pipe.expire(key, KEEP_SECONDS)
-        pipe.execute()
-    except Exception:
-        pass
-
-
-def rates(redis_client, settings: Settings) -> dict:
+def rates_of(redis_client, settings: Settings) -> dict:
     """Totals per counter over the last 1, 5 and 15 minutes (to within a 10-second bucket)."""
     now = int(time.time() // BUCKET_SECONDS)
     per_minute = 60 // BUCKET_SECONDS
     span = max(WINDOWS) * per_minute
-    keys = [_key(settings, name, now - b) for name in COUNTERS for b in range(span)]
+    keys = [stats_counter(settings, name, now - b) for name in COUNTERS for b in range(span)]
     values = [int(v or 0) for v in redis_client.mget(keys)]
     out = {}
     for w in WINDOWS:
@@ -58,7 +40,6 @@ def rates(redis_client, settings: Settings) -> dict:
 
 
 def _sqs_depths(settings: Settings) -> dict:
-    from .sqs import client_for
     client = client_for(settings)
     out = {}
     for name, attribute in (*[(p, f"queue_{p}") for p in PRIORITIES], ("dead_letter", "queue_dead_letter")):
@@ -85,25 +66,20 @@ def _dramatiq_depths(redis_client, settings: Settings) -> dict:
 
 
 def _failed_deliveries() -> int | None:
-    from .db import database
-    from .models import Delivery
     try:
         with database.connection_context():
-            return Delivery.select().where(Delivery.status == Delivery.FAILED).count()
+            return Delivery.select().where(Delivery.status == states.FAILED).count()
     except Exception:
         return None
 
 
 def _held() -> dict | None:
     """What waits on purpose: scheduled sends, rate-limit deferrals, open digest windows."""
-    from .db import database
-    from .models import Delivery, Digest, Notification
     try:
         with database.connection_context():
-            parked = Delivery.status == Delivery.SCHEDULED
-            deferred = Delivery.select().where(parked & Delivery.last_error.startswith("rate limited")).count()
             open_windows = Digest.open_key.is_null(False)
-            return {"scheduled": Delivery.select().where(parked).count() - deferred, "deferred": deferred,
+            return {"scheduled": Delivery.select().where(Delivery.status == states.SCHEDULED).count(),
+                    "deferred": Delivery.select().where(Delivery.status == states.DEFERRED).count(),
                     "digest_windows": Digest.select().where(open_windows).count(),
                     "digest_items": Notification.select().join(Digest, on=(Notification.digest_id == Digest.id))
                     .where(open_windows).count()}
@@ -112,6 +88,7 @@ def _held() -> dict | None:
 
 
 def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
+    """Everything `notif stats` shows (``rates=False``: what /metrics needs, without the rates)."""
     sqs = _sqs_depths(settings)
     dlq = sqs.get("dead_letter")
     snap = {
@@ -126,5 +103,5 @@ def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
         "processes": live_processes(redis_client, settings),
     }
     if rates:
-        snap["rates"] = globals()["rates"](redis_client, settings)
+        snap["rates"] = rates_of(redis_client, settings)
     return snap

@@ -1,7 +1,7 @@
 """The poller (``notif poll``): SQS → Dramatiq, by priority, with backpressure.
 
 One thread per priority long-polls its SQS queue (20 s waits, 10 messages per receive) and
-hands each batch to that priority's ingest actor. A :class:`~notif.weights.WeightedGate`
+hands each batch to that priority's ingest actor. A :class:`~notif.poller.weights.WeightedGate`
 decides who may receive: everybody while Redis is nearly empty, by weight when the
 workers fall behind; a priority whose Dramatiq queue is full waits, leaving its messages
 in SQS, the durable buffer. SIGTERM/SIGINT stop receiving; a batch already received is
@@ -14,17 +14,18 @@ import signal
 import threading
 import uuid
 
-from .config import PRIORITIES, Settings
-from .heartbeat import Heartbeat
-from .metrics import ERRORS, RECEIVED
-from .metrics import serve as serve_metrics
-from .stats import record
-from .keys import dramatiq_messages_key, ingest_queue
-from .sqs import CORRELATION_ATTRIBUTE, REPLAY_ATTRIBUTE, Received, client_for
+from typing import Callable, Sequence
+
+from ..config import PRIORITIES, Settings
+from ..monitoring.record import Recorder, RollingCounters
+from ..redis_keys import dramatiq_messages_key, ingest_queue
+from ..sqs import CORRELATION_ATTRIBUTE, REPLAY_ATTRIBUTE, Received, client_for
 from .weights import WeightedGate
 
 log = logging.getLogger(__name__)
 
+#: hands a priority's received batch to ingest (:meth:`notif.worker.tasks.Tasks.send_ingest`)
+SendBatch = Callable[[str, Sequence[Received]], None]
 
 
 def to_received(raw: dict, priority: str) -> Received:
@@ -44,14 +45,15 @@ def to_received(raw: dict, priority: str) -> Received:
 
 
 class Poller:
-    def __init__(self, settings: Settings, redis_client, send_batch) -> None:
-        """``send_batch(priority, [Received])`` hands a batch to Dramatiq."""
+    def __init__(self, settings: Settings, redis_client, send_batch: SendBatch,
+                 stop: threading.Event | None = None) -> None:
         self.settings = settings
         self.redis = redis_client
         self.send_batch = send_batch
+        self.recorder = Recorder(RollingCounters(redis_client, settings))
         self.sqs = client_for(settings)
         self.urls = {p: settings.queue_url(p) for p in PRIORITIES}
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         # priorities off: the three queues share receives equally (and ingest makes everything NORMAL)
         self.weights = settings.poll_weights if settings.feature("priorities") else {p: 1 for p in PRIORITIES}
         self.gate = WeightedGate(self.weights, self.queue_depths, settings.max_backlog, settings.max_queued)
@@ -96,8 +98,7 @@ class Poller:
                 if batch:
                     self.send_batch(priority, batch)
                     self.received[priority] += len(batch)
-                    RECEIVED.labels(priority).inc(len(batch))
-                    record(self.redis, self.settings, received=len(batch))
+                    self.recorder.received(priority, len(batch))
                     log.info("batch handed to ingest", extra={
                         "priority": priority, "batch_size": len(batch),
                         "correlation_ids": [m.correlation_id for m in batch],
@@ -107,7 +108,7 @@ class Poller:
                 if self.stop.is_set():
                     break  # shutting down: what was received returns to SQS after its visibility timeout
                 failures += 1
-                ERRORS.labels("poll", "transient", type(exc).__name__).inc()
+                self.recorder.error("poll", "transient", type(exc).__name__)
                 delay = min(30.0, 0.5 * 2 ** failures)
                 log.exception("receive or hand-off failed; messages stay on SQS", extra={
                     "priority": priority, "retry_in_s": delay})
@@ -128,17 +129,3 @@ class Poller:
             for t in threads:
                 t.join(timeout=0.5)
         log.info("poller stopped", extra={"received": self.received})
-
-
-def main(settings: Settings) -> None:
-    from . import tasks as actors  # binds the Dramatiq broker
-
-    def send_batch(priority: str, batch: list[Received]) -> None:
-        actors.INGEST[priority].send([m.to_json() for m in batch])
-
-    serve_metrics(settings.metrics_port or 9301, "poller")
-    heartbeat = Heartbeat(actors.broker.client, settings, "poller").start()
-    try:
-        Poller(settings, actors.broker.client, send_batch).run()
-    finally:
-        heartbeat.stop()

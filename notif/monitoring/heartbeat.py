@@ -13,7 +13,8 @@ import socket
 import threading
 import time
 
-from dramatiq.middleware import Middleware
+from ..config import Settings
+from ..redis_keys import processes_hash
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,8 @@ MISSED_BEATS = 3  # a process this many beats late is shown as stopped
 FORGET_AFTER = 3600.0
 
 
-def processes_key(settings) -> str:
-    return f"{settings.redis_prefix}:processes"
-
-
 class Heartbeat:
-    def __init__(self, redis_client, settings, kind: str) -> None:
+    def __init__(self, redis_client, settings: Settings, kind: str) -> None:
         self.redis, self.settings, self.kind = redis_client, settings, kind
         self.interval = settings.heartbeat_seconds
         self.field = f"{kind}:{socket.gethostname()}:{os.getpid()}"
@@ -37,7 +34,7 @@ class Heartbeat:
     def beat(self) -> None:
         value = json.dumps({"kind": self.kind, "host": socket.gethostname(), "pid": os.getpid(),
                             "started_at": self.started, "seen_at": time.time(), "interval": self.interval})
-        self.redis.hset(processes_key(self.settings), self.field, value)
+        self.redis.hset(processes_hash(self.settings), self.field, value)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -57,16 +54,16 @@ class Heartbeat:
         if self._thread:
             self._thread.join(self.interval)
         try:
-            self.redis.hdel(processes_key(self.settings), self.field)
+            self.redis.hdel(processes_hash(self.settings), self.field)
         except Exception:
             pass
 
 
-def live_processes(redis_client, settings, now: float | None = None) -> list[dict]:
+def live_processes(redis_client, settings: Settings, now: float | None = None) -> list[dict]:
     """Every process that beat in the last hour, with its age and whether it looks alive."""
     now = now or time.time()
     out, forget = [], []
-    for field, raw in redis_client.hgetall(processes_key(settings)).items():
+    for field, raw in redis_client.hgetall(processes_hash(settings)).items():
         try:
             entry = json.loads(raw)
         except ValueError:
@@ -79,21 +76,5 @@ def live_processes(redis_client, settings, now: float | None = None) -> list[dic
         stale_after = MISSED_BEATS * entry.get("interval", settings.heartbeat_seconds)
         out.append({**entry, "age_seconds": round(age, 1), "alive": age <= stale_after})
     if forget:
-        redis_client.hdel(processes_key(settings), *forget)
+        redis_client.hdel(processes_hash(settings), *forget)
     return sorted(out, key=lambda p: (p["kind"], p["host"], p["pid"]))
-
-
-class WorkerHeartbeat(Middleware):
-    """Dramatiq middleware: a heartbeat for each worker process."""
-
-    def __init__(self) -> None:
-        self.heartbeat: Heartbeat | None = None
-
-    def after_worker_boot(self, broker, worker) -> None:
-        from .runtime import make_redis
-        from .tasks import settings
-        self.heartbeat = Heartbeat(make_redis(settings), settings, "worker").start()
-
-    def before_worker_shutdown(self, broker, worker) -> None:
-        if self.heartbeat:
-            self.heartbeat.stop()

@@ -1,6 +1,6 @@
 """``notif scheduler``: the periodic jobs, run by whichever scheduler process is leader.
 
-Any number may run; one acts at a time (see :mod:`notif.leader`), and every job is safe to
+Any number may run; one acts at a time (see :mod:`notif.scheduler.leader`), and every job is safe to
 run twice, so a hand-over overlap sends nothing twice. Jobs: the outbox sweep, the release
 of scheduled sends and rate-limit deferrals when they fall due, and the closing of due
 digest windows (both four times a second).
@@ -11,41 +11,48 @@ import logging
 import signal
 import threading
 
+from typing import Callable
+
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .config import Settings
-from .db import database
-from .heartbeat import Heartbeat
+from ..config import Settings
+from ..db import database
+from ..digests import close_due
+from ..logs import configure_logging
+from ..monitoring.exposition import register_snapshot
+from ..monitoring.exposition import serve as serve_metrics
+from ..monitoring.heartbeat import Heartbeat
+from ..redis_keys import scheduler_leader_lock
+from ..runtime import Runtime
+from ..worker.tasks import producer
 from .leader import Leadership
-from .metrics import register_snapshot
-from .metrics import serve as serve_metrics
-from .sweeper import release_due, sweep
+from .release import release_due
+from .sweeper import sweep
 
 log = logging.getLogger(__name__)
 
 RELEASE_INTERVAL = 0.25  # seconds between passes over due scheduled sends and digest windows
+DEFAULT_METRICS_PORT = 9302
 
 
-def run(settings: Settings, install_signals: bool = True, stop: threading.Event | None = None) -> None:
-    from . import tasks as actors  # binds the Dramatiq broker
-
-    from .digests import close_due
-    from .runtime import Runtime
-    rt = Runtime.start(settings)  # templates and channels, for the digests it closes
+def run_scheduler(settings: Settings, install_signals: bool = True, stop: threading.Event | None = None) -> None:
+    """``notif scheduler``: run the periodic jobs (when leader) until SIGTERM/SIGINT or ``stop``."""
     stop = stop or threading.Event()
-    if install_signals:
+    if install_signals:  # first: a stop asked for while starting up is a clean stop too
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    configure_logging(settings.log_format, settings.log_level, process="scheduler")
+    tasks = producer(settings)
+    rt = Runtime.start(settings)  # templates and channels, for the digests it closes
     redis_client = rt.redis
-    leadership = Leadership(redis_client, f"{settings.redis_prefix}:scheduler:leader",
-                            ttl=settings.leader_ttl).start()
+    leadership = Leadership(redis_client, scheduler_leader_lock(settings), ttl=settings.leader_ttl).start()
     heartbeat = Heartbeat(redis_client, settings, "scheduler").start()
     register_snapshot(settings, redis_client)  # queue depths, dead letters, processes at scrape time
-    serve_metrics(settings.metrics_port or 9302, "scheduler")
+    serve_metrics(settings.metrics_port or DEFAULT_METRICS_PORT, "scheduler")
 
-    enqueue = actors.enqueue_deliveries
+    enqueue = tasks.enqueue_deliveries
 
-    def leader_job(what: str, work):
+    def leader_job(what: str, work: Callable[[], object]) -> Callable[[], None]:
         """A periodic job: only the leader runs it, with a database connection; a failure
         is logged and the next pass tries again."""
         def job() -> None:

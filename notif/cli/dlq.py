@@ -5,7 +5,10 @@ import argparse
 import json
 import sys
 
-from .config import Settings
+from ..config import Settings
+from ..db import database, init_database
+from ..dlq import DeadLetters
+from ..worker.tasks import Tasks, producer
 
 
 def add_parser(sub) -> None:
@@ -40,14 +43,13 @@ def _table(letters) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from .db import database, init_database
-    from .dlq import DeadLetters
-
     init_database(settings.database_url)
+    tasks: list[Tasks] = []  # the broker is made only when a delivery is replayed
 
     def enqueue(work):
-        from . import tasks as actors
-        actors.enqueue_deliveries(work)
+        if not tasks:
+            tasks.append(producer(settings))
+        tasks[0].enqueue_deliveries(work)
 
     letters = DeadLetters(settings, enqueue)
     with database.connection_context():

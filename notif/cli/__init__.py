@@ -1,17 +1,35 @@
-"""The ``notif`` command. Every flag that configures a process has an environment twin."""
+"""The ``notif`` command. Every flag that configures a process has an environment twin.
+
+Each process command hands over to the one function that assembles that process
+(:func:`notif.web.server.run_web`, :func:`notif.poller.process.run_poller`,
+:func:`notif.scheduler.process.run_scheduler`; the worker is ``dramatiq notif.actors``).
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from .config import PRIORITIES, load_settings
-from .errors import ConfigError, NotifError
+from ..auth import make_token
+from ..config import PRIORITIES, load_settings
+from ..db import database, init_database
+from ..dev import run_dev
+from ..errors import ConfigError, NotifError
+from ..migrations import DOWN_LOSES, MIGRATIONS, applied_versions, current_version, migrate, plan
+from ..models import utcnow
+from ..plugin_manager import manager_for, template_dirs
+from ..poller.process import run_poller
+from ..scheduler.process import run_scheduler
+from ..shadow import parse_time, render, report
+from ..sqs import client_for
+from ..templates import TemplateStore, digest_sample, render_digest
+from ..vapid import generate
+from ..web.server import run_web
+from . import dlq as dlq_command
+from . import stats as stats_command
 
 
 def cmd_migrate(args, settings) -> int:
-    from .db import init_database
-    from .migrations import DOWN_LOSES, MIGRATIONS, applied_versions, current_version, migrate, plan
 
     init_database(settings.database_url)
     if args.status:
@@ -39,8 +57,6 @@ def cmd_migrate(args, settings) -> int:
 
 
 def cmd_shadow(args, settings) -> int:
-    from .db import database, init_database
-    from .shadow import parse_time, render, report
 
     try:
         since, until = parse_time(args.since), parse_time(args.until) if args.until else None
@@ -49,48 +65,36 @@ def cmd_shadow(args, settings) -> int:
         return 2
     init_database(settings.database_url)
     with database.connection_context():
-        from .models import utcnow
         data = report(since, until or utcnow(), args.top)
     print(json.dumps(data, indent=2) if args.json else render(data))
     return 0
 
 
 def cmd_serve(args, settings) -> int:
-    from .logs import configure_logging
-    from .web.server import serve
 
-    configure_logging(settings.log_format, settings.log_level, process="web")
-    serve(settings, host=args.host, port=args.port or settings.port)
+    run_web(settings, host=args.host, port=args.port or settings.port)
     return 0
 
 
 def cmd_poll(args, settings) -> int:
-    from .logs import configure_logging
-    from .poller import main
 
-    configure_logging(settings.log_format, settings.log_level, process="poller")
-    main(settings)
+    run_poller(settings)
     return 0
 
 
 def cmd_scheduler(args, settings) -> int:
-    from .logs import configure_logging
-    from .scheduler import run
 
-    configure_logging(settings.log_format, settings.log_level, process="scheduler")
-    run(settings)
+    run_scheduler(settings)
     return 0
 
 
 def cmd_token(args, settings) -> int:
-    from .auth import make_token
 
     print(make_token(settings.require("jwt_secret"), args.user, args.ttl, service=args.service))
     return 0
 
 
 def cmd_vapid(args, settings) -> int:
-    from .vapid import generate
 
     public, private = generate()
     print(f"VAPID_PUBLIC_KEY={public}")
@@ -109,7 +113,6 @@ def _parse_vars(pairs: list[str]) -> dict:
 
 
 def cmd_send(args, settings) -> int:
-    from .sqs import client_for
 
     if args.body:
         body = sys.stdin.read() if args.body == "-" else args.body
@@ -140,8 +143,6 @@ def cmd_send(args, settings) -> int:
 
 
 def cmd_templates(args, settings) -> int:
-    from .plugins import manager_for, template_dirs
-    from .templates import TemplateStore, digest_sample, render_digest
 
     store = TemplateStore.from_settings(settings, template_dirs(manager_for(settings), settings))
     if args.action == "check":
@@ -176,7 +177,6 @@ def cmd_templates(args, settings) -> int:
 
 
 def cmd_dev(args, settings) -> int:
-    from .dev import run_dev
 
     return run_dev(port=args.port, threads=args.threads)
 
@@ -228,10 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", help="send this raw JSON body instead ('-' reads stdin)")
     p.set_defaults(func=cmd_send)
 
-    from .cli_dlq import add_parser as add_dlq
-    from .cli_stats import add_parser as add_stats
-    add_dlq(sub)
-    add_stats(sub)
+    dlq_command.add_parser(sub)
+    stats_command.add_parser(sub)
 
     p = sub.add_parser("token", help="print a JWT for a user (for testing), or a service token")
     p.add_argument("user", help="the user id (with --service: the calling service's name)")
@@ -270,6 +268,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .testing import ChannelHarness
+from . import ChannelHarness
 
 
 @pytest.fixture

@@ -1,0 +1,88 @@
+"""Delivery states, and every move between them, in one place.
+
+A delivery row starts as one of :data:`INITIAL` (written by :mod:`notif.outbox`) and moves
+only along :data:`TRANSITIONS`. Each move is one conditional UPDATE (``… WHERE status =
+<from>``), so two processes racing for the same row cannot both move it: the loser's
+update matches nothing and it learns so from the result. Whoever moves a row says why (the
+keys of :data:`TRANSITIONS` are the only moves there are)::
+
+    pending ──claim──▶ sending ──▶ sent | failed | skipped | shadow
+       ▲                  │ ╲
+       │   retry/reclaim  │  ╲ over a rate limit
+       └──────────────────┘   ▼
+    scheduled ──due──▶ pending ◀──due── deferred
+    failed ──replay──▶ pending;  failed ──purge──▶ discarded
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .models import Delivery, utcnow
+
+PENDING = "pending"  # owed: a Dramatiq message is (or will be, by the sweeper) on its way
+SENDING = "sending"  # claimed by one worker, which is calling the channel
+SENT = "sent"
+FAILED = "failed"  # a dead letter: permanent error, or retries exhausted; `last_error` says why
+SKIPPED = "skipped"  # not to be sent: an opt-out, a channel off or missing; `last_error` says which
+DISCARDED = "discarded"  # a failed delivery purged from the dead letters
+SHADOW = "shadow"  # shadow mode: would have been sent (see `notif shadow report`)
+SCHEDULED = "scheduled"  # waits for its notification's send_at (`next_attempt_at`)
+DEFERRED = "deferred"  # over a per-user rate limit: waits for the slot it reserved (`next_attempt_at`)
+
+INITIAL = frozenset({PENDING, SCHEDULED, SKIPPED})
+FINAL = frozenset({SENT, SKIPPED, DISCARDED, SHADOW})
+PARKED = frozenset({SCHEDULED, DEFERRED})  # the scheduler releases these when due
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (PENDING, SENDING): "claimed by a worker",
+    (PENDING, SKIPPED): "its channel is not installed or is disabled",
+    (SENDING, SENT): "the channel took it",
+    (SENDING, FAILED): "a permanent error, or the channel's retries ran out",
+    (SENDING, PENDING): "a transient error (retried later), a failed batch, or its worker died (reclaimed)",
+    (SENDING, SKIPPED): "the channel skipped it (nothing to send to)",
+    (SENDING, SHADOW): "shadow mode: recorded, not sent",
+    (SENDING, DEFERRED): "over the user's rate limit for the channel",
+    (SCHEDULED, PENDING): "its send_at came",
+    (DEFERRED, PENDING): "its reserved slot came",
+    (FAILED, PENDING): "replayed from the dead letters",
+    (FAILED, DISCARDED): "purged from the dead letters",
+}
+
+
+class IllegalTransition(ValueError):
+    """A move that :data:`TRANSITIONS` does not allow: a bug, never a race."""
+
+
+def _check(frm: str, to: str) -> None:
+    if (frm, to) not in TRANSITIONS:
+        raise IllegalTransition(f"a delivery cannot go from {frm!r} to {to!r}")
+
+
+def move(delivery_id: int, frm: str, to: str, **values) -> bool:
+    """Move one row from ``frm`` to ``to`` (setting ``values`` too); False if it was not in ``frm``."""
+    _check(frm, to)
+    values.setdefault("updated_at", utcnow())
+    return Delivery.update(status=to, **values).where(
+        (Delivery.id == delivery_id) & (Delivery.status == frm)).execute() == 1
+
+
+def move_many(delivery_ids: Iterable[int], frm: str, to: str, **values) -> list[int]:
+    """Move every row of ``delivery_ids`` that is in ``frm``; returns the ids moved."""
+    _check(frm, to)
+    ids = list(delivery_ids)
+    if not ids:
+        return []
+    values.setdefault("updated_at", utcnow())
+    query = (Delivery.update(status=to, **values)
+             .where(Delivery.id.in_(ids) & (Delivery.status == frm)).returning(Delivery.id))
+    return [delivery_id for (delivery_id,) in query.tuples().execute()]
+
+
+def claim(delivery_id: int) -> bool:
+    """pending → sending: this worker, and no other, sends it now."""
+    return move(delivery_id, PENDING, SENDING)
+
+
+def claim_many(delivery_ids: Iterable[int]) -> set[int]:
+    """pending → sending for several rows at once; returns those this worker claimed."""
+    return set(move_many(delivery_ids, PENDING, SENDING))

@@ -1,0 +1,36 @@
+"""Prometheus metrics: every family notif exports, in one place (a leaf module).
+
+Counters and histograms are bumped through :mod:`notif.monitoring.record`, never directly,
+so each event also reaches the rolling counters of ``notif stats``. Queue depths, dead
+letters and live processes are read when Prometheus scrapes
+(:class:`notif.monitoring.exposition.SnapshotCollector`). In the worker the figures are
+kept in Prometheus multi-process mode (:mod:`notif.worker.metrics`) and summed on exposition.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600)
+
+RECEIVED = Counter("notif_messages_received_total", "SQS messages received by the poller", ["priority"])
+PROCESSED = Counter("notif_messages_processed_total",
+                    "SQS messages ingest is done with, by outcome (stored, duplicate, dead_lettered, retry)",
+                    ["priority", "outcome"])
+PROCESSING = Histogram("notif_message_processing_seconds",
+                       "Time ingest took for a message (its batch: validate, render, commit, dead-letter, delete)",
+                       ["priority"])
+ERRORS = Counter("notif_errors_total", "Errors by stage (ingest, deliver, poll), kind (transient, permanent) and type",
+                 ["stage", "kind", "error"])
+DELIVERIES = Counter("notif_deliveries_total",
+                     "Deliveries by channel and outcome (sent, failed, retry, skipped, deferred: over a rate limit, "
+                     "shadow: shadow mode, not sent)",
+                     ["channel", "outcome"])
+DELIVERY_LATENCY = Histogram("notif_delivery_latency_seconds",
+                             "End to end: SQS SentTimestamp to the channel's success", ["priority", "channel"],
+                             buckets=LATENCY_BUCKETS)
+SLA_BREACHES = Counter("notif_sla_breaches_total", "Deliveries slower end to end than their priority's SLA target",
+                       ["priority"])
+DIGESTS = Counter("notif_digests_total", "Digest windows closed, by outcome (sent: several items grouped, "
+                  "single: one item sent as it was, empty: every item cancelled)", ["outcome"])
+DIGEST_ITEMS = Counter("notif_digest_items_total", "Notifications folded into digests")
+SSE_CONNECTIONS = Gauge("notif_sse_connections", "Open SSE streams on this web process", multiprocess_mode="livesum")

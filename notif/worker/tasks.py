@@ -1,0 +1,106 @@
+"""notif's Dramatiq actors, declared on a broker the caller made (nothing happens at import).
+
+Two actors per priority, each on a Redis queue of its own: Dramatiq's ``priority`` option
+only orders work inside one process, so separate queues are what keep a LOW flood out of
+HIGH's path.
+
+- ``ingest_<priority>(messages)`` on ``notif.<priority>``: a batch of SQS messages →
+  stored notifications. The poller meters these queues (backpressure, weights).
+- ``deliver_<priority>(delivery_id)`` on ``notif.deliver.<priority>``: one delivery row →
+  its channel.
+
+Inside a worker process HIGH work is taken before NORMAL before LOW (the ``priority``
+option); LOW cannot starve because the poller stops admitting HIGH batches while the
+shared ingest backlog is full, which leaves the workers the LOW batches already queued.
+
+The worker declares them with a :class:`~notif.runtime.Runtime` to run them
+(:func:`notif.worker.process.build_worker`); the poller, the scheduler and ``notif dlq``
+declare them only to send messages (:func:`producer`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from .. import deliver as deliver_mod
+from .. import ingest as ingest_mod
+from ..config import PRIORITIES, Settings
+from ..db import database
+from ..errors import PermanentError
+from ..outbox import QueuedDelivery
+from ..redis_keys import deliver_queue, ingest_queue
+from ..runtime import Runtime
+from ..sqs import Received
+from .broker import enqueue_many, make_broker
+
+INGEST_RETRIES = 8
+DELIVER_RETRIES = 30  # a safety net: the channel's retry policy decides, counting attempts in the database
+PROCESS_PRIORITY = {"high": 0, "normal": 10, "low": 20}  # lower runs first within a worker
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """The broker and the actors declared on it: what sends work to the workers."""
+
+    broker: RedisBroker
+    ingest: dict[str, dramatiq.Actor]
+    deliver: dict[str, dramatiq.Actor]
+
+    def send_ingest(self, priority: str, batch: Sequence[Received]) -> None:
+        """Hand a batch of received SQS messages to that priority's ingest actor."""
+        self.ingest[priority].send([m.to_json() for m in batch])
+
+    def enqueue_deliveries(self, queued: Sequence[QueuedDelivery]) -> None:
+        """One ``deliver`` message per pending delivery, in one Redis round trip (an ``Enqueue``)."""
+        if queued:
+            enqueue_many(self.broker, [self.deliver[q.priority].message(q.delivery_id) for q in queued])
+
+
+def _retry_when(limit: int) -> Callable[[int, BaseException], bool]:
+    def retry_when(retries: int, exc: BaseException) -> bool:
+        return not isinstance(exc, PermanentError) and retries < limit
+    return retry_when
+
+
+def _no_runtime() -> Runtime:
+    raise RuntimeError("this process only sends notif's tasks; `dramatiq notif.actors` runs them")
+
+
+def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -> Tasks:
+    """Declare notif's actors on ``broker``; ``runtime()`` gives what they run with (per process)."""
+    tasks: Tasks
+
+    def ingest(messages: list[dict]) -> None:
+        rt = runtime()
+        with database.connection_context():
+            ingest_mod.ingest_batch(rt, [Received.from_json(m) for m in messages], tasks.enqueue_deliveries,
+                                    deliver_now=deliver_mod.deliver_batch)
+
+    def deliver(delivery_id: int) -> None:
+        rt = runtime()
+        with database.connection_context():
+            try:
+                deliver_mod.deliver(rt, delivery_id)
+            except deliver_mod.RetryLater as retry:
+                # the channel's policy chose the delay (backoff with jitter, Retry-After honoured)
+                raise dramatiq.Retry(str(retry), delay=int(retry.delay * 1000)) from None
+
+    def actor(fn: Callable, name: str, queue: str, priority: str, retries: int, time_limit_ms: int) -> dramatiq.Actor:
+        return dramatiq.actor(fn, broker=broker, actor_name=name, queue_name=queue,
+                              priority=PROCESS_PRIORITY[priority], max_retries=retries, min_backoff=1_000,
+                              max_backoff=300_000, retry_when=_retry_when(retries), time_limit=time_limit_ms)
+
+    tasks = Tasks(
+        broker=broker,
+        ingest={p: actor(ingest, f"ingest_{p}", ingest_queue(p), p, INGEST_RETRIES, 120_000) for p in PRIORITIES},
+        deliver={p: actor(deliver, f"deliver_{p}", deliver_queue(p), p, DELIVER_RETRIES, 60_000) for p in PRIORITIES},
+    )
+    return tasks
+
+
+def producer(settings: Settings) -> Tasks:
+    """notif's tasks on a broker of their own, for a process that only sends them."""
+    return declare(make_broker(settings))

@@ -1,0 +1,89 @@
+"""The fence around Dramatiq's internals: ``enqueue_many`` writes what ``broker.enqueue`` writes.
+
+``notif.worker.broker.enqueue_many`` calls Dramatiq's private dispatch script itself (one
+round trip for many messages). If a Dramatiq release changes that script or its argument
+order, these tests fail here instead of deliveries going wrong in production.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+
+from notif.worker import broker as broker_mod
+from notif.worker.broker import enqueue_many, pipelining_supported
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def brokers(redis_prefix, redis_server):
+    made = [RedisBroker(url=REDIS_URL, namespace=f"{redis_prefix}:{side}") for side in ("one-by-one", "pipelined")]
+    yield made
+    for b in made:
+        b.close()
+
+
+def messages(broker: RedisBroker, n: int = 25) -> list[dramatiq.Message]:
+    """The same messages (same ids, times, options) on both brokers' queues."""
+    fixed = []
+    for i in range(n):
+        queue = ("notif.deliver.high", "notif.deliver.normal", "notif.deliver.low")[i % 3]
+        broker.declare_queue(queue)
+        fixed.append(dramatiq.Message(queue_name=queue, actor_name=f"deliver_{queue.rsplit('.', 1)[1]}",
+                                      args=(i,), kwargs={}, options={"retries": 0},
+                                      message_id=str(uuid.UUID(int=i)), message_timestamp=1_700_000_000_000 + i))
+    return fixed
+
+
+def redis_state(broker: RedisBroker) -> dict:
+    """Everything Dramatiq keeps in Redis for the broker's namespace, with its random ids taken out."""
+    client, ns = broker.client, broker.namespace
+    state: dict = {}
+    for raw in sorted(client.scan_iter(f"{ns}:*")):
+        key = raw.decode()[len(ns) + 1:]
+        kind = client.type(raw).decode()
+        if key.endswith(".msgs"):  # redis_message_id -> encoded message
+            continue
+        if kind == "list":  # a queue: redis message ids in order -> the messages in that order
+            msgs = client.hgetall(raw + b".msgs")
+            order = [json.loads(msgs[i]) for i in client.lrange(raw, 0, -1)]
+            for m in order:
+                m["options"].pop("redis_message_id")
+            state[key] = order
+        elif kind == "zset":  # heartbeats, acks: members are this broker's random id
+            state[key] = ("zset", client.zcard(raw))
+        elif kind == "set":
+            state[key] = ("set", client.scard(raw))
+        else:
+            state[key] = kind
+    return state
+
+
+def test_enqueue_many_leaves_redis_as_broker_enqueue_does(brokers):
+    one, piped = brokers
+    assert pipelining_supported(piped), "this Dramatiq is not the one enqueue_many was checked against"
+    for message in messages(one):
+        one.enqueue(message)
+    enqueue_many(piped, messages(piped))
+    expected = redis_state(one)
+    assert len(expected["notif.deliver.high"]) == 9  # the state was read: 25 messages over three queues
+    assert redis_state(piped) == expected
+
+
+def test_an_unchecked_dramatiq_enqueues_one_at_a_time(brokers, monkeypatch, caplog):
+    one, piped = brokers
+    monkeypatch.setattr(broker_mod, "CHECKED_DISPATCH", "another dramatiq")
+    broker_mod._supported.cache_clear()
+    try:
+        assert not pipelining_supported(piped)
+        for message in messages(one):
+            one.enqueue(message)
+        enqueue_many(piped, messages(piped))
+        assert redis_state(piped) == redis_state(one)
+        assert "enqueued one at a time" in caplog.text
+    finally:
+        broker_mod._supported.cache_clear()
