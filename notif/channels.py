@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class ChannelContext:
     """What a channel may use while sending: settings, the shared Redis client, a logger."""
 
-    settings: "Settings"
+    settings: Settings
     redis: Any
     log: Any
 
@@ -36,11 +36,11 @@ class Channel:
     #: then delivers a whole batch's worth together instead of one Dramatiq message each
     batches: bool = False
 
-    def send(self, notification: "Notification", delivery: "Delivery", ctx: ChannelContext) -> None:
+    def send(self, notification: Notification, delivery: Delivery, ctx: ChannelContext) -> None:
         """Deliver ``notification`` through this channel, or raise a notif error."""
         raise NotImplementedError
 
-    def send_many(self, items: list[tuple["Notification", "Delivery"]], ctx: ChannelContext) -> None:
+    def send_many(self, items: list[tuple[Notification, Delivery]], ctx: ChannelContext) -> None:
         """Deliver several at once; all or nothing: raising means none is counted as sent
         (each then goes the usual way, one at a time, with retries)."""
         for notification, delivery in items:

@@ -15,7 +15,7 @@ keys of :data:`TRANSITIONS` are the only moves there are)::
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .models import Delivery, utcnow
 

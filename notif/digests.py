@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+
 import peewee
 
 from .db import database

@@ -8,8 +8,8 @@ replay stores nothing twice), a delivery back to ``pending`` and its worker queu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 from . import delivery_states as states
 from .config import PRIORITIES, Settings
@@ -68,7 +68,7 @@ class DeadLetters:
                 seen[m["MessageId"]] = Letter(
                     id=f"sqs:{m['MessageId']}", kind="input", reason=_attr(m, "notif_reason") or "(no reason recorded)",
                     error=_attr(m, "notif_error") or "unknown",
-                    when=isoformat(dt.datetime.fromtimestamp(sent, dt.timezone.utc).replace(tzinfo=None)) if sent else None,
+                    when=isoformat(dt.datetime.fromtimestamp(sent, dt.UTC).replace(tzinfo=None)) if sent else None,
                     priority=_attr(m, "notif_priority"), where=f"sqs:{_attr(m, 'notif_priority') or '?'}",
                     correlation_id=_attr(m, "notif_correlation_id"),
                     details={"body": m["Body"], "field": _attr(m, "notif_field"),

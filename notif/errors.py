@@ -86,7 +86,7 @@ def parse_retry_after(value: str | float | None) -> float | None:
         when = parsedate_to_datetime(str(value))
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def classify(exc: BaseException) -> DeliveryError:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import peewee
 
@@ -123,11 +123,11 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
         title, message, html, actions, channel_content = msg.title, msg.message, None, None, None
     channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or rt.settings.default_channels))
     key = msg.id or received.original_id or received.message_id
-    sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
+    sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.UTC).replace(tzinfo=None)
                if received.sent_ms else None)
     now = utcnow()
     settings = rt.settings
-    send_at = (msg.send_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    send_at = (msg.send_at.astimezone(dt.UTC).replace(tzinfo=None)
                if msg.send_at and settings.feature("scheduling") else None)  # off: it goes out now
     if send_at is not None and send_at <= now:
         send_at = None  # a time in the past means now
@@ -206,7 +206,8 @@ def _store_each(rt: Runtime, prepared: list[Prepared], outcome: Outcome) -> None
             result = store(rt, [item])
         except peewee.DatabaseError as exc:
             if _is_data_error(exc):
-                outcome.dead_lettered.append(DeadLetter(item.message, f"database rejected the message: {exc}", None, "database_rejected"))
+                outcome.dead_lettered.append(DeadLetter(item.message, f"database rejected the message: {exc}", None,
+                                                        "database_rejected"))
             else:
                 _remember_error(rt, item.message, f"database error: {exc}")
                 outcome.retry.append(item.message)

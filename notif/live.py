@@ -10,8 +10,8 @@ import json
 
 from peewee import fn
 
-from .redis_keys import user_channel
 from .models import Notification
+from .redis_keys import user_channel
 
 
 def unread_count(user_id: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,28 +24,28 @@ class Recipient(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     user_id: str = Field(min_length=1, max_length=255)
-    email: Optional[str] = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320)
 
 
 class InputMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Optional[str] = Field(default=None, min_length=1, max_length=255)
-    type: Optional[str] = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    title: Optional[str] = Field(default=None, max_length=1000)
-    message: Optional[str] = Field(default=None, max_length=10000)
-    user_id: Optional[str] = Field(default=None, min_length=1, max_length=255)
-    recipients: Optional[list[Union[str, Recipient]]] = Field(default=None, min_length=1, max_length=MAX_RECIPIENTS)
+    id: str | None = Field(default=None, min_length=1, max_length=255)
+    type: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str | None = Field(default=None, max_length=1000)
+    message: str | None = Field(default=None, max_length=10000)
+    user_id: str | None = Field(default=None, min_length=1, max_length=255)
+    recipients: list[str | Recipient] | None = Field(default=None, min_length=1, max_length=MAX_RECIPIENTS)
     variables: dict[str, Any] = Field(default_factory=dict)
-    channels: Optional[list[str]] = Field(default=None, min_length=1)
-    priority: Optional[Literal["high", "normal", "low"]] = None
-    send_at: Optional[AwareDatetime] = None  # ISO 8601 with a zone
-    batch_key: Optional[str] = Field(default=None, max_length=255)
-    batch_window: Optional[int] = Field(default=None, ge=1)
-    data: Optional[Any] = None
+    channels: list[str] | None = Field(default=None, min_length=1)
+    priority: Literal["high", "normal", "low"] | None = None
+    send_at: AwareDatetime | None = None  # ISO 8601 with a zone
+    batch_key: str | None = Field(default=None, max_length=255)
+    batch_window: int | None = Field(default=None, ge=1)
+    data: Any | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "InputMessage":
+    def _check(self) -> InputMessage:
         if (self.user_id is None) == (self.recipients is None):
             raise ValueError("give exactly one of `user_id` or `recipients`")
         literal = self.title is not None and self.message is not None

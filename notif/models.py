@@ -17,7 +17,7 @@ from .db import database
 
 def utcnow() -> dt.datetime:
     """Naive UTC, the one timestamp convention in the database."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def isoformat(value: dt.datetime | None) -> str | None:

@@ -10,8 +10,9 @@ decided here and recorded on the row (``skipped``, with why); scheduled sends st
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 from . import delivery_states as states
 from .models import Delivery, Preference
@@ -73,7 +74,7 @@ def delivery_rows(rt: Runtime, owed: Sequence[OwedDelivery], now: dt.datetime) -
     queued: list[QueuedDelivery] = []
     for chunk in chunks(rows):
         query = Delivery.insert_many([row for row, _ in chunk]).returning(Delivery.id, Delivery.status)
-        for (delivery_id, status), (row, priority) in zip(query.tuples().execute(), chunk):
+        for (delivery_id, status), (row, priority) in zip(query.tuples().execute(), chunk, strict=True):
             if status == states.PENDING:
                 queued.append(QueuedDelivery(delivery_id, priority, row["channel"]))
     return queued

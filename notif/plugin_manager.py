@@ -55,7 +55,7 @@ def template_dirs(pm: pluggy.PluginManager, settings: Settings) -> list[Path]:
     return [Path(d) for found in pm.hook.notif_template_dirs(settings=settings) for d in (found or ())]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached(settings: Settings) -> tuple[pluggy.PluginManager, dict[str, Channel]]:
     pm = get_plugin_manager(settings)
     return pm, load_channels(pm, settings)

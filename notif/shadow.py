@@ -48,7 +48,7 @@ def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is neither an ISO 8601 time nor a duration like 90m, 24h or 7d") from None
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def render(data: dict) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import boto3
 from botocore.config import Config
@@ -66,7 +66,7 @@ class Received:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Received":
+    def from_json(cls, data: dict) -> Received:
         return cls(**data)
 
 

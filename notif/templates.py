@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jinja2
 from jinja2 import meta
@@ -64,7 +65,7 @@ class TemplateStore:
         self.directories = [Path(d) for d in directories if d]
 
     @classmethod
-    def from_settings(cls, settings, plugin_dirs: Iterable[str | Path] = ()) -> "TemplateStore":
+    def from_settings(cls, settings, plugin_dirs: Iterable[str | Path] = ()) -> TemplateStore:
         return cls([settings.templates_dir, *plugin_dirs, builtin_dir()])
 
     def types(self) -> list[str]:
@@ -78,7 +79,8 @@ class TemplateStore:
             path = directory / f"{type_}.toml"
             if path.is_file():
                 return _load(str(path), path.stat().st_mtime_ns)
-        raise TemplateError(f"unknown template {type_!r}: no {type_}.toml in {', '.join(map(str, self.directories))}", field="type")
+        searched = ", ".join(map(str, self.directories))
+        raise TemplateError(f"unknown template {type_!r}: no {type_}.toml in {searched}", field="type")
 
     def render(self, type_: str, variables: dict[str, Any]) -> Rendered:
         return render(self.get(type_), variables)

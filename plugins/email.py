@@ -10,7 +10,6 @@ every SMTP step has a timeout.
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -91,7 +90,7 @@ def send_smtp(message: EmailMessage, settings) -> None:
     except smtplib.SMTPResponseException as exc:
         raise from_smtp_code(exc.smtp_code, exc.smtp_error.decode(errors="replace")
                              if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)) from None
-    except (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, OSError) as exc:
+    except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
         raise TransientError(f"SMTP server unreachable: {type(exc).__name__}: {exc}") from None
 
 

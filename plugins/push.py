@@ -90,7 +90,7 @@ class PushChannel(Channel):
                     ctx.log.error("push service refused the notification", extra={
                         "status": status, "reason": error.reason, "user_id": sub.user_id,
                         "correlation_id": notification.correlation_id})
-                    raise error
+                    raise error from exc
                 transient.append(error)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 transient.append(TransientError(f"push service unreachable: {type(exc).__name__}"))

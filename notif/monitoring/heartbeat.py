@@ -44,7 +44,7 @@ class Heartbeat:
                 log.warning("heartbeat failed (Redis unreachable?)", exc_info=True)
             self._stop.wait(self.interval)
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.kind}", daemon=True)
         self._thread.start()
         return self

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import Counter as Tally
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..config import Settings
 from ..redis_keys import stats_counter

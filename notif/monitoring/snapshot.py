@@ -62,7 +62,7 @@ def _dramatiq_depths(redis_client, settings: Settings) -> dict:
     pipe = redis_client.pipeline(transaction=False)
     for q in queues:
         pipe.hlen(dramatiq_messages_key(settings, q))
-    return dict(zip(queues, pipe.execute()))
+    return dict(zip(queues, pipe.execute(), strict=True))
 
 
 def _failed_deliveries() -> int | None:

@@ -13,8 +13,7 @@ import logging
 import signal
 import threading
 import uuid
-
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..config import PRIORITIES, Settings
 from ..monitoring.record import Recorder, RollingCounters
@@ -65,7 +64,7 @@ class Poller:
         for p in PRIORITIES:
             pipe.hlen(dramatiq_messages_key(self.settings, ingest_queue(p)))
         try:
-            return dict(zip(PRIORITIES, pipe.execute()))
+            return dict(zip(PRIORITIES, pipe.execute(), strict=True))
         except Exception:
             log.exception("could not read Dramatiq queue depths; pausing receives")
             return {p: self.settings.max_queued for p in PRIORITIES}

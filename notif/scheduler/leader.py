@@ -2,8 +2,8 @@
 
 Any number of processes may hold a :class:`Leadership`; at most one is leader at a time.
 The leader renews its lock well inside the TTL; if it dies, the lock expires and a
-standby takes over within ``ttl`` seconds (within half a second when it steps down cleanly). Only the owner's token can renew or release
-the lock (redis-py's ``Lock`` checks it in Lua).
+standby takes over within ``ttl`` seconds (within half a second when it steps down
+cleanly). Only the owner's token can renew or release the lock (redis-py's ``Lock`` checks it in Lua).
 
 Each new leadership gets a *term*: a fencing token from one Redis counter that only ever
 grows, logged with everything the leader does. notif's scheduler jobs need no fence in the
@@ -63,7 +63,7 @@ class Leadership:
             # so a leader that steps down cleanly is replaced within half a second
             self._stop.wait(self.ttl / 3 if self._leader.is_set() else min(self.ttl / 3, 0.5))
 
-    def start(self) -> "Leadership":
+    def start(self) -> Leadership:
         self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
         self._thread.start()
         return self

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-
-from typing import Callable
+from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 

@@ -24,8 +24,8 @@ from anyio import to_thread
 from ..auth import AuthError, verify_token
 from ..db import database
 from ..live import unread_count
-from ..monitoring.metrics import SSE_CONNECTIONS
 from ..models import Delivery, Notification
+from ..monitoring.metrics import SSE_CONNECTIONS
 from .hub import CLOSE, Hub, Listener
 from .sse import encode_notification, encode_open
 

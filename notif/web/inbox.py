@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +15,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/notifications", tags=["inbox"])
 
 
-def _page(user_id: str, limit: int, cursor: Optional[int], unread: bool) -> dict:
+def _page(user_id: str, limit: int, cursor: int | None, unread: bool) -> dict:
     with database.connection_context():
         query = Notification.select().where((Notification.user_id == user_id) & Notification.visible())
         if unread:
@@ -61,13 +60,14 @@ async def _announce(request: Request, user_id: str, ids: list[int] | None, unrea
 async def list_notifications(
     user_id: str = Depends(current_user),
     limit: int = Query(20, ge=1, le=100, description="page size, at most 100"),
-    cursor: Optional[str] = Query(None, description="`next_cursor` of the previous page"),
+    cursor: str | None = Query(None, description="`next_cursor` of the previous page"),
     unread: bool = Query(False, description="only unread notifications"),
 ) -> dict:
     position = None
     if cursor is not None:
         if not cursor.isdigit():
-            raise HTTPException(422, detail=[{"loc": ["query", "cursor"], "msg": "cursor must be a `next_cursor` value from a previous page", "type": "value_error"}])
+            raise HTTPException(422, detail=[{"loc": ["query", "cursor"], "type": "value_error",
+                                              "msg": "cursor must be a `next_cursor` value from a previous page"}])
         position = int(cursor)
     return await run_in_threadpool(_page, user_id, limit, position, unread)
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from ..db import database
 from ..cancels import cancel_scheduled
+from ..db import database
 from ..models import Cancellation
 from .deps import current_service
 

@@ -20,7 +20,7 @@ import hashlib
 import inspect
 import logging
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -55,7 +55,7 @@ def dispatch_fingerprint(broker: RedisBroker) -> str:
     return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _supported(fingerprint: str) -> bool:
     if fingerprint == CHECKED_DISPATCH:
         return True

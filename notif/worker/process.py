@@ -7,7 +7,7 @@ once in each worker process; nothing else assembles a worker. The actors' runtim
 from __future__ import annotations
 
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import dramatiq
 

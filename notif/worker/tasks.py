@@ -19,8 +19,8 @@ declare them only to send messages (:func:`producer`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
