@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    the whole service on embedded defaults (SQLite, a private Redis, moto's SQS)
-#   make test   the test suite against PostgreSQL and Redis on 127.0.0.1 (see README)
+#   make test   lint, type check, then the whole test suite against PostgreSQL and Redis on 127.0.0.1
+#   make test-fast   unit and in-process web API tests (no notif process started), under a minute
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-e2e test-faults bench install clean
+.PHONY: run test test-fast lint test-e2e test-faults bench install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +20,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/notif dev
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e and not faults and not processes" $(PYTEST_ARGS)
+
+# ruff (with import sorting) and mypy over the service and its built-in channels
+lint: $(STAMP)
+	$(BIN)/ruff check notif plugins
+	$(BIN)/mypy
 
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)

@@ -24,6 +24,16 @@ from notif.migrations import migrate
 
 from helpers import WEB_SECRET, free_port, wait_healthy, wait_until
 
+#: a test using one of these starts notif's real processes: not in the fast tier (`make test-fast`)
+PROCESS_FIXTURES = {"processes", "web"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.processes)
+
+
 POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:8]

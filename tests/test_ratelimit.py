@@ -38,8 +38,9 @@ def test_over_the_limit_deliveries_are_deferred_then_all_delivered_in_pace(runti
         ids.append(Delivery.create(notification=n, channel="test").id)
     outcomes = [deliver(runtime, d) for d in ids]
     assert outcomes == ["sent", "sent", "deferred", "deferred", "deferred", "deferred"]
-    parked = list(Delivery.select().where(Delivery.status == "scheduled").order_by(Delivery.next_attempt_at))
-    assert [d.id for d in parked] == ids[2:]
+    parked = list(Delivery.select().where(Delivery.status == "deferred").order_by(Delivery.next_attempt_at))
+    assert [d.id for d in parked] == ids[2:]  # a state of their own, not mistaken for scheduled sends
+    assert all(d.deferred_until == d.next_attempt_at for d in parked)
     assert parked[0].last_error.startswith("rate limited (test 2/1s per user): deferred until")
     gaps = [(b.next_attempt_at - a.next_attempt_at).total_seconds() for a, b in zip(parked, parked[1:])]
     assert all(gap == pytest.approx(0.5, abs=0.05) for gap in gaps)  # one slot each, 0.5 s apart
