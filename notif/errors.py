@@ -60,7 +60,7 @@ class TemplateError(PermanentError):
 
 
 # -- classifying what the outside world throws at us ------------------------------------
-def from_http_status(status: int, reason: str = "", retry_after: str | float | None = None) -> DeliveryError:
+def from_http_status(status: int, reason: str = "", retry_after: str | float | None = None) -> TransientError | PermanentError:
     """An HTTP answer as a notif error: 429 and 5xx may pass, other 4xx will not."""
     text = f"HTTP {status}" + (f": {reason}" if reason else "")
     if status == 429 or status >= 500 or status == 408:
@@ -68,7 +68,7 @@ def from_http_status(status: int, reason: str = "", retry_after: str | float | N
     return PermanentError(text)
 
 
-def from_smtp_code(code: int, message: str = "") -> DeliveryError:
+def from_smtp_code(code: int, message: str = "") -> TransientError | PermanentError:
     """An SMTP reply as a notif error: 4xx is a temporary failure, 5xx a permanent one."""
     text = f"SMTP {code}" + (f": {message}" if message else "")
     return TransientError(text) if 400 <= code < 500 else PermanentError(text)

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import peewee
 
@@ -31,6 +32,7 @@ from .outbox import IN_APP, Enqueue, OwedDelivery, QueuedDelivery, chunks, deliv
 from .redis_keys import ingest_error
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
+from .templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +116,16 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
     msg = parse_message(received.body)
     if isinstance(msg, CancelMessage):
         return Cancel(received, msg.cancel)
-    template = rt.templates.get(msg.type) if msg.uses_template else None
-    if template is not None:
+    title: str | None
+    message: str | None
+    html: str | None
+    actions: list[dict] | None
+    channel_content: dict | None
+    template: Template | None = None
+    if msg.uses_template:
+        if msg.type is None:  # InputMessage's validator already refuses this: no title and message, no type
+            raise InvalidMessage("give `type` (a template) or both `title` and `message`", field="type")
+        template = rt.templates.get(msg.type)
         rendered = rt.templates.render(msg.type, msg.variables)
         title, message, html, actions = rendered.title, rendered.message, rendered.html, rendered.actions
         channel_content = rendered.channel_content
@@ -174,10 +184,11 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
             rows = [row for row in rows if row["key"] not in cancelled]
         dropped = sum(len(p.notifications) for p in prepared) - len(rows)
         # Digest items join their bucket's window first, in a fixed order (no deadlock between batches).
-        held = sorted(((row, p) for p in prepared if p.digest for row in p.notifications if row["key"] not in cancelled),
-                      key=lambda pair: (pair[0]["user_id"], pair[1].digest.batch_key))
-        for row, p in held:
-            row["digest_id"] = join_window(row["user_id"], p.digest, row["type"], row["priority"], p.channels, now)
+        held = sorted(((row, p, p.digest) for p in prepared if p.digest
+                       for row in p.notifications if row["key"] not in cancelled),
+                      key=lambda item: (item[0]["user_id"], item[2].batch_key))
+        for row, p, digest in held:
+            row["digest_id"] = join_window(row["user_id"], digest, row["type"], row["priority"], p.channels, now)
             row["variables"] = p.variables or None
         inserted: list[tuple[int, str, str, str]] = []
         for chunk in chunks(rows):
@@ -225,6 +236,8 @@ def _observe(rt: Runtime, messages: list[Received], outcome: Outcome, seconds: f
 def _remember_error(rt: Runtime, received: Received, reason: str) -> None:
     """Keep the last transient error, so a message that finally gives up says why."""
     try:
+        if rt.redis is None:
+            raise RuntimeError("no Redis client")
         rt.redis.set(ingest_error(rt.settings, received.message_id), reason[:1000], ex=LAST_ERROR_TTL)
     except Exception:  # a lost breadcrumb must not fail the batch
         log.warning("could not record the last ingest error in Redis", exc_info=True)
@@ -233,7 +246,10 @@ def _remember_error(rt: Runtime, received: Received, reason: str) -> None:
 def _gave_up(rt: Runtime, received: Received) -> DeadLetter:
     last = None
     try:
-        last = rt.redis.get(ingest_error(rt.settings, received.message_id))
+        if rt.redis is None:
+            raise RuntimeError("no Redis client")
+        # (the client is made without decode_responses: a reply is bytes)
+        last = cast("bytes | None", rt.redis.get(ingest_error(rt.settings, received.message_id)))
     except Exception:
         pass
     reason = f"received {received.receives} times without being stored (NOTIF_MAX_RECEIVES={rt.settings.max_receives})"
@@ -262,7 +278,10 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, delive
             continue
         try:
             item = prepare(rt, received)
-            (cancels if isinstance(item, Cancel) else prepared).append(item)
+            if isinstance(item, Cancel):
+                cancels.append(item)
+            else:
+                prepared.append(item)
         except PermanentError as exc:
             outcome.dead_lettered.append(DeadLetter(received, exc.reason, exc.field, _error_kind(exc)))
 

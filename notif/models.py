@@ -97,6 +97,7 @@ class Delivery(BaseModel):
 
     id = peewee.BigAutoField()
     notification = peewee.ForeignKeyField(Notification, backref="deliveries", on_delete="CASCADE")
+    notification_id: int  # the foreign key's column, an attribute peewee adds (for the type checker only)
     channel = peewee.CharField(max_length=64)
     status = peewee.CharField(max_length=16, default="pending")
     attempts = peewee.IntegerField(default=0)

@@ -9,6 +9,7 @@ make (a preference, a channel turned off) are counted as ``skipped`` beside them
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
 import peewee
 
@@ -23,12 +24,16 @@ def report(since: dt.datetime, until: dt.datetime, top: int = 20) -> dict:
     would = peewee.fn.SUM(peewee.Case(None, [(Delivery.status.in_([states.SHADOW, states.SENT]), 1)], 0))
     skipped = peewee.fn.SUM(peewee.Case(None, [(Delivery.status == states.SKIPPED, 1)], 0))
     base = Delivery.select().join(Notification).where(in_range & counted)
-    by_type = [{"type": t or "", "channel": c, "would_send": int(w), "skipped": int(s)} for t, c, w, s in
-               base.select(Notification.type, Delivery.channel, would, skipped)
-               .group_by(Notification.type, Delivery.channel).order_by(Notification.type, Delivery.channel).tuples()]
-    by_user = [{"user_id": u, "channel": c, "would_send": int(w)} for u, c, w in
-               base.select(Notification.user_id, Delivery.channel, would)
-               .group_by(Notification.user_id, Delivery.channel).order_by(Notification.user_id, Delivery.channel).tuples()]
+    # (peewee's stubs type a .tuples() query's rows as model instances: the casts say what they are)
+    type_rows = cast("list[tuple[str | None, str, int, int]]", list(
+        base.select(Notification.type, Delivery.channel, would, skipped)
+        .group_by(Notification.type, Delivery.channel).order_by(Notification.type, Delivery.channel).tuples()))
+    by_type: list[dict[str, Any]] = [{"type": t or "", "channel": c, "would_send": int(w), "skipped": int(s)}
+                                     for t, c, w, s in type_rows]
+    user_rows = cast("list[tuple[str, str, int]]", list(
+        base.select(Notification.user_id, Delivery.channel, would)
+        .group_by(Notification.user_id, Delivery.channel).order_by(Notification.user_id, Delivery.channel).tuples()))
+    by_user: list[dict[str, Any]] = [{"user_id": u, "channel": c, "would_send": int(w)} for u, c, w in user_rows]
     by_channel: dict[str, int] = {}
     for row in by_type:
         by_channel[row["channel"]] = by_channel.get(row["channel"], 0) + row["would_send"]

@@ -71,6 +71,7 @@ def send_smtp(message: EmailMessage, settings) -> None:
     url = urlparse(settings.smtp_url)
     host, port = url.hostname or "localhost", url.port
     timeout = settings.smtp_timeout
+    client: smtplib.SMTP
     try:
         if url.scheme == "smtps":
             client = smtplib.SMTP_SSL(host, port or 465, timeout=timeout, context=ssl.create_default_context())

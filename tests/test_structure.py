@@ -141,8 +141,8 @@ def test_only_the_redis_client_factory_makes_redis_clients():
         text = module_path(name).read_text()
         if name != "notif.redis_client" and ("from_url(" in text or "redis.Redis(" in text or "RedisBroker(" in text):
             makers.append(name)
-    assert makers == ["notif.worker.broker"]  # the broker passes the factory's connection options on
-    assert "connection_options(settings)" in module_path("notif.worker.broker").read_text()
+    assert makers == ["notif.worker.broker"]  # the broker is handed a client the factory made
+    assert "client=sync_client(settings" in module_path("notif.worker.broker").read_text()
 
 
 def test_no_module_writes_the_environment_but_prometheus_storage():

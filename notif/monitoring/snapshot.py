@@ -27,9 +27,9 @@ def rates_of(redis_client, settings: Settings) -> dict:
     span = max(WINDOWS) * per_minute
     keys = [stats_counter(settings, name, now - b) for name in COUNTERS for b in range(span)]
     values = [int(v or 0) for v in redis_client.mget(keys)]
-    out = {}
+    out: dict[str, dict[str, int | float]] = {}
     for w in WINDOWS:
-        window = {}
+        window: dict[str, int | float] = {}
         for i, name in enumerate(COUNTERS):
             start = i * span
             window[name] = sum(values[start:start + w * per_minute])
@@ -41,7 +41,7 @@ def rates_of(redis_client, settings: Settings) -> dict:
 
 def _sqs_depths(settings: Settings) -> dict:
     client = client_for(settings)
-    out = {}
+    out: dict[str, dict[str, int] | None] = {}
     for name, attribute in (*[(p, f"queue_{p}") for p in PRIORITIES], ("dead_letter", "queue_dead_letter")):
         url = getattr(settings, attribute)
         if not url:

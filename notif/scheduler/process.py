@@ -44,6 +44,8 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
     tasks = producer(settings)
     rt = Runtime.start(settings)  # templates and channels, for the digests it closes
     redis_client = rt.redis
+    if redis_client is None:  # Runtime.start always makes one
+        raise RuntimeError("the scheduler needs Redis (REDIS_URL)")
     leadership = Leadership(redis_client, scheduler_leader_lock(settings), ttl=settings.leader_ttl).start()
     heartbeat = Heartbeat(redis_client, settings, "scheduler").start()
     register_snapshot(settings, redis_client)  # queue depths, dead letters, processes at scrape time

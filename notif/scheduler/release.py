@@ -8,6 +8,7 @@ whose key was cancelled while it was being stored is withdrawn, never released.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from .. import delivery_states as states
 from ..cancels import cancelled_keys, withdraw_scheduled
@@ -20,11 +21,13 @@ log = logging.getLogger(__name__)
 def release_due(enqueue: Enqueue, limit: int = 5000) -> int:
     """Scheduled and deferred deliveries whose time has come become ``pending`` and are enqueued."""
     now = utcnow()
-    due = list(Delivery.select(Delivery.id, Delivery.status, Delivery.channel, Notification.priority,
-                               Notification.key, Notification.id)
-               .join(Notification)
-               .where(Delivery.status.in_(list(states.PARKED)) & (Delivery.next_attempt_at <= now))
-               .order_by(Delivery.next_attempt_at).limit(limit).tuples())
+    # (peewee's stubs type a .tuples() query's rows as model instances: the cast says what they are)
+    due = cast("list[tuple[int, str, str, str, str, int]]", list(
+        Delivery.select(Delivery.id, Delivery.status, Delivery.channel, Notification.priority,
+                        Notification.key, Notification.id)
+        .join(Notification)
+        .where(Delivery.status.in_(list(states.PARKED)) & (Delivery.next_attempt_at <= now))
+        .order_by(Delivery.next_attempt_at).limit(limit).tuples()))
     cancelled = cancelled_keys(list({key for *_, key, _ in due}))
     if cancelled:  # a cancel that came in while this send was being stored: withdraw, never release
         withdraw_scheduled([nid for *_, key, nid in due if key in cancelled])

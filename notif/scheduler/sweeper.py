@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import peewee
 
@@ -36,19 +37,21 @@ class Swept:
 def sweep(enqueue: Enqueue, grace: float = 120.0, lease: float = 300.0, limit: int = 5000) -> Swept:
     """One pass; returns how many deliveries were reclaimed and re-enqueued."""
     now = utcnow()
-    stale_sending = (Delivery.select(Delivery.id, Notification.priority, Delivery.channel).join(Notification)
-                     .where((Delivery.status == states.SENDING)
-                            & (Delivery.updated_at < now - dt.timedelta(seconds=lease)))
-                     .limit(limit).tuples())
-    reclaimed = [QueuedDelivery(delivery_id, priority, channel) for delivery_id, priority, channel in list(stale_sending)
+    # (peewee's stubs type a .tuples() query's rows as model instances: the casts say what they are)
+    stale_sending = cast("list[tuple[int, str, str]]", list(
+        Delivery.select(Delivery.id, Notification.priority, Delivery.channel).join(Notification)
+        .where((Delivery.status == states.SENDING) & (Delivery.updated_at < now - dt.timedelta(seconds=lease)))
+        .limit(limit).tuples()))
+    reclaimed = [QueuedDelivery(delivery_id, priority, channel) for delivery_id, priority, channel in stale_sending
                  if states.move(delivery_id, states.SENDING, states.PENDING, updated_at=now,
                                 attempts=Delivery.attempts + 1,
                                 last_error="reclaimed: the worker sending it stopped (lease expired)")]
     due = peewee.fn.COALESCE(Delivery.next_attempt_at, Delivery.updated_at)
-    lost = [QueuedDelivery(*row) for row in
-            Delivery.select(Delivery.id, Notification.priority, Delivery.channel).join(Notification)
-            .where((Delivery.status == states.PENDING) & (due < now - dt.timedelta(seconds=grace)))
-            .limit(limit).tuples()]
+    lost_rows = cast("list[tuple[int, str, str]]", list(
+        Delivery.select(Delivery.id, Notification.priority, Delivery.channel).join(Notification)
+        .where((Delivery.status == states.PENDING) & (due < now - dt.timedelta(seconds=grace)))
+        .limit(limit).tuples()))
+    lost = [QueuedDelivery(*row) for row in lost_rows]
     if lost:
         # touched now (still pending), so the next pass gives this enqueue its own grace period
         Delivery.update(updated_at=now, next_attempt_at=None).where(

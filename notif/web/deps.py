@@ -22,11 +22,17 @@ def _token(request: Request) -> str | None:
     return token or request.query_params.get("token")
 
 
+def _secret(request: Request) -> str:
+    """NOTIF_JWT_SECRET (``create_app`` refuses to start without it)."""
+    secret: str = get_settings(request).require("jwt_secret")
+    return secret
+
+
 def current_user(request: Request) -> str:
     """The user the request's JWT speaks for (``Authorization: Bearer`` or ``?token=``)."""
-    return verify_token(get_settings(request).jwt_secret, _token(request))
+    return verify_token(_secret(request), _token(request))
 
 
 def current_service(request: Request) -> str:
     """The host application, by a service token (``"scope": "service"``), for service routes."""
-    return verify_token(get_settings(request).jwt_secret, _token(request), service=True)
+    return verify_token(_secret(request), _token(request), service=True)

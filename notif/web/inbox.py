@@ -90,7 +90,10 @@ async def mark_read(notification_id: int, request: Request, user_id: str = Depen
 
 @router.post("/read-all", summary="Mark every notification of the user read")
 async def mark_all_read(request: Request, user_id: str = Depends(current_user)) -> dict:
-    changed, unread = await run_in_threadpool(_mark_read, user_id, None)
+    result = await run_in_threadpool(_mark_read, user_id, None)
+    if result is None:  # only a single id can be not found
+        raise RuntimeError("marking every notification read returned no counts")
+    changed, unread = result
     if changed:
         await _announce(request, user_id, None, unread)
     return {"marked": changed, "unread": unread}

@@ -6,6 +6,7 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
+from starlette.applications import Starlette
 
 from ..config import Settings
 from ..logs import configure_logging
@@ -21,7 +22,8 @@ class Server(uvicorn.Server):
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
-        live = getattr(self.config.app.state, "live", None)  # end open SSE streams now, not at the timeout
+        app = self.config.app  # run_web gives uvicorn the app itself, not an import string
+        live = getattr(app.state, "live", None) if isinstance(app, Starlette) else None  # end open SSE streams now
         if live is not None:
             live.shutting_down()
 

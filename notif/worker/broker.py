@@ -27,7 +27,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
 from ..config import Settings
-from ..redis_client import connection_options
+from ..redis_client import sync_client
 from ..redis_keys import dramatiq_namespace
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,12 @@ CHECKED_DISPATCH = "1978af11ccfadf069caaa1a3b6c4db424f203c2f6ae8b927dd2998609e8f
 
 def make_broker(settings: Settings) -> RedisBroker:
     """The broker every notif process uses (workers consume; the poller and scheduler enqueue)."""
+    # a client, not url= plus options: given url=, RedisBroker builds its pool from the URL
+    # alone and drops every other option (timeouts, TLS)
     return RedisBroker(
-        url=settings.require("redis_url"),
+        client=sync_client(settings, health_check_interval=0, retry_on_timeout=False),
         namespace=dramatiq_namespace(settings),
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
-        **connection_options(settings),
     )
 
 

@@ -89,9 +89,10 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
                 raise dramatiq.Retry(str(retry), delay=int(retry.delay * 1000)) from None
 
     def actor(fn: Callable, name: str, queue: str, priority: str, retries: int, time_limit_ms: int) -> dramatiq.Actor:
-        return dramatiq.actor(fn, broker=broker, actor_name=name, queue_name=queue,
+        # (the decorator form: dramatiq's overloads have no variant for a function with options)
+        return dramatiq.actor(broker=broker, actor_name=name, queue_name=queue,
                               priority=PROCESS_PRIORITY[priority], max_retries=retries, min_backoff=1_000,
-                              max_backoff=300_000, retry_when=_retry_when(retries), time_limit=time_limit_ms)
+                              max_backoff=300_000, retry_when=_retry_when(retries), time_limit=time_limit_ms)(fn)
 
     tasks = Tasks(
         broker=broker,
