@@ -124,25 +124,27 @@ def test_every_process_runs_against_a_self_signed_tls_redis(tls_redis, processes
         start()
     processes.env.pop("NOTIF_METRICS_PORT")
     base = processes.start_web()
+    assert processes.procs["web"].poll() is None, processes.log("web")  # (not another process on a reused port)
 
     user = f"tls-{uuid.uuid4().hex[:6]}"
     token = make_token(env["NOTIF_JWT_SECRET"], user)
     with httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=60)) as http:
         # every process is alive, as its heartbeat in the TLS Redis says; /readyz reaches Redis over TLS too
         kinds = {"worker", "poller", "scheduler", "web"}
-        last: dict = {}
+        seen: dict = {}
 
         def missing() -> set:
-            last.update(http.get("/readyz").json())
-            alive = {kind for kind, p in last.get("processes", {}).items() if p["alive"]}
-            return kinds - alive if last["checks"]["redis"] == "ok" else kinds
+            seen["readyz"] = body = http.get("/readyz").json()
+            alive = {kind for kind, p in body.get("processes", {}).items() if p["alive"]}
+            seen["missing"] = kinds - alive if body["status"] == "ready" else kinds  # ready: Redis reached too
+            return seen["missing"]
 
         try:
-            wait_until(lambda: not missing(), 60, 0.2, "every process to beat its heart in the TLS Redis")
+            wait_until(lambda: not missing(), 60, 0.2, "/readyz ready and every process's heartbeat in the TLS Redis")
         except AssertionError as exc:
-            logs = "\n".join(f"--- {kind}:\n{processes.log(kind)[-1500:]}" for kind in sorted(missing()))
-            raise AssertionError(f"{exc}\nlast /readyz: {last}\n{logs}") from None
-        assert last["status"] == "ready", last
+            logs = "\n".join(f"--- {kind}:\n{processes.log(kind)[-1500:]}" for kind in sorted(seen.get("missing", kinds)))
+            raise AssertionError(f"{exc}\nlast /readyz: {seen.get('readyz')}\n{logs}") from None
+        assert seen["readyz"]["checks"]["redis"] == "ok"
 
         with http.stream("GET", "/events", params={"token": token}) as response:
             assert response.status_code == 200, response.read()

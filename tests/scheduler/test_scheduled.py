@@ -102,6 +102,8 @@ def test_scheduled_in_3_seconds_arrives_on_time_across_a_scheduler_restart(proce
     late = (delivery.sent_at - due.replace(tzinfo=None)).total_seconds()
     assert 0 <= late <= 1.0, f"sent {late:.2f} s after its time"
     assert delivery.attempts == 1  # two schedulers, one release
+    # the restarted scheduler is up (its signal handler with it) before the test stops everything
+    wait_until(lambda: "scheduler started" in processes.log("scheduler-a2"), 30, 0.1, "scheduler-a2 to start")
 
 
 def test_a_cancel_that_overtakes_its_send_still_cancels_it(runtime, sqs, queues):
