@@ -2,7 +2,6 @@
 
 What needs a real socket (SSE, the inbox page, signals) is tested against `notif serve` in
 test_events.py, test_page.py and the end-to-end tests."""
-import httpx
 import pytest
 
 from helpers import BAD_TOKENS, auth, token
