@@ -1,7 +1,7 @@
 """Ingest: a batch of SQS messages becomes notifications and deliveries, durably, once.
 
 Order of events, and why:
-1. validate and render every message; a permanent failure becomes a dead letter;
+1. validate and render every message (:mod:`notif.prepare`); a permanent failure becomes a dead letter;
 2. in ONE transaction, insert the notifications (a duplicate idempotency key inserts
    nothing) and one delivery row per (new notification, channel) — the outbox;
 3. after the commit, enqueue one ``deliver`` per pending delivery;
@@ -13,7 +13,6 @@ own so one bad message cannot hold back the nine beside it.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -24,15 +23,14 @@ import peewee
 
 from .cancels import cancel_scheduled, cancelled_keys
 from .db import database
-from .digests import DigestSpec, join_window, spec_for
+from .digests import join_window
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
-from .messages import CancelMessage, parse_message
 from .models import Notification, utcnow
 from .outbox import IN_APP, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows
+from .prepare import Cancel, Prepared, prepare
 from .redis_keys import ingest_error
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
-from .templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +39,6 @@ LAST_ERROR_TTL = 7 * 24 * 3600
 #: delivers a batch's deliveries of one batching channel together (:func:`notif.deliver.deliver_batch`);
 #: returns the ids it left for the one-at-a-time path
 DeliverNow = Callable[[Runtime, list[int]], list[int]]
-
-
-@dataclass
-class Prepared:
-    """One valid message, rendered: the rows it would insert."""
-
-    message: Received
-    notifications: list[dict]
-    channels: list[str]
-    critical: bool = False  # ignores the users' opt-outs
-    digest: DigestSpec | None = None  # held for a digest window instead of sent on its own
-    variables: dict | None = None
-
-
-@dataclass
-class Cancel:
-    """A ``{"cancel": key}`` message."""
-
-    message: Received
-    key: str
 
 
 @dataclass(frozen=True)
@@ -109,66 +87,6 @@ def _error_kind(exc: PermanentError) -> str:
     if isinstance(exc, TemplateError):
         return "template_error"
     return "permanent_error"
-
-
-def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
-    """Validate and render one message; raises PermanentError on bad input."""
-    msg = parse_message(received.body)
-    if isinstance(msg, CancelMessage):
-        return Cancel(received, msg.cancel)
-    title: str | None
-    message: str | None
-    html: str | None
-    actions: list[dict] | None
-    channel_content: dict | None
-    template: Template | None = None
-    if msg.uses_template:
-        if msg.type is None:  # InputMessage's validator already refuses this: no title and message, no type
-            raise InvalidMessage("give `type` (a template) or both `title` and `message`", field="type")
-        template = rt.templates.get(msg.type)
-        rendered = rt.templates.render(msg.type, msg.variables)
-        title, message, html, actions = rendered.title, rendered.message, rendered.html, rendered.actions
-        channel_content = rendered.channel_content
-    else:
-        title, message, html, actions, channel_content = msg.title, msg.message, None, None, None
-    channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or rt.settings.default_channels))
-    key = msg.id or received.original_id or received.message_id
-    sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.UTC).replace(tzinfo=None)
-               if received.sent_ms else None)
-    now = utcnow()
-    settings = rt.settings
-    send_at = (msg.send_at.astimezone(dt.UTC).replace(tzinfo=None)
-               if msg.send_at and settings.feature("scheduling") else None)  # off: it goes out now
-    if send_at is not None and send_at <= now:
-        send_at = None  # a time in the past means now
-    priority = (msg.priority or received.priority) if settings.feature("priorities") else "normal"
-    digest = spec_for(msg.batch_key, msg.batch_window, template, priority, scheduled=send_at is not None,
-                      default_window=settings.digest_window) if settings.feature("digests") else None
-    rows = []
-    for recipient in msg.recipient_list():
-        extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True)
-        rows.append({
-            "user_id": recipient.user_id,
-            "key": key,
-            "type": msg.type,
-            "title": title,
-            "message": message,
-            "html": html,
-            "actions": actions or None,
-            "data": msg.data,
-            "recipient": extra or None,
-            "channel_content": channel_content,
-            "priority": priority,
-            "correlation_id": received.correlation_id,
-            "sqs_message_id": received.message_id,
-            "sqs_sent_at": sent_at,
-            "created_at": now,
-            "send_at": send_at,
-            "digest_id": None,
-            "variables": None,
-        })
-    return Prepared(received, rows, channels, critical=bool(template and template.critical), digest=digest,
-                    variables=msg.variables)
 
 
 def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:

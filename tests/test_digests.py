@@ -132,7 +132,8 @@ def test_preferences_apply_to_the_digest(runtime, sqs, queues):
 def test_concurrent_ingests_and_a_closer_never_lose_or_double_an_item(runtime, sqs, queues, pg, monkeypatch):
     """Eight threads add items to one bucket while another closes windows as they fall due:
     every item ends in exactly one digest, and every digest lists exactly its items."""
-    from notif.ingest import store, prepare
+    from notif.ingest import store
+    from notif.prepare import prepare
     from notif.poller.poller import to_received
 
     monkeypatch.setattr("notif.digests.MAX_ITEMS_RENDERED", 10_000)  # list every item, to check them all

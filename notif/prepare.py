@@ -1,0 +1,88 @@
+"""Prepare: one received SQS message, validated and rendered, as the rows it would store.
+
+Nothing is written here. :func:`prepare` parses the body (:mod:`notif.messages`), renders
+its template (:mod:`notif.templates`) or takes its literal title and message, and decides
+its channels, priority, scheduled time and digest window; :func:`notif.ingest.store`
+writes what it returns. Bad input raises a :class:`~notif.errors.PermanentError` that
+names the field, for the dead letter.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from .digests import DigestSpec, spec_for
+from .messages import CancelMessage, parse_message
+from .models import utcnow
+from .runtime import Runtime
+from .sqs import Received
+from .templates import Rendered
+
+
+@dataclass
+class Prepared:
+    """One valid message, rendered: the rows it would insert."""
+
+    message: Received
+    notifications: list[dict]
+    channels: list[str]
+    critical: bool = False  # ignores the users' opt-outs
+    digest: DigestSpec | None = None  # held for a digest window instead of sent on its own
+    variables: dict | None = None
+
+
+@dataclass
+class Cancel:
+    """A ``{"cancel": key}`` message."""
+
+    message: Received
+    key: str
+
+
+def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
+    """Validate and render one message; raises PermanentError on bad input."""
+    msg = parse_message(received.body)
+    if isinstance(msg, CancelMessage):
+        return Cancel(received, msg.cancel)
+    settings = rt.settings
+    # InputMessage's validator guarantees a type wherever there is no literal title and message
+    template = rt.templates.get(msg.type) if msg.uses_template and msg.type else None
+    content = (rt.templates.render(template.type, msg.variables) if template is not None
+               else Rendered(title=msg.title or "", message=msg.message or "", html=None, actions=[]))
+    channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or settings.default_channels))
+    key = msg.id or received.original_id or received.message_id
+    sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.UTC).replace(tzinfo=None)
+               if received.sent_ms else None)
+    now = utcnow()
+    send_at = (msg.send_at.astimezone(dt.UTC).replace(tzinfo=None)
+               if msg.send_at and settings.feature("scheduling") else None)  # off: it goes out now
+    if send_at is not None and send_at <= now:
+        send_at = None  # a time in the past means now
+    priority = (msg.priority or received.priority) if settings.feature("priorities") else "normal"
+    digest = spec_for(msg.batch_key, msg.batch_window, template, priority, scheduled=send_at is not None,
+                      default_window=settings.digest_window) if settings.feature("digests") else None
+    rows = []
+    for recipient in msg.recipient_list():
+        extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True)
+        rows.append({
+            "user_id": recipient.user_id,
+            "key": key,
+            "type": msg.type,
+            "title": content.title,
+            "message": content.message,
+            "html": content.html,
+            "actions": content.actions or None,
+            "data": msg.data,
+            "recipient": extra or None,
+            "channel_content": content.channel_content,
+            "priority": priority,
+            "correlation_id": received.correlation_id,
+            "sqs_message_id": received.message_id,
+            "sqs_sent_at": sent_at,
+            "created_at": now,
+            "send_at": send_at,
+            "digest_id": None,
+            "variables": None,
+        })
+    return Prepared(received, rows, channels, critical=bool(template and template.critical), digest=digest,
+                    variables=msg.variables)
