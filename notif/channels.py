@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .outbound import OutboundSession, session
 from .retries import DEFAULT, RetryPolicy
 
 if TYPE_CHECKING:
@@ -19,11 +20,22 @@ if TYPE_CHECKING:
 
 @dataclass
 class ChannelContext:
-    """What a channel may use while sending: settings, the shared Redis client, a logger."""
+    """What a channel may use while sending: settings, the shared Redis client, a logger, and
+    the HTTP client for every URL a user or a stored row supplies (:meth:`http`)."""
 
     settings: Settings
     redis: Any
     log: Any
+    outbound: OutboundSession | None = None
+
+    def http(self) -> OutboundSession:
+        """A ``requests.Session`` that obeys the outbound policy (https only, public addresses
+        or NOTIF_OUTBOUND_ALLOW, checked at connect, no redirects): use it for every call to a
+        URL that came from a user, a producer or the database. Refusals raise
+        :class:`~notif.outbound.OutboundRefused` with the reason."""
+        if self.outbound is None:
+            self.outbound = session(self.settings)
+        return self.outbound
 
 
 class Channel:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .outbound import Allowance
 
 PRIORITIES = ("high", "normal", "low")
 
@@ -40,6 +41,12 @@ def _weights(text: str) -> dict[str, int]:
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _outbound_allow(text: str) -> tuple[str, ...]:
+    entries = _csv(text)
+    Allowance.parse(entries)  # ValueError names a bad entry
+    return entries
 
 
 def _bool(text: str) -> bool:
@@ -154,6 +161,9 @@ class Settings:
     vapid_public_key: str | None = env("VAPID_PUBLIC_KEY", doc="Web Push: the VAPID public key, given to browsers")
     vapid_subject: str = env("VAPID_SUBJECT", "mailto:notifications@example.com", doc="Web Push: a contact for the push services (mailto: or https:)")
     push_timeout: float = env("NOTIF_PUSH_TIMEOUT", 10.0, float, doc="seconds for one push service request")
+    push_services: tuple = env("NOTIF_PUSH_SERVICES", "", _csv, doc="Web Push: accept only endpoints on these host suffixes (e.g. `fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com`); empty: any public https host")
+    push_max_per_user: int = env("NOTIF_PUSH_MAX_PER_USER", 10, int, doc="Web Push: most subscriptions (browsers) kept per user; a new one beyond it drops the oldest")
+    outbound_allow: tuple = env("NOTIF_OUTBOUND_ALLOW", "", _outbound_allow, doc="hosts, `host:port`s and CIDRs that outbound calls (push, webhooks, plugins) may reach although private or loopback, and the only ones plain http may reach (e.g. `127.0.0.1` for a local push service; `notif dev` sets loopback)")
     smtp_url: str | None = env("SMTP_URL", doc="email: `smtp://user:pass@host:587` (STARTTLS when offered) or `smtps://…:465`", secret=True)
     email_from: str | None = env("EMAIL_FROM", doc="email: the From address")
     smtp_timeout: float = env("NOTIF_SMTP_TIMEOUT", 15.0, float, doc="seconds for the SMTP conversation's each step")

@@ -176,6 +176,8 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
             env["NOTIF_JWT_SECRET"] = _secret(state_dir)
         if not environ.get("VAPID_PRIVATE_KEY"):
             env.update(_vapid(state_dir))
+        if not environ.get("NOTIF_OUTBOUND_ALLOW"):  # a push service or webhook receiver on this machine
+            env["NOTIF_OUTBOUND_ALLOW"] = "127.0.0.0/8,::1,localhost"
         env["PORT"] = str(web_port)
         print(f"  database   {env['DATABASE_URL']}", flush=True)
 

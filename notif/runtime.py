@@ -16,6 +16,7 @@ from .channels import Channel, ChannelContext
 from .config import Settings
 from .db import init_database
 from .monitoring.record import Recorder, RollingCounters
+from .outbound import OutboundSession, session
 from .plugin_manager import channels_for, manager_for, template_dirs
 from .ratelimit import RateLimiter
 from .redis_client import sync_client
@@ -54,5 +55,10 @@ class Runtime:
             raise RuntimeError("rate limits need Redis")
         return RateLimiter(self.redis, self.settings)
 
+    @cached_property
+    def outbound(self) -> OutboundSession:
+        """One pooled HTTP client per process for outbound calls (keep-alive to push services)."""
+        return session(self.settings)
+
     def channel_context(self, log: logging.Logger) -> ChannelContext:
-        return ChannelContext(settings=self.settings, redis=self.redis, log=log)
+        return ChannelContext(settings=self.settings, redis=self.redis, log=log, outbound=self.outbound)

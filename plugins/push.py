@@ -5,12 +5,17 @@ key, so a re-send replaces an undelivered copy instead of doubling it. The paylo
 under the 4 KB Web Push limit. Push service answers: 404/410 remove that subscription;
 429 and 5xx (and timeouts) are transient, honouring Retry-After; 400/401/403/413 are
 permanent and logged loudly (a bad VAPID key or an oversized payload is a bug, not bad luck).
+
+Every request goes through the outbound policy (notif/outbound.py): an endpoint that breaks it
+(stored before the rule, or whose host now resolves to a private address) is removed, and
+when no device is left the delivery fails permanently with the reason. Redirects are not
+followed: a push service answers, it does not send us elsewhere.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from pywebpush import WebPushException, webpush
@@ -19,10 +24,21 @@ from notif.channels import Channel, ChannelContext
 from notif.errors import PermanentError, Skipped, TransientError, from_http_status
 from notif.hookspecs import hookimpl
 from notif.models import PushSubscription
+from notif.outbound import OutboundRefused, matches_suffix
 
 MAX_PAYLOAD = 3800  # bytes of JSON, leaving room for encryption overhead under 4096
 TTL = {"high": 3600, "normal": 24 * 3600, "low": 7 * 24 * 3600}
 URGENCY = {"high": "high", "normal": "normal", "low": "low"}
+
+
+def endpoint_problem(endpoint: str, settings) -> str | None:
+    """Why NOTIF_PUSH_SERVICES refuses ``endpoint`` (None: accepted or no list configured)."""
+    if not settings.push_services:
+        return None
+    host = (urlsplit(endpoint).hostname or "").lower()
+    if matches_suffix(host, settings.push_services) or host in settings.outbound_allow:
+        return None
+    return f"the endpoint's host `{host}` is not a push service NOTIF_PUSH_SERVICES lists"
 
 
 def payload(notification, public_url: str | None) -> bytes:
@@ -64,8 +80,12 @@ class PushChannel(Channel):
         data = payload(notification, settings.public_url)
         topic = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:32]
         transient: list[TransientError] = []
+        refused: list[str] = []
         for sub in subscriptions:
             try:
+                problem = endpoint_problem(sub.endpoint, settings)
+                if problem:
+                    raise OutboundRefused(problem)
                 webpush(
                     subscription_info=sub.info(),
                     data=data,
@@ -74,7 +94,13 @@ class PushChannel(Channel):
                     ttl=TTL.get(notification.priority, TTL["normal"]),
                     headers={"Urgency": URGENCY.get(notification.priority, "normal"), "Topic": topic},
                     timeout=settings.push_timeout,
+                    requests_session=ctx.http(),
                 )
+            except OutboundRefused as exc:
+                sub.delete_instance()  # it would be refused on every send: the user subscribes again from a browser
+                refused.append(exc.reason)
+                ctx.log.warning("push endpoint refused by the outbound policy; subscription removed", extra={
+                    "reason": exc.reason, "user_id": sub.user_id, "correlation_id": notification.correlation_id})
             except WebPushException as exc:
                 response = exc.response
                 status = response.status_code if response is not None else None
@@ -86,6 +112,9 @@ class PushChannel(Channel):
                     transient.append(TransientError(f"push service unreachable: {exc.message}"))
                     continue
                 error = from_http_status(status, (response.text or "")[:200], response.headers.get("Retry-After"))
+                if 300 <= status < 400:
+                    error = PermanentError(f"the push service answered HTTP {status} (a redirect to "
+                                           f"{response.headers.get('Location', 'nowhere')!r}); redirects are not followed")
                 if isinstance(error, PermanentError):
                     ctx.log.error("push service refused the notification", extra={
                         "status": status, "reason": error.reason, "user_id": sub.user_id,
@@ -94,6 +123,8 @@ class PushChannel(Channel):
                 transient.append(error)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 transient.append(TransientError(f"push service unreachable: {type(exc).__name__}"))
+        if refused and len(refused) == len(subscriptions):
+            raise PermanentError(f"push endpoint refused: {refused[0]}; the subscription was removed")
         if transient:
             waits = [e.retry_after for e in transient if e.retry_after is not None]
             raise TransientError(f"{len(transient)} of {len(subscriptions)} devices failed: {transient[0].reason}",

@@ -161,6 +161,7 @@ def env(pg, redis_prefix, sqs_endpoint, queues, tmp_path):
         "NOTIF_JWT_SECRET": "test-secret-of-32-bytes-or-more-" + RUN_ID,
         "NOTIF_STATE_DIR": str(tmp_path / "state"),
         "NOTIF_POLL_WAIT_SECONDS": "1",
+        "NOTIF_OUTBOUND_ALLOW": "127.0.0.1",  # the push service and receivers in the tests run on loopback
     }
 
 
@@ -189,6 +190,7 @@ def web(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
     port = free_port()
     prefix = f"notif-test-{RUN_ID}-web-{uuid.uuid4().hex[:6]}"
     env = {"DATABASE_URL": _pg_schema, "NOTIF_JWT_SECRET": WEB_SECRET, "REDIS_URL": REDIS_URL,
+           "NOTIF_OUTBOUND_ALLOW": "127.0.0.1",
            "NOTIF_REDIS_PREFIX": prefix, "AWS_ENDPOINT_URL": sqs_endpoint, "AWS_ACCESS_KEY_ID": "t",
            "AWS_SECRET_ACCESS_KEY": "t", "AWS_SQS_NOTIFICATION_QUEUE_URL": queue,
            "NOTIF_STATE_DIR": str(tmp_path_factory.mktemp("state")),
@@ -220,6 +222,7 @@ def asgi(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
                        aws_access_key_id="t", aws_secret_access_key="t")
     queue = sqs.create_queue(QueueName=f"asgi-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     env = {"DATABASE_URL": _pg_schema, "NOTIF_JWT_SECRET": WEB_SECRET, "REDIS_URL": REDIS_URL,
+           "NOTIF_OUTBOUND_ALLOW": "127.0.0.1",
            "NOTIF_REDIS_PREFIX": f"notif-test-{RUN_ID}-asgi-{uuid.uuid4().hex[:6]}", "AWS_ENDPOINT_URL": sqs_endpoint,
            "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_SQS_NOTIFICATION_QUEUE_URL": queue,
            "NOTIF_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
