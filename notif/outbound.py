@@ -202,16 +202,10 @@ class OutboundPolicy:
                                           "write an IPv4 address as four decimal numbers") from None
                 if not _HOST.match(host):
                     raise OutboundRefused(f"the host `{host}` is not a valid host name") from None
-        if scheme == "http" and not self.allow.host(host, port) and not self._literal_allowed(host, port):
+        if scheme == "http" and not self.allow:  # with a list, each address is checked against it at connect
             raise OutboundRefused("the URL must use https; plain http is allowed only to hosts NOTIF_OUTBOUND_ALLOW "
                                   "lists")
         return scheme, host, port
-
-    def _literal_allowed(self, host: str, port: int) -> bool:
-        try:
-            return self.allow.address(ipaddress.ip_address(host), port)
-        except ValueError:
-            return False
 
     def addresses(self, host: str, port: int, *, plain: bool = False) -> list[str]:
         """Resolve ``host`` once and check every answer; the addresses to connect to, in order.
@@ -311,7 +305,6 @@ class OutboundSession(requests.Session):
         super().__init__()
         self.policy = policy
         self.trust_env = False  # HTTPS_PROXY would move the connection (and the check) to the proxy
-        self.max_redirects = 0
         adapter = _CheckedAdapter(policy)
         self.mount("https://", adapter)
         self.mount("http://", adapter)

@@ -130,3 +130,41 @@ def client_for_push(web, pg, service):
     import httpx
     with httpx.Client(base_url=web["base"], timeout=10) as http:
         yield http, service.subscriber("api")
+
+
+def test_an_endpoint_the_policy_refuses_at_send_is_removed_and_the_delivery_fails_with_the_reason(push_rt, service):
+    """A row stored before the rule (or whose host now resolves inside the network) is never contacted."""
+    from dataclasses import replace
+    subscribe("u1", service.subscriber("loopback"))
+    strict = replace(push_rt, settings=replace(push_rt.settings, outbound_allow=()))
+    d = push_delivery()
+    assert deliver(strict, d.id) == "failed"
+    error = Delivery.get_by_id(d.id).last_error
+    assert error.startswith("push endpoint refused: the URL must use https") and "subscription was removed" in error
+    assert PushSubscription.select().count() == 0 and service.requests == 0
+
+
+def test_other_devices_still_get_the_push_when_one_endpoint_is_refused(push_rt, service):
+    subscribe("u1", ok := service.subscriber("ok"))
+    keys = service.subscriber("elsewhere").subscription()["keys"]
+    PushSubscription.create(user_id="u1", endpoint="https://169.254.169.254/latest/meta-data/", **keys)
+    assert deliver(push_rt, push_delivery().id) == "sent"
+    assert len(ok.received) == 1
+    assert [s.endpoint for s in PushSubscription.select()] == [ok.endpoint]
+
+
+def test_a_push_service_redirect_is_not_followed(push_rt, service):
+    subscribe("u1", service.subscriber("moved", status=302))
+    d = push_delivery()
+    assert deliver(push_rt, d.id) == "failed"
+    assert "HTTP 302 (a redirect" in Delivery.get_by_id(d.id).last_error and service.requests == 1
+
+
+def test_push_services_list_refuses_other_hosts_at_send(push_rt, service):
+    from dataclasses import replace
+    PushSubscription.create(user_id="u1", endpoint="https://push.attacker.example/x", p256dh="x" * 87, auth="y" * 22)
+    only = replace(push_rt, settings=replace(push_rt.settings, push_services=("fcm.googleapis.com",)))
+    d = push_delivery()
+    assert deliver(only, d.id) == "failed"
+    assert "`push.attacker.example` is not a push service NOTIF_PUSH_SERVICES lists" in Delivery.get_by_id(d.id).last_error
+    assert PushSubscription.select().count() == 0

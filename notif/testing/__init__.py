@@ -37,7 +37,9 @@ class Result:
 
 class ChannelHarness:
     def __init__(self, channel: Channel, tmp_path: Path, settings: dict | None = None) -> None:
-        env = {"DATABASE_URL": f"sqlite:///{Path(tmp_path) / 'notif-harness.db'}", **(settings or {})}
+        env = {"DATABASE_URL": f"sqlite:///{Path(tmp_path) / 'notif-harness.db'}",
+               # a test's receiver listens on loopback; ctx.http() refuses it unless allowed (as `notif dev` does)
+               "NOTIF_OUTBOUND_ALLOW": "127.0.0.0/8,::1,localhost", **(settings or {})}
         self.settings = load_settings(env, use_state=False)
         init_database(self.settings.database_url)
         migrate()

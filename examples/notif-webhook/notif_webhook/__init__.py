@@ -1,4 +1,9 @@
-"""A webhook channel: POST the notification as JSON to NOTIF_WEBHOOK_URL."""
+"""A webhook channel: POST the notification as JSON to NOTIF_WEBHOOK_URL.
+
+It posts with ``ctx.http()``, notif's outbound client: https only, no private or loopback
+address unless NOTIF_OUTBOUND_ALLOW lists it, no redirects (docs/security.md). A channel
+that calls a URL a user or a stored row supplies should always go through it.
+"""
 from __future__ import annotations
 
 import os
@@ -8,6 +13,7 @@ import requests
 from notif.channels import Channel
 from notif.errors import PermanentError, TransientError, from_http_status
 from notif.hookspecs import hookimpl
+from notif.outbound import OutboundRefused
 
 
 class WebhookChannel(Channel):
@@ -19,8 +25,10 @@ class WebhookChannel(Channel):
             raise PermanentError("NOTIF_WEBHOOK_URL is not set")
         body = {"user_id": notification.user_id, **notification.to_dict()}
         try:
-            response = requests.post(url, json=body, timeout=10,
-                                     headers={"Idempotency-Key": delivery.idempotency_key})
+            response = ctx.http().post(url, json=body, timeout=10,
+                                       headers={"Idempotency-Key": delivery.idempotency_key})
+        except OutboundRefused as exc:
+            raise PermanentError(f"NOTIF_WEBHOOK_URL refused: {exc.reason}") from None
         except requests.RequestException as exc:
             raise TransientError(f"webhook unreachable: {type(exc).__name__}") from None
         if response.status_code >= 300:

@@ -43,3 +43,11 @@ def test_a_5xx_is_retried(notif_channel_harness, receiver, monkeypatch):
     monkeypatch.setenv("NOTIF_WEBHOOK_URL", url)
     result = notif_channel_harness(WebhookChannel()).deliver(title="fail")
     assert result.status == "retry" and result.delivery.last_error.startswith("HTTP 503")
+
+
+def test_a_private_address_is_refused_unless_allowed(notif_channel_harness, receiver, monkeypatch):
+    url, got = receiver
+    monkeypatch.setenv("NOTIF_WEBHOOK_URL", url)
+    result = notif_channel_harness(WebhookChannel(), settings={"NOTIF_OUTBOUND_ALLOW": "10.0.0.0/8"}).deliver(title="Hi")
+    assert result.status == "failed" and "plain http to 127.0.0.1" in result.delivery.last_error
+    assert got == []
