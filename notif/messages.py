@@ -3,7 +3,8 @@
 See DESIGN.md › Input message. The old worker's camelCase messages (``userId``, ``title``,
 ``message``, ``type``, ``data``) are accepted too and mapped to the same model. Anything that does not parse is an
 :class:`~notif.errors.InvalidMessage` whose ``field`` names the offending field, so the
-dead-letter entry tells the producer exactly what to fix.
+dead-letter entry tells the producer exactly what to fix. A string the store cannot hold (a
+NUL, a lone surrogate: :func:`notif.inputs.unstorable`) is refused here, before anything else.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidMessage
+from .inputs import unstorable
 
 MAX_RECIPIENTS = 1000
 MAX_BODY = 256 * 1024
@@ -104,6 +106,9 @@ def parse_message(body: str | bytes) -> InputMessage | CancelMessage:
         raise InvalidMessage(f"body is not valid JSON: {exc}", field="body") from None
     except RecursionError:
         raise InvalidMessage("body is nested too deeply to be a notification", field="body") from None
+    bad = unstorable(raw)  # JSON escapes carry NULs and lone surrogates that PostgreSQL and UTF-8 cannot hold
+    if bad:
+        raise InvalidMessage(f"{bad[0]}: {bad[1]}", field=bad[0])
     if not isinstance(raw, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(raw).__name__}", field="body")
     legacy = "userId" in raw  # the old worker's format

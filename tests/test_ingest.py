@@ -135,6 +135,32 @@ def test_bad_messages_go_to_the_dlq_with_their_reason_and_do_not_block_the_rest(
         assert attributes["notif_priority"]["StringValue"] == "normal"
 
 
+UNSTORABLE = [  # JSON escapes SQS carries happily, that PostgreSQL (NUL) and UTF-8 (a lone surrogate) cannot hold
+    ('{"id": "nul", "user_id": "u1", "title": "bad\\u0000title", "message": "m"}', "title", "a NUL character"),
+    ('{"id": "sur", "user_id": "u1", "type": "REPORT_SUBMITTED", "variables": '
+     '{"submitterName": "\\ud800", "branchName": "N", "reportId": 1}}', "variables.submitterName", "a lone surrogate"),
+]
+
+
+def test_strings_the_store_cannot_hold_are_dead_lettered_at_once_and_the_rest_is_stored(runtime, sqs, queues, pg):
+    for body, *_ in UNSTORABLE:
+        put(sqs, queues["normal"], body)
+    for i in range(3):
+        put(sqs, queues["normal"], literal(f"good{i}", f"g{i}"))
+    outcome = ingest_batch(runtime, receive(sqs, queues["normal"], expect=5), Enqueued())  # no exception: no retry
+    assert outcome.stored == 3 and outcome.retry == []
+    assert sorted(n.user_id for n in Notification.select()) == ["good0", "good1", "good2"]
+    assert queue_counts(sqs, queues["normal"]) == (0, 0)  # deleted from the input queue, not left to come back
+    letters = {m["Body"]: m["MessageAttributes"] for m in drain(sqs, queues["dlq"])}
+    assert len(letters) == 2
+    for body, field, words in UNSTORABLE:
+        attributes = letters[body]  # the original body, unchanged
+        assert attributes["notif_error"]["StringValue"] == "invalid_message"
+        assert attributes["notif_field"]["StringValue"] == field
+        reason = attributes["notif_reason"]["StringValue"]
+        assert reason.startswith(f"{field}: contains {words}") and "cannot be stored" in reason
+
+
 @pytest.fixture
 def failing_trigger(pg):
     """Make PostgreSQL refuse notifications for some users, the way a real failure looks."""

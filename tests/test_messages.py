@@ -60,3 +60,22 @@ def test_a_bad_old_format_message_names_the_field_as_written(body, field, words)
     with pytest.raises(InvalidMessage) as info:
         parse_message(body)
     assert info.value.field == field and words in info.value.reason
+
+
+@pytest.mark.parametrize("body,field,words", [
+    ('{"user_id": "u", "title": "bad\\u0000title", "message": "m"}', "title", "contains a NUL character"),
+    ('{"user_id": "u", "title": "t", "message": "\\ud800"}', "message", "a lone surrogate (U+D800)"),
+    ('{"user_id": "u", "type": "X", "variables": {"name": "a\\u0000"}}', "variables.name", "NUL"),
+    ('{"user_id": "u", "type": "X", "variables": {"na\\u0000me": "a"}}', "variables", "a key with a NUL"),
+    ('{"recipients": ["a", {"user_id": "b", "email": "b\\udfff@example.com"}], "type": "X"}', "recipients.1.email",
+     "lone surrogate"),
+    ('{"user_id": "u", "title": "t", "message": "m", "data": {"items": [1, "\\u0000"]}}', "data.items.1", "NUL"),
+    ('{"userId": "u\\u0000", "title": "t", "message": "m"}', "userId", "NUL"),  # named as the producer wrote it
+    ('{"cancel": "k\\u0000"}', "cancel", "NUL"),
+])
+def test_strings_the_store_cannot_hold_are_refused_naming_the_field(body, field, words):
+    with pytest.raises(InvalidMessage) as info:
+        parse_message(body)
+    assert info.value.field == field
+    assert info.value.reason.startswith(f"{field}: ") and words in info.value.reason
+    assert "cannot be stored" in info.value.reason

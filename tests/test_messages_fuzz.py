@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notif.errors import InvalidMessage, PermanentError
+from notif.inputs import unstorable
 from notif.messages import InputMessage, parse_message
 from notif.templates import TemplateStore, builtin_dir, render
 
@@ -26,6 +27,7 @@ def check(body) -> None:
     else:
         assert isinstance(result, InputMessage)
         assert result.recipient_list()
+        assert unstorable(result.model_dump()) is None  # nothing PostgreSQL would refuse gets through
 
 
 @given(st.binary(max_size=2000))
