@@ -4,8 +4,9 @@ A template (``templates/REPORT_SUBMITTED.toml``) holds the parts of a notificati
 ``title``, ``message``, optional ``html`` and ``actions`` — as Jinja2 strings, plus the
 ``channels`` it goes to by default and ``[sample]`` variables for ``notif templates check``.
 Lookup is layered: a deployment's ``NOTIF_TEMPLATES_DIR`` first, then directories that
-plugins add, then the built-ins. Rendering is sandboxed, HTML is autoescaped, and an
-undefined variable is a :class:`~notif.errors.TemplateError` that names it.
+plugins add, then the built-ins. Rendering is sandboxed and bounded (:mod:`notif.sandbox`:
+output size, loops, operators), HTML is autoescaped, and an undefined variable, a render that
+fails or one that passes a bound is a :class:`~notif.errors.TemplateError` that names it.
 """
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from . import sandbox
 from .errors import TemplateError
+from .sandbox import BoundedSandbox, LimitExceeded
 
-TEXT_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-HTML_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True)
+TEXT_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+HTML_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=True)
 ACTION_KEYS = ("id", "label", "url", "api_endpoint", "method")
 # per-channel parts a template may override, and whether each is HTML
 OVERRIDES = {"push": {"title": False, "body": False}, "email": {"subject": False, "text": False, "html": True}}
@@ -61,12 +63,13 @@ def builtin_dir() -> Path:
 class TemplateStore:
     """Finds templates by type across layered directories and renders them."""
 
-    def __init__(self, directories: Iterable[str | Path]) -> None:
+    def __init__(self, directories: Iterable[str | Path], max_output: int = sandbox.DEFAULT_MAX_OUTPUT) -> None:
         self.directories = [Path(d) for d in directories if d]
+        self.max_output = max_output  # characters one rendered part may have (NOTIF_TEMPLATE_MAX_OUTPUT)
 
     @classmethod
     def from_settings(cls, settings, plugin_dirs: Iterable[str | Path] = ()) -> TemplateStore:
-        return cls([settings.templates_dir, *plugin_dirs, builtin_dir()])
+        return cls([settings.templates_dir, *plugin_dirs, builtin_dir()], settings.template_max_output)
 
     def types(self) -> list[str]:
         found: set[str] = set()
@@ -83,7 +86,7 @@ class TemplateStore:
         raise TemplateError(f"unknown template {type_!r}: no {type_}.toml in {searched}", field="type")
 
     def render(self, type_: str, variables: dict[str, Any]) -> Rendered:
-        return render(self.get(type_), variables)
+        return render(self.get(type_), variables, self.max_output)
 
     def is_critical(self, type_: str | None) -> bool:
         """Is ``type_`` a template marked ``critical`` (a label with no template is not)?"""
@@ -131,13 +134,19 @@ def _compile(source: str, html: bool) -> jinja2.Template:
     return (HTML_ENV if html else TEXT_ENV).from_string(source)
 
 
-def render_string(source: str, variables: dict[str, Any], *, html: bool = False, part: str = "") -> str:
+def render_string(source: str, variables: dict[str, Any], *, html: bool = False, part: str = "",
+                  max_output: int = sandbox.DEFAULT_MAX_OUTPUT) -> str:
+    where = part or "template"
     try:
-        return _compile(source, html).render(variables)
+        return sandbox.render(_compile(source, html), variables, max_output)
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"{part or 'template'}: missing variable ({exc.message})", field="variables") from None
+        raise TemplateError(f"{where}: missing variable ({exc.message})", field="variables") from None
+    except LimitExceeded as exc:
+        raise TemplateError(f"{where}: {exc}", field="variables") from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{part or 'template'}: {exc}", field="type") from None
+        raise TemplateError(f"{where}: {exc}", field="type") from None
+    except Exception as exc:  # a TypeError, a ZeroDivisionError…: rendering is pure, it would fail again
+        raise TemplateError(f"{where}: {type(exc).__name__}: {exc}", field="variables") from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -155,26 +164,27 @@ def required_variables(template: Template) -> frozenset[str]:
     return frozenset(names)
 
 
-def render(template: Template, variables: dict[str, Any]) -> Rendered:
+def render(template: Template, variables: dict[str, Any], max_output: int = sandbox.DEFAULT_MAX_OUTPUT) -> Rendered:
     where = f"template {template.type}"
+    bounded = functools.partial(render_string, max_output=max_output)
     missing = sorted(required_variables(template) - set(variables))
     if missing:
         raise TemplateError(f"{where}: missing variables: {', '.join(missing)}", field="variables")
     actions = []
     for i, action in enumerate(template.actions):
         actions.append({
-            k: render_string(str(action[k]), variables, part=f"{where} actions[{i}].{k}")
+            k: bounded(str(action[k]), variables, part=f"{where} actions[{i}].{k}")
             for k in ACTION_KEYS if k in action
         })
     content = {
-        channel: {k: render_string(v, variables, html=OVERRIDES[channel][k], part=f"{where} {channel}.{k}")
+        channel: {k: bounded(v, variables, html=OVERRIDES[channel][k], part=f"{where} {channel}.{k}")
                   for k, v in parts.items()}
         for channel, parts in template.overrides.items()
     }
     return Rendered(
-        title=render_string(template.title, variables, part=f"{where} title"),
-        message=render_string(template.message, variables, part=f"{where} message"),
-        html=None if template.html is None else render_string(template.html, variables, html=True, part=f"{where} html"),
+        title=bounded(template.title, variables, part=f"{where} title"),
+        message=bounded(template.message, variables, part=f"{where} message"),
+        html=None if template.html is None else bounded(template.html, variables, html=True, part=f"{where} html"),
         actions=actions,
         channel_content=content or None,
     )
@@ -197,20 +207,22 @@ def render_digest(store: TemplateStore, type_: str | None, context: dict[str, An
             template = None  # the type's template went away since: the generic digest still works
     parts = template.digest if template is not None else {}
     if not (isinstance(parts.get("title"), str) and isinstance(parts.get("message"), str)):
-        return render(store.get(DIGEST_TEMPLATE), context)
+        return render(store.get(DIGEST_TEMPLATE), context, store.max_output)
     where = f"template {type_} [digest]"
     html = parts.get("html")
+    bounded = functools.partial(render_string, max_output=store.max_output)
     return Rendered(
-        title=render_string(parts["title"], context, part=f"{where} title"),
-        message=render_string(parts["message"], context, part=f"{where} message"),
-        html=None if html is None else render_string(str(html), context, html=True, part=f"{where} html"),
+        title=bounded(parts["title"], context, part=f"{where} title"),
+        message=bounded(parts["message"], context, part=f"{where} message"),
+        html=None if html is None else bounded(str(html), context, html=True, part=f"{where} html"),
         actions=[],
     )
 
 
 def digest_sample(store: TemplateStore, template: Template, count: int = 2) -> dict[str, Any]:
     """A digest context of ``count`` items made from the template's sample variables."""
-    rendered = render(template, template.sample)
+    rendered = render(template, template.sample, store.max_output)
     item = {"id": 1, "key": "sample", "type": template.type, "title": rendered.title, "message": rendered.message,
             "data": None, "variables": dict(template.sample), "created_at": "2026-01-01T00:00:00.000Z"}
     return {"count": count, "items": [item] * count, "batch_key": template.type, "user_id": "user-1"}
+
