@@ -29,15 +29,16 @@ from typing import cast
 import peewee
 
 from .db import database
-from .errors import NotifError
+from .errors import NotifError, TemplateError
 from .models import Digest, Notification, isoformat, utcnow
 from .outbox import Enqueue, OwedDelivery, QueuedDelivery, delivery_rows
 from .runtime import Runtime
-from .templates import render_digest
+from .templates import Rendered, output_problem, render_digest
 
 log = logging.getLogger(__name__)
 
 MAX_ITEMS_RENDERED = 100  # a digest lists at most this many items; `count` is always the full number
+MAX_PLAIN_MESSAGE = 10_000  # the last resort's message (the titles): as long as a literal message may be
 MAX_ATTEMPTS = 3  # opening a window: update, else insert, else another ingest just did — update again
 
 
@@ -132,15 +133,28 @@ def _grouped(rt: Runtime, digest: Digest, items: list[Notification], now: dt.dat
                    channel_content=first.channel_content)
         return row
     context = {"count": len(items), "items": listed, "batch_key": digest.batch_key, "user_id": digest.user_id}
-    try:
-        rendered = render_digest(rt.templates, digest.type, context)
-    except NotifError as exc:  # a broken [digest] section must not lose the items: the generic digest
-        log.error("digest template failed; using the generic digest", extra={
-            "digest_id": digest.id, "type": digest.type, "reason": str(exc)})
-        rendered = render_digest(rt.templates, None, context)
+    rendered = _render(rt, digest, context) or _render(rt, digest, context, generic=True) or Rendered(
+        title=f"{len(items)} new notifications", message="; ".join(n.title for n in items)[:MAX_PLAIN_MESSAGE],
+        html=None, actions=[])
     row.update(title=rendered.title, message=rendered.message, html=rendered.html, actions=None,
                channel_content=None)
     return row
+
+
+def _render(rt: Runtime, digest: Digest, context: dict, generic: bool = False) -> Rendered | None:
+    """The grouped notification from the type's [digest] (else the generic DIGEST template), or
+    None when it fails to render or renders something unfit to store: a broken [digest], or
+    items too big for NOTIF_TEMPLATE_MAX_OUTPUT, must not lose the items."""
+    try:
+        rendered = render_digest(rt.templates, None if generic else digest.type, context)
+        problem = output_problem(rendered)
+        if problem:
+            raise TemplateError(f"{problem[0]}: {problem[1]}")
+    except NotifError as exc:
+        log.error("digest template failed; using the " + ("plain list of titles" if generic else "generic digest"),
+                  extra={"digest_id": digest.id, "type": None if generic else digest.type, "reason": str(exc)})
+        return None
+    return rendered
 
 
 def close_due(rt: Runtime, enqueue: Enqueue, limit: int = 1000) -> int:

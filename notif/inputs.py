@@ -6,6 +6,7 @@ browser get the same rule in the same words (docs/security.md).
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 SAFE_SCHEMES = ("https", "http", "mailto")
@@ -78,3 +79,33 @@ def link_problem(url: Any) -> str | None:
 
 def is_safe_link(url: Any) -> bool:
     return link_problem(url) is None
+
+
+#: attributes whose value a browser follows, loads or submits to: each must be a safe link in stored HTML
+LINK_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "xlink:href", "data", "poster", "background"})
+
+
+class _LinkFinder(HTMLParser):
+    """Collects the first unsafe link attribute (values arrive with character references decoded)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problem: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if self.problem is None and name in LINK_ATTRIBUTES and value:  # (empty: this page; harmless)
+                problem = link_problem(value)
+                if problem:
+                    self.problem = f"<{tag} {name}>: {problem}"
+
+    handle_startendtag = handle_starttag
+
+
+def html_link_problem(html: str) -> str | None:
+    """Why ``html`` may not be put on a page: its first link attribute (``href``, ``src``,
+    ``action``… see LINK_ATTRIBUTES) that :func:`link_problem` refuses; None if every one is safe."""
+    finder = _LinkFinder()
+    finder.feed(html)
+    finder.close()
+    return finder.problem

@@ -4,7 +4,9 @@ Nothing is written here. :func:`prepare` parses the body (:mod:`notif.messages`)
 its template (:mod:`notif.templates`) or takes its literal title and message, and decides
 its channels, priority, scheduled time and digest window; :func:`notif.ingest.store`
 writes what it returns. Bad input raises a :class:`~notif.errors.PermanentError` that
-names the field, for the dead letter.
+names the field, for the dead letter; so does rendered content the store cannot hold or
+a link a page must not follow (:func:`notif.templates.output_problem`, and ``data.url``,
+which a push notification opens when clicked).
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .digests import DigestSpec, spec_for
+from .errors import InvalidMessage
+from .inputs import link_problem
 from .messages import CancelMessage, parse_message
 from .models import utcnow
 from .runtime import Runtime
 from .sqs import Received
-from .templates import Rendered
+from .templates import Rendered, output_problem
 
 
 @dataclass
@@ -49,6 +53,7 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
     template = rt.templates.get(msg.type) if msg.uses_template and msg.type else None
     content = (rt.templates.render(template.type, msg.variables) if template is not None
                else Rendered(title=msg.title or "", message=msg.message or "", html=None, actions=[]))
+    _check_output(content, template.type if template else None, msg.data)
     channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or settings.default_channels))
     key = msg.id or received.original_id or received.message_id
     sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.UTC).replace(tzinfo=None)
@@ -86,3 +91,15 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
         })
     return Prepared(received, rows, channels, critical=bool(template and template.critical), digest=digest,
                     variables=msg.variables)
+
+
+def _check_output(content: Rendered, template_type: str | None, data: object) -> None:
+    """Raise InvalidMessage naming the field if what would be stored breaks a rule."""
+    problem = output_problem(content)
+    if problem:
+        field, reason = problem
+        by = f" (rendered by template {template_type})" if template_type else ""
+        raise InvalidMessage(f"{field}: {reason}{by}", field=field)
+    # `data` is free-form, but `data.url` is the link a push notification opens (plugins/push.py)
+    if isinstance(data, dict) and data.get("url") is not None and (unsafe := link_problem(data["url"])):
+        raise InvalidMessage(f"data.url: {unsafe} (a push notification opens it when clicked)", field="data.url")

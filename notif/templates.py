@@ -7,6 +7,8 @@ Lookup is layered: a deployment's ``NOTIF_TEMPLATES_DIR`` first, then directorie
 plugins add, then the built-ins. Rendering is sandboxed and bounded (:mod:`notif.sandbox`:
 output size, loops, operators), HTML is autoescaped, and an undefined variable, a render that
 fails or one that passes a bound is a :class:`~notif.errors.TemplateError` that names it.
+:func:`output_problem` is the check rendered parts pass before they are stored: nothing the
+store cannot hold, no link a page should not follow.
 """
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ from jinja2 import meta
 
 from . import sandbox
 from .errors import TemplateError
+from .inputs import html_link_problem, link_problem, unstorable
 from .sandbox import BoundedSandbox, LimitExceeded
 
 TEXT_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 HTML_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=True)
 ACTION_KEYS = ("id", "label", "url", "api_endpoint", "method")
+LINK_KEYS = ("url", "api_endpoint")  # the action keys a page, an email or a service worker follows
 # per-channel parts a template may override, and whether each is HTML
 OVERRIDES = {"push": {"title": False, "body": False}, "email": {"subject": False, "text": False, "html": True}}
 
@@ -226,3 +230,25 @@ def digest_sample(store: TemplateStore, template: Template, count: int = 2) -> d
             "data": None, "variables": dict(template.sample), "created_at": "2026-01-01T00:00:00.000Z"}
     return {"count": count, "items": [item] * count, "batch_key": template.type, "user_id": "user-1"}
 
+
+def output_problem(rendered: Rendered) -> tuple[str, str] | None:
+    """Why ``rendered`` may not be stored, as ``(field, problem)``; None if it may.
+
+    A string the store cannot hold (a template can make a NUL the variables did not carry),
+    an action ``url`` or ``api_endpoint`` that is not a safe link (:func:`notif.inputs.link_problem`),
+    or an unsafe link (``href``, ``src``, ``action``…) in the HTML, the email's included.
+    """
+    parts = {"title": rendered.title, "message": rendered.message, "html": rendered.html,
+             "actions": rendered.actions, "channel_content": rendered.channel_content}
+    found = unstorable(parts)
+    if found:
+        return found
+    for i, action in enumerate(rendered.actions):
+        for key in LINK_KEYS:
+            if key in action and (problem := link_problem(action[key])):
+                return f"actions.{i}.{key}", problem
+    html = {"html": rendered.html, "channel_content.email.html": (rendered.channel_content or {}).get("email", {}).get("html")}
+    for field_name, source in html.items():
+        if source and (problem := html_link_problem(source)):
+            return field_name, problem
+    return None

@@ -186,3 +186,35 @@ def test_concurrent_ingests_and_a_closer_never_lose_or_double_an_item(runtime, s
     assert sorted(listed) == sorted(items)  # each item in exactly one digest
     assert Digest.select().count() >= 2  # the closer ran while items kept coming
     assert utcnow() >= max(d.closes_at for d in Digest.select())
+
+
+def test_a_digest_whose_rendering_links_unsafely_falls_back_to_the_generic_digest(runtime, sqs, queues, tmp_path):
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "LIKE.toml").write_text(
+        "title = '{{ who }} liked it'\nmessage = 'm'\n[digest]\ntitle = '{{ count }} likes'\nmessage = 'm'\n"
+        """html = '{% for item in items %}<a href="{{ item.variables.link }}">{{ item.title }}</a>{% endfor %}'\n""")
+    from notif.templates import TemplateStore
+    runtime.templates = TemplateStore([tmp_path / "tpl", *runtime.templates.directories])
+    for i, (who, link) in enumerate([("Ana", "/posts/1"), ("Ben", "javascript:alert(1)")]):
+        put(sqs, queues["normal"], {"id": f"like-{i}", "user_id": "u1", "type": "LIKE", "batch_key": "likes",
+                                    "batch_window": 1, "variables": {"who": who, "link": link}})
+    assert ingest_batch(runtime, receive(sqs, queues["normal"], expect=2), Enqueued()).stored == 2
+    close_when_due(runtime)
+    digest = Notification.get(Notification.key == "digest-1")
+    assert digest.title == "2 new notifications" and "javascript:" not in digest.html
+
+
+def test_a_digest_too_big_for_the_output_limit_is_sent_as_its_titles(runtime, sqs, queues, tmp_path):
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "LONG.toml").write_text("title = '{{ t }}'\nmessage = 'm'\n")
+    from notif.templates import TemplateStore
+    runtime.templates = TemplateStore([tmp_path / "tpl", *runtime.templates.directories], max_output=250)
+    titles = ["a" * 150, "b" * 150]  # each fits; the generic digest's list of both does not
+    for i, title in enumerate(titles):
+        put(sqs, queues["normal"], {"id": f"long-{i}", "user_id": "u1", "type": "LONG", "batch_key": "long",
+                                    "batch_window": 1, "variables": {"t": title}})
+    assert ingest_batch(runtime, receive(sqs, queues["normal"], expect=2), Enqueued()).stored == 2
+    close_when_due(runtime)
+    digest = Notification.get(Notification.key == "digest-1")
+    assert (digest.title, digest.message, digest.html) == ("2 new notifications", "; ".join(titles), None)
+    assert digest.data["digest"]["count"] == 2  # nothing lost

@@ -256,3 +256,74 @@ def test_the_worker_delivers_a_batchs_in_app_rows_itself_and_enqueues_the_rest(r
     assert {d.status for d in in_app} == {"sent"}  # no Dramatiq hop for these
     push = Delivery.select().where(Delivery.channel == "push")
     assert sorted(enqueued) == sorted((d.id, "normal") for d in push) and {d.status for d in push} == {"pending"}
+
+
+HOSTILE_TEMPLATES = {  # TOML literal strings ('…'): no escapes
+    "BOMB": """title = 't'\nmessage = '{{ "x" * n }}'\n""",
+    "LOOPS": """title = 't'\nmessage = '{% for i in range(n) %}{% for j in range(n) %}x{% endfor %}{% endfor %}'\n""",
+    "LINKED": """title = 't'\nmessage = 'm'\nhtml = '<p><a href="{{ link }}">open</a></p>'\n"""
+              """[[actions]]\nid = 'go'\nlabel = 'Go'\nurl = '{{ url }}'\n"""
+              """[[actions]]\nid = 'call'\nlabel = 'Call'\napi_endpoint = '{{ endpoint }}'\nmethod = 'POST'\n""",
+    "NUL_IN_TEMPLATE": 'title = "a\\u0000b"\nmessage = "m"\n',  # a basic string: the escape is a NUL
+}
+SAFE_LINKS = {"url": "https://app.example.com/r/7", "endpoint": "/api/r/7/approve", "link": "mailto:ops@example.com"}
+
+
+def hostile(type_, key, **variables):
+    return {"id": key, "user_id": "u1", "type": type_, "variables": variables}
+
+
+@pytest.fixture
+def hostile_runtime(runtime, tmp_path):
+    from notif.templates import TemplateStore
+    for name, text in HOSTILE_TEMPLATES.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+    runtime.templates = TemplateStore([tmp_path, *runtime.templates.directories])
+    return runtime
+
+
+UNSAFE = [  # (message, error kind, field, the reason's words)
+    (hostile("BOMB", "bomb", n=10**9), "template_error", "variables",
+     "template BOMB message: `*` repetition would make 1000000000 characters; the limit is 262144"),
+    (hostile("LOOPS", "loops-range", n=10**9), "template_error", "variables",
+     "template LOOPS message: range() of 1000000000 numbers; at most 10000"),
+    (hostile("LOOPS", "loops-nested", n=10_000), "template_error", "variables",
+     "template LOOPS message: more than 100000 loop iterations"),
+    (hostile("LINKED", "js-url", **{**SAFE_LINKS, "url": "javascript:alert(1)"}), "invalid_message", "actions.0.url",
+     "actions.0.url: uses the `javascript:` scheme; links may be https:, http:, mailto: or relative paths "
+     "(rendered by template LINKED)"),
+    (hostile("LINKED", "data-endpoint", **{**SAFE_LINKS, "endpoint": "data:text/html,<script>x</script>"}),
+     "invalid_message", "actions.1.api_endpoint", "actions.1.api_endpoint: uses the `data:` scheme"),
+    (hostile("LINKED", "js-html", **{**SAFE_LINKS, "link": "JavaScript:alert(1)"}), "invalid_message", "html",
+     "html: <a href>: uses the `javascript:` scheme"),
+    (hostile("COMMENT_ADDED", "other-host", authorName="Cy", comment="c", threadUrl="//evil.example/x"),
+     "invalid_message", "actions.0.url", "actions.0.url: starts with // (a link to another host)"),
+    (literal("u1", "data-url", data={"url": "java\tscript:alert(1)"}), "invalid_message", "data.url",
+     "data.url: contains whitespace or a control character"),
+    (literal("u1", "data-url-type", data={"url": 42}), "invalid_message", "data.url", "data.url: must be a string"),
+    (hostile("NUL_IN_TEMPLATE", "nul-template"), "invalid_message", "title",
+     "title: contains a NUL character, which cannot be stored (rendered by template NUL_IN_TEMPLATE)"),
+]
+
+
+def test_unsafe_links_and_template_bombs_are_dead_lettered_naming_the_field(hostile_runtime, sqs, queues):
+    for body, *_ in UNSAFE:
+        put(sqs, queues["normal"], body)
+    good = [hostile("LINKED", "safe-links", **SAFE_LINKS), hostile("BOMB", "small", n=3),
+            literal("u1", "data-url-ok", data={"url": "/reports/7", "reportId": 7}),
+            literal("u1", "data-not-a-link", data={"link": "javascript:kept-as-data"})]
+    for body in good:
+        put(sqs, queues["normal"], body)
+    outcome = ingest_batch(hostile_runtime, receive(sqs, queues["normal"], expect=len(UNSAFE) + len(good)), Enqueued())
+    assert outcome.retry == [] and outcome.stored == len(good)
+    assert sorted(n.key for n in Notification.select()) == sorted(body["id"] for body in good)
+    linked = Notification.get(Notification.key == "safe-links")
+    assert [a.get("url") or a.get("api_endpoint") for a in linked.actions] == [SAFE_LINKS["url"], SAFE_LINKS["endpoint"]]
+    assert 'href="mailto:ops@example.com"' in linked.html
+    assert queue_counts(sqs, queues["normal"]) == (0, 0)
+    letters = {json.loads(m["Body"])["id"]: m["MessageAttributes"] for m in drain(sqs, queues["dlq"])}
+    assert len(letters) == len(UNSAFE)
+    for body, kind, field, words in UNSAFE:
+        attributes = letters[body["id"]]
+        assert (attributes["notif_error"]["StringValue"], attributes["notif_field"]["StringValue"]) == (kind, field)
+        assert words in attributes["notif_reason"]["StringValue"], body["id"]

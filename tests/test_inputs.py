@@ -1,7 +1,7 @@
 """The shared edge checks: unstorable strings and safe links."""
 import pytest
 
-from notif.inputs import is_safe_link, link_problem, unstorable
+from notif.inputs import html_link_problem, is_safe_link, link_problem, unstorable
 
 
 def test_a_nul_anywhere_is_found_with_its_path():
@@ -36,3 +36,19 @@ def test_safe_links(url):
 ])
 def test_unsafe_links_are_refused_with_the_reason(url, reason):
     assert reason in link_problem(url)
+
+
+@pytest.mark.parametrize("html, problem", [
+    ('<p><a href="https://app.example.com/r/7">r</a> <img src="/logo.png"> <a href="#top">top</a> <a href="">x</a></p>',
+     None),
+    ('<a href="javascript:alert(1)">x</a>', "<a href>: uses the `javascript:` scheme"),
+    ('<a href="&#106;avascript:alert(1)">x</a>', "<a href>: uses the `javascript:` scheme"),  # references decoded
+    ('<a href="java&#9;script:alert(1)">x</a>', "<a href>: contains whitespace or a control character"),
+    ('<iframe src="data:text/html,x"></iframe>', "<iframe src>: uses the `data:` scheme"),
+    ('<form action="javascript:x"><button formaction="/ok">b</button></form>', "<form action>"),
+    ('<svg><a xlink:href="javascript:x"/></svg>', "<a xlink:href>"),
+    ('<object data="//evil.example/x"></object>', "<object data>: starts with //"),
+])
+def test_links_in_html_are_checked_attribute_by_attribute(html, problem):
+    found = html_link_problem(html)
+    assert found == problem if problem is None else problem in found
