@@ -2,7 +2,10 @@
 
 The HTML part is the notification's HTML (or its message, escaped) inside
 ``layout.html``, with CSS inlined (css-inline) because mail clients drop <style>; the text
-part comes from ``layout.txt``. Actions become buttons and links. The address comes from
+part comes from ``layout.txt``. Actions become buttons and links, but only safe links
+(:func:`notif.inputs.link_problem`, checked again here for rows stored before that rule): an
+unsafe one is shown as its label alone, and HTML holding an unsafe link is replaced by the
+escaped text message. The address comes from
 the message's recipient (``{"user_id": …, "email": …}``) or from a plugin implementing
 ``notif_email_address``. SMTP 4xx and connection trouble are transient, 5xx permanent;
 every SMTP step has a timeout.
@@ -23,11 +26,13 @@ from markupsafe import Markup, escape
 from notif.channels import Channel, ChannelContext
 from notif.errors import PermanentError, Skipped, TransientError, from_smtp_code
 from notif.hookspecs import hookimpl
+from notif.inputs import html_link_problem, is_safe_link
 from notif.plugin_manager import manager_for
 from notif.templates import builtin_dir
 
 _env = ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(str(builtin_dir() / "email")),
                                      autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+_env.tests["safe_link"] = is_safe_link  # the layouts write an href only for `… is safe_link`
 _inliner = css_inline.CSSInliner(keep_style_tags=False)
 
 
@@ -44,9 +49,12 @@ def address_for(notification, settings, pm) -> str | None:
 def compose(notification, delivery, settings, to: str) -> EmailMessage:
     content = (notification.channel_content or {}).get("email", {})
     subject = content.get("subject") or notification.title
-    body_html = Markup(content.get("html") or notification.html or "") or escape(notification.message)
+    html = content.get("html") or notification.html or ""
+    body_html = Markup(html) if html and not html_link_problem(html) else escape(notification.message)
     body_text = content.get("text") or notification.message
-    actions = [{"label": a.get("label", ""), "href": urljoin(settings.public_url or "", a["url"])}
+    # the stored url is checked, not only the joined one: urljoin turns "//evil.example" into "https://evil.example"
+    actions = [{"label": a.get("label", ""),
+                "href": urljoin(settings.public_url or "", a["url"]) if is_safe_link(a["url"]) else None}
                for a in (notification.actions or []) if a.get("url")]
     unsubscribe = settings.unsubscribe_url.replace("{user_id}", notification.user_id) if settings.unsubscribe_url else None
     context = {"subject": subject, "title": notification.title, "body_html": body_html, "body_text": body_text,

@@ -102,3 +102,23 @@ def test_no_address_is_skipped(mail_rt, smtp):
     d = email_delivery(to=None)
     assert deliver(mail_rt, d.id) == "skipped"
     assert "no email address" in Delivery.get_by_id(d.id).last_error
+
+
+def test_an_unsafe_link_stored_before_the_rule_never_reaches_the_email(mail_rt, smtp):
+    inbox, _ = smtp
+    d = email_delivery(  # rows written straight to the table, as if stored before links were checked
+        html='<p>Ana submitted <a href="javascript:alert(2)">a report</a></p>',
+        actions=[{"id": "evil", "label": "Open it", "url": "javascript:alert(1)"},
+                 {"id": "away", "label": "Elsewhere", "url": "//evil.example/x"},
+                 {"id": "view", "label": "View report", "url": "/reports/42"}])
+    assert deliver(mail_rt, d.id) == "sent"
+    (message,) = inbox.messages
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    for part in (html, text):
+        assert "javascript:" not in part and "evil.example" not in part
+    assert "Open it" in html and "Elsewhere" in html  # the labels, as text
+    assert html.count("<a ") == 2  # View report and Unsubscribe: nothing else is a link
+    assert '<a class="button" href="https://app.example.com/reports/42"' in html
+    assert "Ana &lt;b&gt;submitted&lt;/b&gt; a report" in html  # the html held an unsafe link: the escaped message
+    assert "Open it\r\nElsewhere\r\nView report: https://app.example.com/reports/42" in text

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import token
 from notif.auth import make_token
+from notif.inputs import is_safe_link
+from notif.models import Notification
 
 pytestmark = pytest.mark.e2e
 
@@ -95,3 +98,72 @@ def test_the_page_reconnects_by_itself_and_catches_up(processes, browser, env):
     page.locator("#list li", has_text="meanwhile").wait_for(timeout=30000)  # replayed on reconnect, no reload
     page.wait_for_function("document.querySelector('#badge').textContent === '2'", timeout=10000)
     assert page.locator("#list li").count() == 2  # nothing twice
+
+
+# Links as notif.inputs.link_problem judges them; links.js's safeLink must agree on every one.
+LINK_CASES = ["https://app.example.com/r/7", "http://localhost:3000/x", "mailto:a@example.com", "/reports/7",
+              "reports/7?tab=2", "?tab=2", "#top", "HTTPS://EXAMPLE.COM/", "javascript:alert(1)", "JaVaScRiPt:alert(1)",
+              "java\tscript:alert(1)", " javascript:alert(1)", "\x01javascript:alert(1)", "javascript\n:alert(1)",
+              "\u00a0javascript:alert(1)", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox",
+              "file:///etc/passwd", "//evil.example/x", "/\\evil.example/x", "\\\\evil.example", "https:evil.example",
+              "http:/evil.example", "", "x" * 2001, 42, None, ["/r/7"]]
+
+UNSAFE_ROWS = {  # as if stored before the rule (or by anything that skipped it): straight into the table
+    "html": '<p>see <a id="bad" href="javascript:alert(3)">this</a>, <a id="good" href="/reports/8">that</a>'
+            '<iframe id="frame" src="javascript:alert(4)"></iframe></p>',
+    "actions": [{"id": "evil", "label": "Evil link", "url": "javascript:alert(1)"},
+                {"id": "view", "label": "View", "url": "/reports/7"},
+                {"id": "call", "label": "Evil call", "api_endpoint": "javascript:alert(2)", "method": "POST"},
+                {"id": "approve", "label": "Approve", "api_endpoint": "/api/reports/7/approve", "method": "POST"}],
+}
+
+
+def test_the_page_never_renders_an_unsafe_link_and_does_render_a_safe_one(web, pg, browser):
+    Notification.create(user_id="links", key="k1", title="Links", message="m", priority="normal", correlation_id="c",
+                        **UNSAFE_ROWS)
+    page = browser.new_page()
+    page.goto(f"{web['base']}/?token={token('links')}")
+    page.locator("#list li").first.wait_for(timeout=15000)
+    item = page.locator("#list li").first
+    assert item.locator(".actions a").evaluate_all("els => els.map(e => [e.textContent, e.getAttribute('href')])") == \
+        [["View", "/reports/7"]]
+    assert item.locator(".actions button").all_inner_texts() == ["Approve"]
+    assert item.locator(".actions .inert").all_inner_texts() == ["Evil link", "Evil call"]  # labels, as text
+    assert item.locator("#good").get_attribute("href") == "/reports/8"
+    assert item.locator("#bad").get_attribute("href") is None and item.locator("#bad").inner_text() == "this"
+    assert item.locator("#frame").get_attribute("src") is None
+    assert "javascript:" not in page.content()
+
+    # one rule in both languages: safeLink (links.js) says what link_problem says, case by case
+    assert page.evaluate("cases => cases.map(c => safeLink(c) !== null)", LINK_CASES) == \
+        [is_safe_link(case) for case in LINK_CASES]
+
+
+def test_the_service_worker_opens_and_calls_only_safe_links(web, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{web['base']}/?token={token('sw-user')}")
+    page.wait_for_selector("body[data-service-worker=registered]", timeout=15000)
+    worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
+    clicks = worker.evaluate("""async (cases) => {
+      const followed = [], pending = [];
+      self.clients.openWindow = async (url) => { followed.push(["open", url]); };
+      self.fetch = async (url) => { followed.push(["fetch", url]); return new Response(""); };
+      for (const [action, data] of cases) {
+        const event = new Event("notificationclick");
+        Object.assign(event, { action, notification: { data, close() {} }, waitUntil: (promise) => pending.push(promise) });
+        self.dispatchEvent(event);
+      }
+      await Promise.all(pending);
+      return followed;
+    }""", [
+        ["evil", {"actions": UNSAFE_ROWS["actions"], "url": "javascript:alert(5)"}],  # unsafe action, unsafe data.url
+        ["evil", {"actions": UNSAFE_ROWS["actions"], "url": "/inbox"}],  # unsafe action: data.url instead
+        ["view", {"actions": UNSAFE_ROWS["actions"]}],
+        ["call", {"actions": UNSAFE_ROWS["actions"]}],  # an unsafe endpoint is not called
+        ["approve", {"actions": UNSAFE_ROWS["actions"]}],
+        ["", {"url": "data:text/html,x"}],
+    ])
+    assert sorted(clicks) == [["fetch", "/api/reports/7/approve"], ["open", "/"], ["open", "/"], ["open", "/inbox"],
+                              ["open", "/reports/7"]]  # (a fetch starts at once, a window after matchAll)
+    context.close()

@@ -1,4 +1,5 @@
 // The inbox page: list, live updates over SSE (gapless via Last-Event-ID), unread badge, mark read.
+// Every link it renders passes safeLink / dropUnsafeLinks (links.js, loaded before this file).
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -34,8 +35,11 @@
     li.classList.toggle("unread", !n.read);
     const title = document.createElement("div"); title.className = "title"; title.textContent = n.title;
     const body = document.createElement("div"); body.className = "body";
-    if (n.html) body.innerHTML = n.html; // rendered from a template, variables autoescaped
-    else body.textContent = n.message;
+    if (n.html) { // rendered from a template, variables autoescaped; parsed inert, unsafe links dropped
+      const inert = document.createElement("template");
+      inert.innerHTML = n.html;
+      body.append(dropUnsafeLinks(inert.content));
+    } else body.textContent = n.message;
     const meta = document.createElement("div"); meta.className = "meta";
     meta.textContent = `${new Date(n.created_at).toLocaleString()} · ${n.priority}${n.type ? " · " + n.type : ""}`;
     li.append(title, body, meta);
@@ -49,15 +53,19 @@
   }
 
   function actionElement(action) {
-    if (action.url) {
-      const a = document.createElement("a"); a.href = action.url; a.textContent = action.label; return a;
+    const href = safeLink(action.url), endpoint = safeLink(action.api_endpoint);
+    if (href) {
+      const a = document.createElement("a"); a.href = href; a.textContent = action.label; return a;
+    }
+    if (action.url || !endpoint) { // a link that may not be followed, or nothing to call: its label, as text
+      const text = document.createElement("span"); text.className = "inert"; text.textContent = action.label; return text;
     }
     const button = document.createElement("button"); button.type = "button"; button.textContent = action.label;
     button.addEventListener("click", async (event) => {
       event.stopPropagation();
       button.disabled = true;
       try {
-        const response = await fetch(action.api_endpoint, { method: action.method || "POST", credentials: "same-origin" });
+        const response = await fetch(endpoint, { method: action.method || "POST", credentials: "same-origin" });
         button.textContent = response.ok ? `${action.label} ✓` : `${action.label} failed (${response.status})`;
       } catch (error) { button.textContent = `${action.label} failed`; }
     });

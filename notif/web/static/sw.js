@@ -1,5 +1,7 @@
 // notif's service worker: shows Web Push notifications and handles their action buttons.
+// It follows only links safeLink allows (links.js), whatever the push carried.
 "use strict";
+importScripts("/static/links.js");
 
 self.addEventListener("push", (event) => {
   let data = {};
@@ -17,10 +19,11 @@ self.addEventListener("notificationclick", (event) => {
   const data = event.notification.data || {};
   const action = (data.actions || []).find((a) => a.id === event.action);
   if (action && action.api_endpoint) {
-    event.waitUntil(fetch(action.api_endpoint, { method: action.method || "POST", credentials: "include" }));
+    const endpoint = safeLink(action.api_endpoint);
+    if (endpoint) event.waitUntil(fetch(endpoint, { method: action.method || "POST", credentials: "include" }));
     return;
   }
-  const url = (action && action.url) || data.url || "/";
+  const url = (action && safeLink(action.url)) || safeLink(data.url) || "/";
   event.waitUntil(self.clients.matchAll({ type: "window" }).then((windows) => {
     for (const w of windows) if (w.url === url && "focus" in w) return w.focus();
     return self.clients.openWindow(url);
