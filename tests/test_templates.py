@@ -70,6 +70,15 @@ def test_templates_check_fails_on_a_broken_template(tmp_path):
     assert "FAILED  BROKEN" in result.stdout
 
 
+def test_templates_check_fails_on_a_sample_that_renders_an_unsafe_link(tmp_path):
+    (tmp_path / "SNEAKY.toml").write_text("title = 't'\nmessage = 'm'\n[[actions]]\nid = 'go'\nlabel = 'Go'\n"
+                                          "url = '{{ target }}'\n[sample]\ntarget = 'javascript:alert(1)'\n")
+    result = subprocess.run([sys.executable, "-m", "notif.cli", "templates", "check"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "NOTIF_TEMPLATES_DIR": str(tmp_path), "NOTIF_STATE_DIR": "/x"})
+    assert result.returncode == 1
+    assert "FAILED  SNEAKY: actions.0.url: uses the `javascript:` scheme" in result.stdout
+
+
 @pytest.mark.parametrize("hostile", ["<script>alert(1)</script>", "{{ 7*7 }}", "{% for x in y %}", "x" * 100_000,
                                      "\u202e\u0000 unicode ünïcødé 🔔"])
 def test_hostile_variables_are_data_not_code(hostile):

@@ -14,7 +14,7 @@ from ..auth import make_token
 from ..config import PRIORITIES, load_settings
 from ..db import database, init_database
 from ..dev import run_dev
-from ..errors import ConfigError, NotifError
+from ..errors import ConfigError, NotifError, TemplateError
 from ..migrations import DOWN_LOSES, MIGRATIONS, applied_versions, current_version, migrate, plan
 from ..models import utcnow
 from ..plugin_manager import manager_for, template_dirs
@@ -22,7 +22,7 @@ from ..poller.process import run_poller
 from ..scheduler.process import run_scheduler
 from ..shadow import parse_time, render, report
 from ..sqs import client_for
-from ..templates import TemplateStore, digest_sample, render_digest
+from ..templates import TemplateStore, digest_sample, output_problem, render_digest
 from ..vapid import generate
 from ..web.server import run_web
 from . import dlq as dlq_command
@@ -150,7 +150,9 @@ def cmd_templates(args, settings) -> int:
         for type_ in store.types():
             try:
                 template = store.get(type_)
-                store.render(type_, template.sample)
+                problem = output_problem(store.render(type_, template.sample))  # what ingest would refuse
+                if problem:
+                    raise TemplateError(f"{problem[0]}: {problem[1]} (with the [sample] variables)")
                 if template.digest.get("title"):
                     render_digest(store, type_, digest_sample(store, template))
                 print(f"ok      {type_}" + ("  (and its [digest])" if template.digest.get("title") else ""))
