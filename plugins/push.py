@@ -23,6 +23,7 @@ from pywebpush import WebPushException, webpush
 from notif.channels import Channel, ChannelContext
 from notif.errors import PermanentError, Skipped, TransientError, from_http_status
 from notif.hookspecs import hookimpl
+from notif.inputs import is_safe_link
 from notif.models import PushSubscription
 from notif.outbound import OutboundRefused, matches_suffix
 
@@ -46,7 +47,10 @@ def payload(notification, public_url: str | None) -> bytes:
     actions = notification.actions or []
 
     def absolute(url):
-        return urljoin(public_url, url) if public_url and url else url
+        """A link safe to open (rows stored before the link rule are checked here too), made absolute."""
+        if not is_safe_link(url):
+            return None
+        return urljoin(public_url, url) if public_url else url
 
     body = {
         "id": notification.id,
