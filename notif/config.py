@@ -154,7 +154,9 @@ class Settings:
     queue_normal: str | None = env("AWS_SQS_NOTIFICATION_QUEUE_URL", doc="input queue, NORMAL priority")
     queue_low: str | None = env("AWS_SQS_LOW_PRIORITY_QUEUE_URL", doc="input queue, LOW priority")
     queue_dead_letter: str | None = env("AWS_SQS_DEAD_LETTER_QUEUE_URL", doc="where permanent failures go, with their reason")
-    jwt_secret: str | None = env("NOTIF_JWT_SECRET", doc="HS256 secret shared with the host app", secret=True)
+    jwt_secret: str | None = env("NOTIF_JWT_SECRET", doc="HS256 secret shared with the host app: at least 32 bytes (`notif serve` refuses a shorter one outside `notif dev`)", secret=True)
+    jwt_audience: str | None = env("NOTIF_JWT_AUDIENCE", doc="when set, a token's `aud` must name it (and `notif token` adds it)")
+    jwt_issuer: str | None = env("NOTIF_JWT_ISSUER", doc="when set, a token's `iss` must be it (and `notif token` adds it)")
     port: int = env("PORT", 8000, int, doc="web port")
     public_url: str | None = env("NOTIF_PUBLIC_URL", doc="the host app's base URL: relative action links in emails and pushes are made absolute with it")
     vapid_private_key: str | None = env("VAPID_PRIVATE_KEY", doc="Web Push: the VAPID private key (`notif vapid` makes a pair)", secret=True)
@@ -205,6 +207,7 @@ class Settings:
     log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
     log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")
     state_dir: str = env("NOTIF_STATE_DIR", ".notif", doc="where `notif dev` keeps its generated secret and endpoints")
+    dev: bool = env("NOTIF_DEV", False, _bool, doc="set by `notif dev` on the processes it starts: a NOTIF_JWT_SECRET under 32 bytes is then a warning, not an error (never set it in production)")
 
     def __repr__(self) -> str:  # secrets and URL passwords never reach a log or a traceback
         parts = (f"{f.name}={_masked(f.name, getattr(self, f.name), f.metadata['secret'])}" for f in fields(self))

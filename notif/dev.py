@@ -181,7 +181,7 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
         env["PORT"] = str(web_port)
         print(f"  database   {env['DATABASE_URL']}", flush=True)
 
-        child_env = {**environ, **env, "PYTHONUNBUFFERED": "1",
+        child_env = {**environ, **env, "PYTHONUNBUFFERED": "1", "NOTIF_DEV": "1",
                      "NOTIF_LOG_FORMAT": environ.get("NOTIF_LOG_FORMAT", "console"),
                      # shorter long-polls: Ctrl-C waits for the poller's current receive
                      "NOTIF_POLL_WAIT_SECONDS": environ.get("NOTIF_POLL_WAIT_SECONDS", "5")}
@@ -207,7 +207,9 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
 
         stop: dict[str, int | None] = {"signal": None}
         signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-        demo_url = f"http://127.0.0.1:{web_port}/?token={make_token(settings.require('jwt_secret'), 'u1', 24 * 3600)}"
+        demo_token = make_token(settings.require("jwt_secret"), "u1", 24 * 3600, audience=settings.jwt_audience,
+                                issuer=settings.jwt_issuer)
+        demo_url = f"http://127.0.0.1:{web_port}/?token={demo_token}"
         print(f"""
 notif dev is running. Ctrl-C stops it.
   inbox page  {demo_url}

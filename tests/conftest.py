@@ -232,6 +232,27 @@ def asgi(_pg_schema, sqs_endpoint, redis_server, tmp_path_factory):
     sqs.delete_queue(QueueUrl=queue)
 
 
+@pytest.fixture
+def app_client(asgi, pg):
+    """``app_client(NOTIF_MAX_BODY="1k", …)``: a TestClient over an app built with those settings
+    changed (the `asgi` fixture's environment otherwise), lifespan and all; closed after the test."""
+    from fastapi.testclient import TestClient
+
+    from notif.web.app import create_app
+
+    clients = []
+
+    def make(**overrides):
+        client = TestClient(create_app(load_settings({**asgi["env"], **overrides}, use_state=False)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
 # -- real notif processes --------------------------------------------------------------
 class Processes:
     """Starts notif's processes for one test; on teardown each must exit 0 on SIGTERM."""

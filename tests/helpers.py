@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import jwt
@@ -97,6 +98,13 @@ def auth(user):
     return {"Authorization": f"Bearer {token(user)}"}
 
 
+def other_algorithm(claims: dict, algorithm: str) -> str:
+    """A token signed with the right secret under another algorithm (PyJWT warns the key is short for it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jwt.encode(claims, WEB_SECRET, algorithm=algorithm)
+
+
 def BAD_TOKENS():
     """Every kind of token the API must refuse, by name."""
     now = int(time.time())
@@ -107,6 +115,8 @@ def BAD_TOKENS():
         "wrong signature": jwt.encode({"sub": "u", "exp": now + 60}, "another-secret-that-is-also-32-bytes-long",
                                       algorithm="HS256"),
         "alg none": jwt.encode({"sub": "u", "exp": now + 60}, None, algorithm="none"),
+        "alg HS512": other_algorithm({"sub": "u", "exp": now + 60}, "HS512"),
+        "alg HS384": other_algorithm({"sub": "u", "exp": now + 60}, "HS384"),
         "no exp": jwt.encode({"sub": "u"}, WEB_SECRET, algorithm="HS256"),
         "no sub": jwt.encode({"exp": now + 60}, WEB_SECRET, algorithm="HS256"),
     }

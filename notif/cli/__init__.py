@@ -90,7 +90,8 @@ def cmd_scheduler(args, settings) -> int:
 
 def cmd_token(args, settings) -> int:
 
-    print(make_token(settings.require("jwt_secret"), args.user, args.ttl, service=args.service))
+    print(make_token(settings.require("jwt_secret"), args.user, args.ttl, service=args.service,
+                     audience=settings.jwt_audience, issuer=settings.jwt_issuer))
     return 0
 
 

@@ -22,17 +22,18 @@ def _token(request: Request) -> str | None:
     return token or request.query_params.get("token")
 
 
-def _secret(request: Request) -> str:
-    """NOTIF_JWT_SECRET (``create_app`` refuses to start without it)."""
-    secret: str = get_settings(request).require("jwt_secret")
-    return secret
+def verify(settings: Settings, token: str | None, service: bool = False) -> str:
+    """Who ``token`` speaks for, checked against NOTIF_JWT_SECRET (``create_app`` refuses to start
+    without one), NOTIF_JWT_AUDIENCE and NOTIF_JWT_ISSUER; AuthError otherwise."""
+    return verify_token(settings.require("jwt_secret"), token, service=service,
+                        audience=settings.jwt_audience, issuer=settings.jwt_issuer)
 
 
 def current_user(request: Request) -> str:
     """The user the request's JWT speaks for (``Authorization: Bearer`` or ``?token=``)."""
-    return verify_token(_secret(request), _token(request))
+    return verify(get_settings(request), _token(request))
 
 
 def current_service(request: Request) -> str:
     """The host application, by a service token (``"scope": "service"``), for service routes."""
-    return verify_token(_secret(request), _token(request), service=True)
+    return verify(get_settings(request), _token(request), service=True)

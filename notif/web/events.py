@@ -21,11 +21,12 @@ from urllib.parse import parse_qs
 
 from anyio import to_thread
 
-from ..auth import AuthError, verify_token
+from ..auth import AuthError
 from ..db import database
 from ..live import unread_count
 from ..models import Delivery, Notification
 from ..monitoring.metrics import SSE_CONNECTIONS
+from .deps import verify
 from .hub import CLOSE, Hub, Listener
 from .sse import encode_notification, encode_open
 
@@ -140,7 +141,7 @@ async def events(scope, receive, send) -> None:
             if scheme.lower() != "bearer":
                 raise AuthError("Authorization header must be `Bearer <jwt>`")
             token = value.strip()
-        user_id = verify_token(settings.jwt_secret, token)
+        user_id = verify(settings, token)
     except AuthError as exc:
         return await _json(send, 401, {"error": "unauthorized", "reason": str(exc)}, [(b"www-authenticate", b"Bearer")])
     if not settings.feature("sse"):
