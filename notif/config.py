@@ -117,6 +117,14 @@ def _tls_verify(text: str) -> str:
     return value
 
 
+def _bytes(text: str) -> int:
+    """A size in bytes: ``65536``, ``64k``/``64KiB`` or ``1m``/``1MiB``."""
+    match = re.fullmatch(r"(\d+)\s*(k|kb|kib|m|mb|mib)?", text.strip().lower())
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"expected a size in bytes such as 65536, 64k or 1m, got {text!r}")
+    return int(match.group(1)) * {None: 1, "k": 1024, "m": 1024 * 1024}[match.group(2) and match.group(2)[0]]
+
+
 def _flag(text: str) -> bool | None:
     return None if text.strip().lower() in ("", "default") else _bool(text)
 
@@ -173,6 +181,7 @@ class Settings:
     sse_ping_seconds: float = env("NOTIF_SSE_PING_SECONDS", 15.0, float, doc="heartbeat comment interval on SSE streams (proxies close idle connections)")
     sse_send_timeout: float = env("NOTIF_SSE_SEND_TIMEOUT", 10.0, float, doc="an SSE client that does not take an event within this many seconds is dropped")
     sse_retry_ms: int = env("NOTIF_SSE_RETRY_MS", 3000, int, doc="the `retry:` a browser waits before reconnecting")
+    max_body: int = env("NOTIF_MAX_BODY", 65536, _bytes, doc="largest request body the web process reads, on every route (bytes, or `64k`, `1m`); a larger one gets 413")
     poll_weights: dict = env("NOTIF_POLL_WEIGHTS", "high=6,normal=3,low=1", _weights, doc="share of receives per priority when the workers are busy")
     poll_wait_seconds: int = env("NOTIF_POLL_WAIT_SECONDS", 20, int, doc="SQS long-poll wait")
     visibility_timeout: int = env("NOTIF_VISIBILITY_TIMEOUT", 120, int, doc="seconds a received SQS message stays hidden while notif stores it")
