@@ -17,6 +17,7 @@ from ..redis_client import async_client, sync_client
 from . import events, health, inbox, metrics, page, preferences, push, scheduled
 from .body_limit import BodyLimit
 from .hub import Hub
+from .storable import RefuseUnstorable
 
 log = logging.getLogger(__name__)
 
@@ -92,5 +93,6 @@ def create_app(settings: Settings) -> FastAPI:
     # Starlette routes a class instance as a raw ASGI app; add_route's annotation names request handlers only
     app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)  # type: ignore[arg-type]
     app.include_router(page.router)
+    app.add_middleware(RefuseUnstorable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)
     return app

@@ -113,7 +113,7 @@ class Stream:
 
 
 def _last_event_id(scope, query: dict) -> int | None:
-    raw = next((v.decode() for k, v in scope["headers"] if k == b"last-event-id"), None) or query.get("last_event_id")
+    raw = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"last-event-id"), None) or query.get("last_event_id")
     if raw is None or raw == "":
         return None
     if not raw.isdigit():
@@ -131,9 +131,9 @@ class EventsEndpoint:
 async def events(scope, receive, send) -> None:
     app = scope["app"]
     settings = app.state.settings
-    query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+    query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
     headers = dict(scope["headers"])
-    authorization = headers.get(b"authorization", b"").decode()
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
     token = query.get("token")
     try:
         if authorization:

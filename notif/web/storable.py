@@ -1,0 +1,114 @@
+"""Strings the store cannot hold stop at the web edge: 422 naming the field, on every route.
+
+A NUL character (PostgreSQL's text cannot hold it) or a lone surrogate (UTF-8 cannot) in
+a query parameter, a path parameter, or anywhere in a JSON body — values and keys, at any
+depth — is refused before a route runs, with the body FastAPI gives any invalid request:
+``{"detail": [{"loc": ["body", "endpoint"], "msg": "…", "type": "value_error"}]}``. The
+rule is :func:`notif.inputs.unstorable`, the one SQS messages pass too. A pure ASGI
+middleware, so every route present and future is covered and streams pass untouched.
+
+A body is read whole before the route sees it (``NOTIF_MAX_BODY`` bounds it); one that is
+not JSON is left for the route to refuse as it would.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..inputs import unstorable
+
+
+def _loc(where: str, path: str) -> list[Any]:
+    """``unstorable``'s dotted path (``items.3.name``; ``body`` at the top) as a FastAPI ``loc``."""
+    if path == "body":
+        return [where]
+    return [where, *(int(part) if part.isdigit() else part for part in path.split("."))]
+
+
+def _problem(scope: Scope, body: bytes | None) -> tuple[list[Any], str] | None:
+    """The first unstorable field of the request, as (loc, message)."""
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        for part, what in ((key, "its name"), (value, "its value")):
+            found = unstorable(part)
+            if found:
+                return ["query", key], f"query parameter: {what} {found[1]}"
+    found = unstorable(scope.get("path", ""))
+    if found:
+        return _path_param(scope) or ["path"], f"path {found[1]}"
+    if body:
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return None  # not JSON: the route refuses it as it would any malformed body
+        found = unstorable(document)
+        if found:
+            return _loc("body", found[0]), found[1]
+    return None
+
+
+def _path_param(scope: Scope) -> list[Any] | None:
+    """``["path", name]`` for the path parameter holding the character, found by the routes' templates in
+    the app's OpenAPI document (``/api/scheduled/{key}``); None when no documented route has one there."""
+    openapi = getattr(scope.get("app"), "openapi", None)
+    if openapi is None:
+        return None
+    for template in openapi().get("paths", {}):
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]*)", re.escape(template))
+        match = re.fullmatch(pattern, scope.get("path", ""))
+        for name, value in (match.groupdict() if match else {}).items():
+            if unstorable(value):
+                return ["path", name]
+    return None
+
+
+async def refuse(send: Send, loc: list[Any], msg: str) -> None:
+    # ensure_ascii: a query parameter's name may itself hold the lone surrogate
+    payload = json.dumps({"detail": [{"loc": loc, "msg": msg, "type": "value_error"}]}).encode()
+    await send({"type": "http.response.start", "status": 422, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope["headers"])
+    return headers.get(b"content-length", b"0").strip() not in (b"", b"0") or b"transfer-encoding" in headers
+
+
+class RefuseUnstorable:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        body: bytes | None = None
+        if _has_body(scope):  # (a request without one, e.g. an SSE stream's, keeps its receive untouched)
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client left, or the body limit has answered already
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        problem = _problem(scope, body)
+        if problem is not None:
+            return await refuse(send, *problem)
+        if body is None:
+            return await self.app(scope, receive, send)
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
