@@ -13,7 +13,9 @@ from ..config import Settings
 from ..db import init_database
 from ..errors import ConfigError
 from ..monitoring.heartbeat import Heartbeat
+from ..plugin_manager import channels_for, manager_for, template_dirs
 from ..redis_client import async_client, sync_client
+from ..templates import TemplateStore
 from . import events, health, inbox, metrics, page, preferences, push, scheduled
 from .body_limit import BodyLimit
 from .hub import Hub
@@ -78,6 +80,9 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="notif", version="0.1.0", lifespan=lifespan,
                   description="Notifications: the inbox API, live events (SSE), health.")
     app.state.settings = settings
+    # what preferences may name: the channels this deployment loads, the notification types its templates define
+    app.state.channels = frozenset(channels_for(settings))
+    app.state.templates = TemplateStore.from_settings(settings, template_dirs(manager_for(settings), settings))
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:

@@ -1,8 +1,19 @@
-"""``GET/PUT /api/preferences``: the signed-in user's opt-outs, per channel, type, or both."""
+"""``GET/PUT /api/preferences``: the signed-in user's opt-outs, per channel, type, or both.
+
+A document names only what exists: channels this deployment loads (its plugins) and
+notification types its templates define. Anything else — a typo, a removed plugin, a
+string the store cannot hold — is a 422 that names the key and lists the known ones, so
+an opt-out can never be stored that silently does nothing. Each map holds at most
+``MAX_KEYS`` names of at most ``MAX_NAME`` characters.
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from collections.abc import Iterable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..db import database
@@ -11,17 +22,40 @@ from .deps import current_user
 
 router = APIRouter(prefix="/api/preferences", tags=["preferences"])
 
-Name = Field(min_length=1, max_length=100)
+MAX_KEYS = 200  # names per map: well above any deployment's channels, and its types for years
+MAX_NAME = 100  # as long as a message's `type` may be
+MAX_ERRORS = 20  # unknown names reported at once (each error lists the known ones)
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 class Preferences(BaseModel):
     """``false`` opts out; anything absent is on. Types marked critical are delivered regardless."""
 
     model_config = ConfigDict(extra="forbid")
-    channels: dict[str, bool] = Field(default_factory=dict, description='e.g. {"email": false}')
-    types: dict[str, bool] = Field(default_factory=dict, description='e.g. {"COMMENT_ADDED": false}')
-    type_channels: dict[str, dict[str, bool]] = Field(default_factory=dict,
-                                                      description='e.g. {"REPORT_SUBMITTED": {"push": false}}')
+    channels: dict[Name, bool] = Field(default_factory=dict, max_length=MAX_KEYS, description='e.g. {"email": false}')
+    types: dict[Name, bool] = Field(default_factory=dict, max_length=MAX_KEYS,
+                                    description='e.g. {"COMMENT_ADDED": false}')
+    type_channels: dict[Name, Annotated[dict[Name, bool], Field(max_length=MAX_KEYS)]] = Field(
+        default_factory=dict, max_length=MAX_KEYS, description='e.g. {"REPORT_SUBMITTED": {"push": false}}')
+
+
+def _unknown(prefs: Preferences, channels: frozenset[str], types: frozenset[str]) -> list[dict]:
+    """A FastAPI-shaped error for every name that is not a known channel or type."""
+    errors: list[dict] = []
+
+    def check(names: Iterable[str], known: frozenset[str], loc: tuple, what: str) -> None:
+        listed = ", ".join(sorted(known)) or "none"
+        errors.extend({"loc": ("body", *loc, name), "type": "value_error",
+                       "msg": f"unknown {what} {name!r}; known {what}s: {listed}"}
+                      for name in names if name not in known)
+
+    check(prefs.channels, channels, ("channels",), "channel")
+    check(prefs.types, types, ("types",), "notification type")
+    check(prefs.type_channels, types, ("type_channels",), "notification type")
+    for type_, per_channel in prefs.type_channels.items():
+        check(per_channel, channels, ("type_channels", type_), "channel")
+    return errors[:MAX_ERRORS]
 
 
 def _get(user_id: str) -> dict:
@@ -42,7 +76,13 @@ async def get_preferences(user_id: str = Depends(current_user)) -> Preferences:
     return Preferences(**await run_in_threadpool(_get, user_id))
 
 
-@router.put("", summary="Replace the user's notification preferences")
-async def put_preferences(prefs: Preferences, user_id: str = Depends(current_user)) -> Preferences:
+@router.put("", summary="Replace the user's notification preferences",
+            description="Names must be known: channels this deployment loads, types its templates define "
+                        "(anything else is 422 listing the known ones).")
+async def put_preferences(prefs: Preferences, request: Request, user_id: str = Depends(current_user)) -> Preferences:
+    types = frozenset(await run_in_threadpool(request.app.state.templates.types))
+    errors = _unknown(prefs, request.app.state.channels, types)
+    if errors:
+        raise RequestValidationError(errors)
     await run_in_threadpool(_put, user_id, prefs.model_dump())
     return prefs

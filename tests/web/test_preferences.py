@@ -44,3 +44,44 @@ def test_opt_outs_are_applied_at_ingest_and_critical_types_ignore_them(runtime, 
             ("skipped", "preference: the user opted out")
     assert {rows[("s1", c)].status for c in ("in_app", "push", "email")} == {"pending"}  # critical
     assert Notification.select().count() == 2  # the inbox record is written either way
+
+
+# -- what a document may name (in process) ----------------------------------------------
+@pytest.fixture
+def client(asgi, pg):
+    return asgi["client"]
+
+
+def put_prefs(client, document, user="pia"):
+    return client.put("/api/preferences", json=document, headers=auth(user))
+
+
+def test_only_known_channels_and_types_are_accepted_and_the_error_lists_them(client):
+    response = put_prefs(client, {"channels": {"emial": False}, "types": {"REPORT_SUBMITED": False},
+                                  "type_channels": {"NOPE": {"push": False}, "COMMENT_ADDED": {"sms": False}}})
+    assert response.status_code == 422
+    errors = {tuple(e["loc"]): e["msg"] for e in response.json()["detail"]}
+    assert set(errors) == {("body", "channels", "emial"), ("body", "types", "REPORT_SUBMITED"),
+                           ("body", "type_channels", "NOPE"), ("body", "type_channels", "COMMENT_ADDED", "sms")}
+    assert errors[("body", "channels", "emial")] == "unknown channel 'emial'; known channels: email, in_app, push"
+    assert "REPORT_SUBMITTED" in errors[("body", "types", "REPORT_SUBMITED")]
+    assert "DIGEST" in errors[("body", "types", "REPORT_SUBMITED")]  # the digest type is a template like any other
+    assert client.get("/api/preferences", headers=auth("pia")).json()["channels"] == {}  # nothing stored
+
+
+def test_a_deployments_own_templates_are_known_types(app_client, tmp_path):
+    (tmp_path / "PAYROLL_READY.toml").write_text('title = "Payroll"\nmessage = "ready"\n')
+    client = app_client(NOTIF_TEMPLATES_DIR=str(tmp_path))
+    wanted = {"channels": {}, "types": {"PAYROLL_READY": False}, "type_channels": {"DIGEST": {"email": False}}}
+    assert put_prefs(client, wanted).json() == wanted
+
+
+def test_the_document_is_bounded(client):
+    from notif.web.preferences import MAX_KEYS, MAX_NAME
+    many = put_prefs(client, {"types": {f"T{i}": False for i in range(MAX_KEYS + 1)}})
+    assert many.status_code == 422
+    assert many.json()["detail"][0]["loc"] == ["body", "types"] and many.json()["detail"][0]["type"] == "too_long"
+    long = put_prefs(client, {"channels": {"x" * (MAX_NAME + 1): False}})
+    assert long.status_code == 422 and long.json()["detail"][0]["type"] == "string_too_long"
+    inner = put_prefs(client, {"type_channels": {"COMMENT_ADDED": {f"c{i}": False for i in range(MAX_KEYS + 1)}}})
+    assert inner.status_code == 422 and inner.json()["detail"][0]["type"] == "too_long"
