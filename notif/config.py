@@ -117,6 +117,14 @@ def _tls_verify(text: str) -> str:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0 (a cap of 0 means no cap)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def _bytes(text: str) -> int:
     """A size in bytes: ``65536``, ``64k``/``64KiB`` or ``1m``/``1MiB``."""
     match = re.fullmatch(r"(\d+)\s*(k|kb|kib|m|mb|mib)?", text.strip().lower())
@@ -181,6 +189,8 @@ class Settings:
     sse_ping_seconds: float = env("NOTIF_SSE_PING_SECONDS", 15.0, float, doc="heartbeat comment interval on SSE streams (proxies close idle connections)")
     sse_send_timeout: float = env("NOTIF_SSE_SEND_TIMEOUT", 10.0, float, doc="an SSE client that does not take an event within this many seconds is dropped")
     sse_retry_ms: int = env("NOTIF_SSE_RETRY_MS", 3000, int, doc="the `retry:` a browser waits before reconnecting")
+    sse_max_per_user: int = env("NOTIF_SSE_MAX_PER_USER", 5, _count, doc="live SSE streams one user may hold open across all web processes (tabs, devices); one more gets 429 (`0`: no cap)")
+    sse_max_streams: int = env("NOTIF_SSE_MAX_STREAMS", 5000, _count, doc="live SSE streams one web process holds (each is an open socket; keep well under the open-file limit); one more gets 429 (`0`: no cap)")
     max_body: int = env("NOTIF_MAX_BODY", 65536, _bytes, doc="largest request body the web process reads, on every route (bytes, or `64k`, `1m`); a larger one gets 413")
     poll_weights: dict = env("NOTIF_POLL_WEIGHTS", "high=6,normal=3,low=1", _weights, doc="share of receives per priority when the workers are busy")
     poll_wait_seconds: int = env("NOTIF_POLL_WAIT_SECONDS", 20, int, doc="SQS long-poll wait")

@@ -65,3 +65,8 @@ def rate_tat(settings: Settings, channel: str, user_id: str) -> str:
 def rate_hold(settings: Settings, delivery_id: int) -> str:
     """The slot a deferred delivery reserved (so it is not charged twice)."""
     return f"{settings.redis_prefix}:rate-hold:{delivery_id}"
+
+
+def sse_streams(settings: Settings, user_id: str) -> str:
+    """Sorted set of a user's live SSE streams, across web processes: stream id scored by lease expiry."""
+    return f"{settings.redis_prefix}:sse-streams:{user_id}"

@@ -20,6 +20,7 @@ from . import events, health, inbox, metrics, page, preferences, push, scheduled
 from .body_limit import BodyLimit
 from .hub import Hub
 from .storable import RefuseUnstorable
+from .stream_slots import StreamSlots
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class LiveState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = async_client(settings)
+        self.slots = StreamSlots(settings, self.redis)
         self._hub: Hub | None = None
         self._lock = asyncio.Lock()
 
@@ -57,6 +59,7 @@ class LiveState:
     async def close(self) -> None:
         if self._hub is not None:
             await self._hub.stop()
+        await self.slots.close()
         await self.redis.aclose()
 
 

@@ -29,6 +29,7 @@ from ..monitoring.metrics import SSE_CONNECTIONS
 from .deps import verify
 from .hub import CLOSE, Hub, Listener
 from .sse import encode_notification, encode_open
+from .stream_slots import StreamsFull
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,22 @@ async def events(scope, receive, send) -> None:
     except ValueError:
         return await _json(send, 422, {"detail": [{"loc": ["query", "last_event_id"], "type": "value_error",
                                                    "msg": "Last-Event-ID must be a notification id (digits)"}]})
+    slots = app.state.live.slots
+    try:
+        slot = await slots.acquire(user_id)  # NOTIF_SSE_MAX_STREAMS and NOTIF_SSE_MAX_PER_USER
+    except StreamsFull as exc:
+        return await _json(send, 429, {"error": "too_many_streams", "reason": exc.reason},
+                           [(b"retry-after", str(exc.retry_after).encode())])
+    except Exception as exc:
+        return await _json(send, 503, {"error": "unavailable", "reason": f"live events are unavailable: {exc}"},
+                           [(b"retry-after", b"5")])
+    try:
+        await _stream(app, settings, user_id, after, receive, send)
+    finally:
+        await slots.release(slot)
+
+
+async def _stream(app, settings, user_id: str, after: int | None, receive, send) -> None:
     try:
         hub = await app.state.live.hub()
         listener = await hub.subscribe(user_id)  # before the replay: nothing published meanwhile is lost

@@ -1,0 +1,134 @@
+"""Caps on live SSE streams: per user across every web process, and per process.
+
+``NOTIF_SSE_MAX_STREAMS`` bounds one process's open streams (each is a socket, and the
+process's open files are finite); it is counted here, in memory. ``NOTIF_SSE_MAX_PER_USER``
+bounds one user's streams wherever they are held, so it lives in Redis: a sorted set per
+user (:func:`notif.redis_keys.sse_streams`) of stream ids scored by the time their lease
+ends. A stream takes a slot with one Lua script that drops lapsed leases, counts and adds
+atomically — two processes cannot both take the last slot. Its process renews the lease
+every ``REFRESH_SECONDS`` while the stream lives and removes it when the stream ends; the
+slots of a process that dies without a word lapse within ``LEASE_SECONDS``.
+
+A stream refused gets :class:`StreamsFull`: the events route answers 429 with
+``Retry-After``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+
+import redis.asyncio as aioredis
+
+from ..config import Settings
+from ..redis_keys import sse_streams
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60  # a slot its process stopped renewing is free again after this long
+REFRESH_SECONDS = 20.0
+PROCESS_RETRY_AFTER = 5  # a full process: another one behind the load balancer, or a stream ending, frees room
+
+# KEYS[1] the user's streams; ARGV: now, lease end, stream id, cap, key ttl.
+# Returns {1, lease end} when the slot is taken, else {0, the earliest lease end held}.
+TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, first[2]}
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return {1, ARGV[2]}
+"""
+
+
+class StreamsFull(Exception):
+    """No slot for another stream: ``reason`` for the client, ``retry_after`` in seconds."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class StreamSlots:
+    """The slots this web process holds: stream id → user id."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        self.per_user = settings.sse_max_per_user
+        self.per_process = settings.sse_max_streams
+        self.held: dict[str, str] = {}
+        self._take = client.register_script(TAKE)
+        self._renewer: asyncio.Task | None = None
+
+    async def acquire(self, user_id: str) -> str:
+        """A slot for one more stream of ``user_id`` (its id, for :meth:`release`), or StreamsFull."""
+        if self.per_process and len(self.held) >= self.per_process:
+            raise StreamsFull(f"this server holds its most live streams ({self.per_process}, NOTIF_SSE_MAX_STREAMS); "
+                              "try again shortly", PROCESS_RETRY_AFTER)
+        stream_id = uuid.uuid4().hex
+        self.held[stream_id] = user_id  # counted at once: concurrent connects cannot overshoot the process cap
+        if not self.per_user:
+            return stream_id
+        try:
+            now = time.time()
+            taken, until = await self._take(keys=[sse_streams(self.settings, user_id)],
+                                            args=[now, now + LEASE_SECONDS, stream_id, self.per_user, LEASE_SECONDS * 2])
+        except BaseException:
+            del self.held[stream_id]
+            raise
+        if not int(taken):
+            del self.held[stream_id]
+            retry_after = min(LEASE_SECONDS, max(1, math.ceil(float(until) - now)))
+            raise StreamsFull(f"this user has {self.per_user} live streams open already (NOTIF_SSE_MAX_PER_USER); "
+                              "close one (another tab or device) or try again later", retry_after)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew(), name="notif-sse-slots")
+        return stream_id
+
+    async def release(self, stream_id: str) -> None:
+        user_id = self.held.pop(stream_id, None)
+        if user_id is None or not self.per_user:
+            return
+        try:
+            await self.client.zrem(sse_streams(self.settings, user_id), stream_id)
+        except Exception:  # Redis is down: the lease lapses by itself
+            log.warning("could not release an SSE stream's slot; it lapses within %s s", LEASE_SECONDS,
+                        extra={"user_id": user_id}, exc_info=True)
+
+    async def renew(self) -> None:
+        """Push every held slot's lease forward (one round trip), sparing slots released meanwhile."""
+        held = list(self.held.items())
+        if not held or not self.per_user:
+            return
+        until = time.time() + LEASE_SECONDS
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream_id, user_id in held:
+                key = sse_streams(self.settings, user_id)
+                pipe.zadd(key, {stream_id: until}, xx=True)  # xx: a slot released meanwhile is not brought back
+                pipe.expire(key, LEASE_SECONDS * 2)
+            await pipe.execute()
+
+    async def _renew(self) -> None:
+        while self.held:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.renew()
+            except Exception:
+                log.warning("could not renew SSE stream slots; retrying", exc_info=True)
+
+    async def close(self) -> None:
+        """Give back every slot this process holds (it is stopping)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            try:
+                await self._renewer
+            except asyncio.CancelledError:
+                pass
+        for stream_id in list(self.held):
+            await self.release(stream_id)
