@@ -18,6 +18,7 @@ from ..redis_client import async_client, sync_client
 from ..templates import TemplateStore
 from . import events, health, inbox, metrics, page, preferences, push, scheduled
 from .body_limit import BodyLimit
+from .headers import SecurityHeaders
 from .hub import Hub
 from .storable import RefuseUnstorable
 from .stream_slots import StreamSlots
@@ -101,6 +102,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Starlette routes a class instance as a raw ASGI app; add_route's annotation names request handlers only
     app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)  # type: ignore[arg-type]
     app.include_router(page.router)
+    # outermost last: headers on every answer, the body limit before anything reads a body
     app.add_middleware(RefuseUnstorable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)
+    app.add_middleware(SecurityHeaders, public_url=settings.public_url)
     return app

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from helpers import token
 from notif.auth import make_token
@@ -58,7 +59,7 @@ def test_a_sent_notification_appears_live_and_the_badge_counts_it(full_stack, br
     assert item.locator(".title").inner_text() == "New report submitted"
     assert "Ana has submitted a new report for North" in item.inner_text()
     assert item.locator(".actions a").get_attribute("href") == "/reports/42"
-    page.wait_for_function("document.querySelector('#badge').textContent === '1'", timeout=10000)
+    expect(page.locator("#badge")).to_have_text("1", timeout=10000)
     page.screenshot(path=str(tmp_path / "inbox.png"))
 
     # a second tab of the same user: marking read in one updates the badge in the other
@@ -67,8 +68,8 @@ def test_a_sent_notification_appears_live_and_the_badge_counts_it(full_stack, br
     other.wait_for_selector("#status.live", timeout=15000)
     assert other.locator("#list li.unread").count() == 1
     item.click()
-    page.wait_for_function("document.querySelector('#badge').textContent === '0'", timeout=10000)
-    other.wait_for_function("document.querySelector('#badge').textContent === '0'", timeout=10000)
+    expect(page.locator("#badge")).to_have_text("0", timeout=10000)
+    expect(other.locator("#badge")).to_have_text("0", timeout=10000)
     assert other.locator("#list li.unread").count() == 0
 
 
@@ -96,7 +97,7 @@ def test_the_page_reconnects_by_itself_and_catches_up(processes, browser, env):
     notif_send(env, "--user", "quinn", "--title", "meanwhile", "--message", "sent while the page was cut off")
     processes.start_web(port=int(base.rsplit(":", 1)[1]), name="web2")  # … and comes back
     page.locator("#list li", has_text="meanwhile").wait_for(timeout=30000)  # replayed on reconnect, no reload
-    page.wait_for_function("document.querySelector('#badge').textContent === '2'", timeout=10000)
+    expect(page.locator("#badge")).to_have_text("2", timeout=10000)
     assert page.locator("#list li").count() == 2  # nothing twice
 
 
