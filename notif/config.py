@@ -192,6 +192,7 @@ class Settings:
     sse_max_per_user: int = env("NOTIF_SSE_MAX_PER_USER", 5, _count, doc="live SSE streams one user may hold open across all web processes (tabs, devices); one more gets 429 (`0`: no cap)")
     sse_max_streams: int = env("NOTIF_SSE_MAX_STREAMS", 5000, _count, doc="live SSE streams one web process holds (each is an open socket; keep well under the open-file limit); one more gets 429 (`0`: no cap)")
     max_body: int = env("NOTIF_MAX_BODY", 65536, _bytes, doc="largest request body the web process reads, on every route (bytes, or `64k`, `1m`); a larger one gets 413")
+    metrics_token: str | None = env("NOTIF_METRICS_TOKEN", doc="when set, `GET /metrics` needs `Authorization: Bearer <it>` and `GET /readyz` shows its details (checks, features, processes) only with it", secret=True)
     poll_weights: dict = env("NOTIF_POLL_WEIGHTS", "high=6,normal=3,low=1", _weights, doc="share of receives per priority when the workers are busy")
     poll_wait_seconds: int = env("NOTIF_POLL_WAIT_SECONDS", 20, int, doc="SQS long-poll wait")
     visibility_timeout: int = env("NOTIF_VISIBILITY_TIMEOUT", 120, int, doc="seconds a received SQS message stays hidden while notif stores it")

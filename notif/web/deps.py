@@ -1,6 +1,8 @@
 """Request dependencies shared by the routes: settings, the current user, a DB connection."""
 from __future__ import annotations
 
+import hmac
+
 from fastapi import Request
 
 from ..auth import AuthError, verify_token
@@ -37,3 +39,13 @@ def current_user(request: Request) -> str:
 def current_service(request: Request) -> str:
     """The host application, by a service token (``"scope": "service"``), for service routes."""
     return verify(get_settings(request), _token(request), service=True)
+
+
+def operator_access(request: Request) -> bool:
+    """May this request see operators' details (/metrics, /readyz's checks)? Yes when
+    NOTIF_METRICS_TOKEN is unset, else only with ``Authorization: Bearer <NOTIF_METRICS_TOKEN>``."""
+    expected = get_settings(request).metrics_token
+    if not expected:
+        return True
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected.encode())

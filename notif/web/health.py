@@ -9,6 +9,7 @@ from ..db import database
 from ..monitoring.heartbeat import live_processes
 from ..redis_client import sync_client
 from ..sqs import client_for
+from .deps import operator_access
 
 router = APIRouter(tags=["health"])
 
@@ -35,7 +36,9 @@ def _check_sqs(settings) -> None:
     client_for(settings).get_queue_attributes(QueueUrl=settings.queue_url("normal"), AttributeNames=["QueueArn"])
 
 
-@router.get("/readyz", summary="Database, Redis and SQS are reachable")
+@router.get("/readyz", summary="Database, Redis and SQS are reachable",
+            description="With NOTIF_METRICS_TOKEN set, only `status` unless the request sends "
+                        "`Authorization: Bearer <NOTIF_METRICS_TOKEN>`.")
 async def readyz(request: Request) -> JSONResponse:
     settings = request.app.state.settings
     checks = {}
@@ -47,6 +50,8 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:  # readiness reports, it does not raise
             checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
     ready = all(v == "ok" for v in checks.values())
+    if not operator_access(request):  # errors name hosts and queues: the details are for operators
+        return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
     body = {"status": "ready" if ready else "not ready", "checks": checks, "features": settings.feature_states(),
             "shadow": settings.shadow}
     if checks["redis"] == "ok":  # who else is alive (shown, not a condition: a web process serves without them)
