@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from urllib.parse import unquote_plus
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -27,37 +28,57 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
-SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|auth)=)[^&\s]*", re.IGNORECASE)
+SECRET_NAMES = frozenset({"token", "access_token", "auth", "authorization", "jwt"})
+_QUERY_PAIR = re.compile(r"([?&])([^=&#\s\"']*)=([^&#\s\"']*)")
+_BEARER = re.compile(r"(\bbearer\s+)[^\s,;\"']+", re.IGNORECASE)
+_JWT = re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*")  # header.payload.signature; every JWT's header starts `{"`
+
+
+def _query_pair(match: re.Match) -> str:
+    name = unquote_plus(match.group(2)).strip().lower()  # `?%74oken=` is `?token=` to the server
+    return f"{match.group(1)}{match.group(2)}=[redacted]" if name in SECRET_NAMES else match.group(0)
 
 
 def redact(text: str) -> str:
-    """Hide credentials carried in a URL's query (EventSource puts the JWT there)."""
-    return SECRET_QUERY.sub(r"\1[redacted]", text)
+    """Hide credentials in a log line: a URL query's token (EventSource puts the JWT there),
+    an ``Authorization: Bearer`` value, and anything shaped like a JWT."""
+    if "=" in text:
+        text = _QUERY_PAIR.sub(_query_pair, text)
+    if "eyJ" in text:
+        text = _JWT.sub("[redacted jwt]", text)
+    if "earer" in text:
+        text = _BEARER.sub(r"\1[redacted]", text)
+    return text
 
 
-class RedactQuerySecrets(logging.Filter):
-    """For uvicorn's access log, whose third argument is the path with its query."""
+class Redacting(logging.Formatter):
+    """Wraps the formatter of the one handler every log line goes through, and redacts the
+    whole line it makes: message, extra fields and traceback alike. (uvicorn's access log
+    puts the path with its query in a line; so do its WebSocket lines, on uvicorn.error.)"""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        return True
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
 
 
 def configure_logging(fmt: str = "json", level: str = "INFO", process: str = "") -> None:
     handler = logging.StreamHandler(sys.stdout)
+    formatter: logging.Formatter
     if fmt == "console":
-        handler.setFormatter(ConsoleFormatter())
+        formatter = ConsoleFormatter()
     else:
-        handler.setFormatter(JsonFormatter(
+        formatter = JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"process_type": process} if process else None,
             timestamp=False,
-        ))
+        )
+    handler.setFormatter(Redacting(formatter))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("uvicorn.access").addFilter(RedactQuerySecrets())
     for noisy in ("botocore", "boto3", "urllib3", "pika"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

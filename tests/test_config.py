@@ -49,11 +49,29 @@ def test_readme_documents_every_variable():
 def test_tokens_in_urls_never_reach_the_access_log():
     import logging
 
-    from notif.logs import RedactQuerySecrets
+    from notif.logs import ConsoleFormatter, Redacting
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', (
-        "127.0.0.1:5", "GET", "/events?token=eyJhbGciOi.x.y&last_event_id=4", "1.1", 200), None)
-    RedactQuerySecrets().filter(record)
-    assert record.getMessage() == '127.0.0.1:5 - "GET /events?token=[redacted]&last_event_id=4 HTTP/1.1" 200'
+        "127.0.0.1:5", "GET", "/events?token=abc.def-1&last_event_id=4", "1.1", 200), None)
+    assert Redacting(ConsoleFormatter()).format(record).endswith(
+        '127.0.0.1:5 - "GET /events?token=[redacted]&last_event_id=4 HTTP/1.1" 200')
+
+
+@pytest.mark.parametrize("line", [
+    "GET /events?%74oken=SECRET&x=1",  # the server decodes the name: it is `token`
+    "GET /api?last_event_id=4&TOKEN=SECRET",
+    "Authorization: Bearer SECRET",
+    "headers={'authorization': 'bearer SECRET'}",
+])
+def test_credentials_are_redacted_in_any_shape(line):
+    from notif.logs import redact
+    assert "SECRET" not in redact(line)
+
+
+def test_anything_shaped_like_a_jwt_is_redacted_and_the_rest_is_kept():
+    from helpers import token
+    from notif.logs import redact
+    jwt = token("u1")
+    assert redact(f"user_id=u1 saw {jwt} at /x?a=b") == "user_id=u1 saw [redacted jwt] at /x?a=b"
 
 
 def test_settings_never_print_their_secrets():
