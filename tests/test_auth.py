@@ -55,6 +55,14 @@ def test_the_web_routes_check_audience_and_issuer(app_client):
     assert client.get("/events", headers=auth("u1")).status_code == 401  # the SSE route checks the same way
 
 
+def test_the_openapi_document_says_which_operations_answer_401(asgi):
+    paths = asgi["client"].app.openapi()["paths"]
+    signed_in = {(m, p) for p, ops in paths.items() for m, op in ops.items() if "401" in op["responses"]}
+    assert {("get", "/api/notifications"), ("put", "/api/preferences"), ("delete", "/api/scheduled/{key}"),
+            ("post", "/api/push/subscriptions")} <= signed_in
+    assert ("get", "/healthz") not in signed_in and ("get", "/readyz") not in signed_in
+
+
 def test_notif_token_signs_with_the_configured_audience_and_issuer(monkeypatch, capsys, tmp_path):
     from notif.cli import main
     monkeypatch.setenv("NOTIF_JWT_SECRET", WEB_SECRET)

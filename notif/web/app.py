@@ -16,7 +16,7 @@ from ..monitoring.heartbeat import Heartbeat
 from ..plugin_manager import channels_for, manager_for, template_dirs
 from ..redis_client import async_client, sync_client
 from ..templates import TemplateStore
-from . import events, health, inbox, metrics, page, preferences, push, scheduled
+from . import events, health, inbox, metrics, page, preferences, push, responses, scheduled
 from .body_limit import BodyLimit
 from .headers import SecurityHeaders
 from .hub import Hub
@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         heartbeat.stop()
         await app.state.live.close()
 
-    app = FastAPI(title="notif", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="notif", version="0.1.0", lifespan=lifespan, responses=responses.EDGE,
                   description="Notifications: the inbox API, live events (SSE), health.")
     app.state.settings = settings
     # what preferences may name: the channels this deployment loads, the notification types its templates define
@@ -95,10 +95,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(inbox.router)
-    app.include_router(push.router)
-    app.include_router(preferences.router)
-    app.include_router(scheduled.router)
+    app.include_router(inbox.router, responses=responses.SIGNED_IN)
+    app.include_router(push.router, responses=responses.SIGNED_IN)
+    app.include_router(preferences.router, responses=responses.SIGNED_IN)
+    app.include_router(scheduled.router, responses=responses.SIGNED_IN)
     # Starlette routes a class instance as a raw ASGI app; add_route's annotation names request handlers only
     app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)  # type: ignore[arg-type]
     app.include_router(page.router)

@@ -37,6 +37,7 @@ def _check_sqs(settings) -> None:
 
 
 @router.get("/readyz", summary="Database, Redis and SQS are reachable",
+            responses={503: {"description": "a dependency does not answer (with the token: which, and why)"}},
             description="With NOTIF_METRICS_TOKEN set, only `status` unless the request sends "
                         "`Authorization: Bearer <NOTIF_METRICS_TOKEN>`.")
 async def readyz(request: Request) -> JSONResponse:

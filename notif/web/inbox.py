@@ -77,7 +77,8 @@ async def get_unread_count(user_id: str = Depends(current_user)) -> dict:
     return {"unread": await run_in_threadpool(_unread_count, user_id)}
 
 
-@router.post("/{notification_id}/read", summary="Mark one notification read")
+@router.post("/{notification_id}/read", summary="Mark one notification read",
+             responses={404: {"description": "no such notification of this user's"}})
 async def mark_read(notification_id: int, request: Request, user_id: str = Depends(current_user)) -> dict:
     result = await run_in_threadpool(_mark_read, user_id, notification_id)
     if result is None:  # not found, or another user's: the same answer, so ids reveal nothing

@@ -7,8 +7,9 @@ depth — is refused before a route runs, with the body FastAPI gives any invali
 rule is :func:`notif.inputs.unstorable`, the one SQS messages pass too. A pure ASGI
 middleware, so every route present and future is covered and streams pass untouched.
 
-A body is read whole before the route sees it (``NOTIF_MAX_BODY`` bounds it); one that is
-not JSON is left for the route to refuse as it would.
+A body is read whole before the route sees it (``NOTIF_MAX_BODY`` bounds it). A JSON body
+that is not UTF-8 or nests too deep for the parser is a 422 too (FastAPI would answer 400,
+which no route documents); any other malformed body is left for the route to refuse.
 """
 from __future__ import annotations
 
@@ -29,25 +30,38 @@ def _loc(where: str, path: str) -> list[Any]:
     return [where, *(int(part) if part.isdigit() else part for part in path.split("."))]
 
 
-def _problem(scope: Scope, body: bytes | None) -> tuple[list[Any], str] | None:
-    """The first unstorable field of the request, as (loc, message)."""
+Problem = tuple[list[Any], str, str]  # loc, message, type
+
+
+def _problem(scope: Scope, body: bytes | None) -> Problem | None:
+    """The first unstorable field of the request (or a JSON body the parser cannot read)."""
     for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
         for part, what in ((key, "its name"), (value, "its value")):
             found = unstorable(part)
             if found:
-                return ["query", key], f"query parameter: {what} {found[1]}"
+                return ["query", key], f"query parameter: {what} {found[1]}", "value_error"
     found = unstorable(scope.get("path", ""))
     if found:
-        return _path_param(scope) or ["path"], f"path {found[1]}"
+        return _path_param(scope) or ["path"], f"path {found[1]}", "value_error"
     if body:
         try:
             document = json.loads(body)
-        except (ValueError, RecursionError):
-            return None  # not JSON: the route refuses it as it would any malformed body
+        except UnicodeDecodeError:
+            return (["body"], "JSON body is not UTF-8 text", "json_invalid") if _json_declared(scope) else None
+        except RecursionError:
+            return (["body"], "JSON body nests too deep", "json_invalid") if _json_declared(scope) else None
+        except ValueError:
+            return None  # malformed JSON, or not JSON at all: the route refuses it as it would
         found = unstorable(document)
         if found:
-            return _loc("body", found[0]), found[1]
+            return _loc("body", found[0]), found[1], "value_error"
     return None
+
+
+def _json_declared(scope: Scope) -> bool:
+    """Would FastAPI read this body as JSON (no Content-Type, ``application/json`` or ``application/*+json``)?"""
+    kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+    return not kind or kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
 
 def _path_param(scope: Scope) -> list[Any] | None:
@@ -65,9 +79,9 @@ def _path_param(scope: Scope) -> list[Any] | None:
     return None
 
 
-async def refuse(send: Send, loc: list[Any], msg: str) -> None:
+async def refuse(send: Send, loc: list[Any], msg: str, kind: str) -> None:
     # ensure_ascii: a query parameter's name may itself hold the lone surrogate
-    payload = json.dumps({"detail": [{"loc": loc, "msg": msg, "type": "value_error"}]}).encode()
+    payload = json.dumps({"detail": [{"loc": loc, "msg": msg, "type": kind}]}).encode()
     await send({"type": "http.response.start", "status": 422, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})

@@ -106,3 +106,9 @@ def test_notif_serve_refuses_a_chunked_upload_over_the_default_limit(web):
     assert answer.startswith(b"HTTP/1.1 413") and b"body_too_large" in answer
     small = _raw(web["port"], head + b"2\r\n{}\r\n0\r\n\r\n")
     assert small.startswith(b"HTTP/1.1 200")
+
+
+def test_the_openapi_document_says_so(client):
+    for path, operations in client.app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            assert operation["responses"]["413"]["description"], (method, path)

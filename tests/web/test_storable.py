@@ -69,3 +69,15 @@ def test_the_answer_has_fastapis_shape_and_good_requests_pass(client):
     assert malformed.status_code == 422 and malformed.json()["detail"][0]["type"] == "json_invalid"
     raw_nul = client.put("/api/preferences", content=b'{"channels": {"a\x00": false}}', headers={**auth("u1"), **JSON})
     assert raw_nul.status_code == 422 and raw_nul.json()["detail"][0]["type"] == "json_invalid"  # not JSON at all
+
+
+def test_a_json_body_the_parser_cannot_read_is_422_not_400(client):
+    for body, msg in [(b'{"channels": {"\xff": false}}', "not UTF-8"), (b"[" * 100_000 + b"]" * 100_000, None),
+                      (b"[" * 20_000 + b"]" * 20_000, "nests too deep")]:
+        response = client.put("/api/preferences", content=body, headers={**auth("u1"), **JSON})
+        if msg is None:  # over the body limit before anything parses it
+            assert response.status_code == 413
+            continue
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["body"] and error["type"] == "json_invalid" and msg in error["msg"]
