@@ -60,7 +60,9 @@ def notif(n: int, logdir: Path, db_url: str) -> dict:
     from notif.auth import make_token
     port, prefix = free_port(), f"bench-{uuid.uuid4().hex[:6]}"
     env = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "NOTIF_REDIS_PREFIX": prefix, "NOTIF_JWT_SECRET": SECRET,
-           "NOTIF_STATE_DIR": "/nonexistent", "NOTIF_LOG_LEVEL": "WARNING"}
+           "NOTIF_STATE_DIR": "/nonexistent", "NOTIF_LOG_LEVEL": "WARNING",
+           # every client is one user, on purpose (one event fans out to all): caps raised to n, still counted
+           "NOTIF_SSE_MAX_PER_USER": str(n), "NOTIF_SSE_MAX_STREAMS": str(n)}
     with Procs(env, logdir) as procs:
         server = procs.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1",
                                      "--port", str(port)])

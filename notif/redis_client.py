@@ -47,3 +47,12 @@ def async_client(settings: Settings, **overrides: Any) -> aioredis.Redis:
     """An asyncio client (the web process's live events)."""
     options = {"health_check_interval": 30, **overrides}
     return aioredis.Redis.from_url(settings.require("redis_url"), **connection_options(settings, **options))
+
+
+def async_queued_client(settings: Settings, max_connections: int, timeout: float, **overrides: Any) -> aioredis.Redis:
+    """An asyncio client of at most ``max_connections`` connections whose callers wait for a free one
+    (up to ``timeout`` seconds) instead of failing: a burst of SSE connects after a deploy."""
+    options = connection_options(settings, **{"health_check_interval": 30, **overrides})
+    pool = aioredis.BlockingConnectionPool.from_url(settings.require("redis_url"), max_connections=max_connections,
+                                                    timeout=timeout, **options)
+    return aioredis.Redis.from_pool(pool)

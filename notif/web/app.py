@@ -14,7 +14,7 @@ from ..db import init_database
 from ..errors import ConfigError
 from ..monitoring.heartbeat import Heartbeat
 from ..plugin_manager import channels_for, manager_for, template_dirs
-from ..redis_client import async_client, sync_client
+from ..redis_client import async_client, async_queued_client, sync_client
 from ..templates import TemplateStore
 from . import events, health, inbox, metrics, page, preferences, push, responses, scheduled
 from .body_limit import BodyLimit
@@ -24,6 +24,8 @@ from .storable import RefuseUnstorable
 from .stream_slots import StreamSlots
 
 log = logging.getLogger(__name__)
+
+SLOT_CONNECTIONS = 16  # Redis connections for taking and giving back SSE slots; a burst of connects queues for them
 
 
 class LiveState:
@@ -36,7 +38,7 @@ class LiveState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = async_client(settings)
-        self.slots = StreamSlots(settings, self.redis)
+        self.slots = StreamSlots(settings, async_queued_client(settings, SLOT_CONNECTIONS, timeout=10))
         self._hub: Hub | None = None
         self._lock = asyncio.Lock()
 

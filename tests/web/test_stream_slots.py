@@ -10,7 +10,7 @@ from conftest import REDIS_URL
 from helpers import SSE, wait_until
 from notif.auth import make_token
 from notif.config import load_settings
-from notif.redis_client import async_client
+from notif.redis_client import async_queued_client
 from notif.redis_keys import sse_streams
 from notif.web import stream_slots
 from notif.web.stream_slots import StreamsFull, StreamSlots
@@ -18,7 +18,7 @@ from notif.web.stream_slots import StreamsFull, StreamSlots
 
 def slots_for(redis_prefix, **env):
     settings = load_settings({"REDIS_URL": REDIS_URL, "NOTIF_REDIS_PREFIX": redis_prefix, **env}, use_state=False)
-    return settings, StreamSlots(settings, async_client(settings))
+    return settings, StreamSlots(settings, async_queued_client(settings, 4, timeout=10))
 
 
 def run(coroutine):
@@ -40,13 +40,16 @@ def test_the_per_user_cap_holds_across_processes(redis_prefix):
         await b.acquire("u1")  # the slot given back is free at once
         with pytest.raises(StreamsFull):
             await a.acquire("u1")
-        await a.close()
         await b.close()
-        assert await a.client.zcard(sse_streams(settings, "u1")) == 0  # a stopping process gives its slots back
+        await a.close()  # a stopping process gives its slots back
+        _, observer = slots_for(redis_prefix)
+        assert await observer.client.zcard(sse_streams(settings, "u1")) == 0
+        await observer.close()
     run(scenario())
 
 
 def test_concurrent_connects_cannot_overshoot_the_cap(redis_prefix):
+    """40 at once from four processes, each with 4 Redis connections: they queue for one, none fails for want of it."""
     async def scenario():
         processes = [slots_for(redis_prefix, NOTIF_SSE_MAX_PER_USER="3")[1] for _ in range(4)]
         outcomes = await asyncio.gather(*(p.acquire("u1") for p in processes for _ in range(10)), return_exceptions=True)
