@@ -35,9 +35,14 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.max_bytes
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
             return await refuse(send, limit)  # (the server has already refused a malformed length; this is a guard)
+        if b"transfer-encoding" not in headers:
+            # a declared length within the limit (the server reads no more than it) or no body at all (an SSE
+            # stream's GET): nothing to count, and the route's messages go straight through
+            return await self.app(scope, receive, send)
 
         received = 0
         over = False  # the body passed the limit: the route reads no more of it

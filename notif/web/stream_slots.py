@@ -44,6 +44,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {1, ARGV[2]}
 """
 
+# KEYS: users' sets; ARGV: lease end, key ttl, then per key the number of its stream ids and the ids.
+# XX: a slot released since the caller looked is not brought back.
+RENEW = """
+local lease_end, ttl, at = ARGV[1], ARGV[2], 3
+for _, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  for i = at + 1, at + count do
+    redis.call('ZADD', key, 'XX', lease_end, ARGV[i])
+  end
+  at = at + count + 1
+  redis.call('EXPIRE', key, ttl)
+end
+return 0
+"""
+RENEW_BATCH = 500  # streams per script call: the event loop runs between calls
+
 
 class StreamsFull(Exception):
     """No slot for another stream: ``reason`` for the client, ``retry_after`` in seconds."""
@@ -64,6 +80,7 @@ class StreamSlots:
         self.per_process = settings.sse_max_streams
         self.held: dict[str, str] = {}
         self._take = client.register_script(TAKE)
+        self._renew_script = client.register_script(RENEW)
         self._renewer: asyncio.Task | None = None
 
     async def acquire(self, user_id: str) -> str:
@@ -102,17 +119,23 @@ class StreamSlots:
                         extra={"user_id": user_id}, exc_info=True)
 
     async def renew(self) -> None:
-        """Push every held slot's lease forward (one round trip), sparing slots released meanwhile."""
-        held = list(self.held.items())
-        if not held or not self.per_user:
+        """Push every held slot's lease forward, a few hundred per round trip, sparing slots released meanwhile."""
+        if not self.held or not self.per_user:
             return
-        until = time.time() + LEASE_SECONDS
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stream_id, user_id in held:
-                key = sse_streams(self.settings, user_id)
-                pipe.zadd(key, {stream_id: until}, xx=True)  # xx: a slot released meanwhile is not brought back
-                pipe.expire(key, LEASE_SECONDS * 2)
-            await pipe.execute()
+        by_user: dict[str, list[str]] = {}
+        for stream_id, user_id in list(self.held.items()):
+            by_user.setdefault(user_id, []).append(stream_id)
+        lease_end = time.time() + LEASE_SECONDS
+        keys: list[str] = []
+        args: list = [lease_end, LEASE_SECONDS * 2]
+        for user_id, stream_ids in by_user.items():
+            keys.append(sse_streams(self.settings, user_id))
+            args += [len(stream_ids), *stream_ids]
+            if len(args) - 2 - len(keys) >= RENEW_BATCH:
+                await self._renew_script(keys=keys, args=args)
+                keys, args = [], [lease_end, LEASE_SECONDS * 2]
+        if keys:
+            await self._renew_script(keys=keys, args=args)
 
     async def _renew(self) -> None:
         while self.held:
