@@ -83,6 +83,21 @@ def test_a_dead_processs_slots_lapse_and_live_ones_are_renewed(redis_prefix):
     run(scenario())
 
 
+def test_renewal_reaches_every_slot_across_batches(redis_prefix):
+    async def scenario():
+        settings, slots = slots_for(redis_prefix, NOTIF_SSE_MAX_PER_USER="3")
+        held = [(await slots.acquire(f"user-{i % 700}"), f"user-{i % 700}") for i in range(1400)]  # > RENEW_BATCH
+        past = time.time() + 1
+        for stream_id, user_id in held:
+            await slots.client.zadd(sse_streams(settings, user_id), {stream_id: past})
+        await slots.renew()
+        scores = [await slots.client.zscore(sse_streams(settings, u), s) for s, u in held]
+        assert min(scores) > past + stream_slots.LEASE_SECONDS - 5
+        assert await slots.client.ttl(sse_streams(settings, "user-699")) > stream_slots.LEASE_SECONDS
+        await slots.close()
+    run(scenario())
+
+
 def test_the_per_process_cap_is_counted_in_memory(redis_prefix):
     async def scenario():
         settings, slots = slots_for(redis_prefix, NOTIF_SSE_MAX_STREAMS="2", NOTIF_SSE_MAX_PER_USER="0")
