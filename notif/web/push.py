@@ -39,7 +39,8 @@ class Unsubscribe(BaseModel):
     endpoint: str = Field(min_length=10, max_length=2000)
 
 
-@router.get("/vapid-public-key", summary="The key browsers subscribe with (applicationServerKey)")
+@router.get("/vapid-public-key", summary="The key browsers subscribe with (applicationServerKey)",
+            responses={503: {"description": "Web Push is not configured (VAPID keys unset)"}})
 async def vapid_public_key(request: Request) -> dict:
     key = request.app.state.settings.vapid_public_key
     if not key:
@@ -94,7 +95,9 @@ def _delete(user_id: str, endpoint: str) -> int:
                                                & (PushSubscription.endpoint == endpoint)).execute()
 
 
-@router.post("/subscriptions", status_code=201, summary="Register this browser's push subscription")
+@router.post("/subscriptions", status_code=201, summary="Register this browser's push subscription",
+             responses={409: {"description": "another account holds this endpoint and the keys do not match"},
+                        422: {"description": "invalid, or refused by the outbound policy (the message names the rule)"}})
 async def subscribe(sub: Subscription, request: Request, user_id: str = Depends(current_user)) -> dict:
     settings = get_settings(request)
     await run_in_threadpool(_check_endpoint, sub.endpoint, settings)
@@ -106,7 +109,8 @@ async def subscribe(sub: Subscription, request: Request, user_id: str = Depends(
     return {"subscribed": True}
 
 
-@router.delete("/subscriptions", summary="Drop this browser's push subscription")
+@router.delete("/subscriptions", summary="Drop this browser's push subscription",
+               responses={404: {"description": "no such subscription for this user"}})
 async def unsubscribe(body: Unsubscribe, user_id: str = Depends(current_user)) -> dict:
     removed = await run_in_threadpool(_delete, user_id, body.endpoint)
     if not removed:

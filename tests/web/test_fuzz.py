@@ -24,7 +24,7 @@ def schemathesis(base: str, bearer: str, tmp_path: Path, name: str) -> subproces
     cli = shutil.which("st", path=str(Path(sys.executable).parent))
     assert cli, "schemathesis is part of the test extra: make install"
     return subprocess.run(
-        [cli, "run", f"{base}/openapi.json", "--checks", CHECKS, "--max-examples", "40", "--seed", "14",
+        [cli, "run", f"{base}/openapi.json", "--checks", CHECKS, "--max-examples", "100", "--seed", "14",
          "--header", f"Authorization: Bearer {bearer}", "--workers", "2", "--no-color",
          "--report", "junit", "--report-dir", str(tmp_path / name), "--phases", "examples,coverage,fuzzing",
          "--request-timeout", "10"],
