@@ -209,6 +209,7 @@ class Settings:
     heartbeat_seconds: float = env("NOTIF_HEARTBEAT_SECONDS", 5.0, float, doc="how often each process reports it is alive; three missed beats mark it stopped")
     metrics_port: int | None = env("NOTIF_METRICS_PORT", None, int, doc="port for this process's /metrics (poller 9301, scheduler 9302, worker 9191 when unset; the web process serves /metrics on PORT)")
     templates_dir: str | None = env("NOTIF_TEMPLATES_DIR", doc="a deployment's own templates, looked up before the built-ins")
+    preference_types: tuple = env("NOTIF_PREFERENCE_TYPES", "", _csv, doc="notification types users may opt out of besides template names: the `type`s producers send with a literal title and message (the old worker's format)")
     template_max_output: int = env("NOTIF_TEMPLATE_MAX_OUTPUT", 262144, int, doc="characters one rendered template part (title, message, html, an action's url…) may have (and what `*`, a filter or a `namespace()` may build on the way); a message whose variables make more is dead-lettered naming the template and part")
     plugins: tuple = env("NOTIF_PLUGINS", "", _csv, doc="extra plugin modules to load by import path (besides installed entry points)")
     disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", _csv, doc="channel plugins not to load, by name")

@@ -78,9 +78,11 @@ async def get_preferences(user_id: str = Depends(current_user)) -> Preferences:
 
 @router.put("", summary="Replace the user's notification preferences",
             description="Names must be known: channels this deployment loads, types its templates define "
+                        "or NOTIF_PREFERENCE_TYPES lists "
                         "(anything else is 422 listing the known ones).")
 async def put_preferences(prefs: Preferences, request: Request, user_id: str = Depends(current_user)) -> Preferences:
-    types = frozenset(await run_in_threadpool(request.app.state.templates.types))
+    types = frozenset(await run_in_threadpool(request.app.state.templates.types)) | set(
+        request.app.state.settings.preference_types)
     errors = _unknown(prefs, request.app.state.channels, types)
     if errors:
         raise RequestValidationError(errors)

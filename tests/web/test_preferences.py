@@ -76,6 +76,14 @@ def test_a_deployments_own_templates_are_known_types(app_client, tmp_path):
     assert put_prefs(client, wanted).json() == wanted
 
 
+def test_types_of_literal_messages_are_known_when_the_operator_lists_them(app_client):
+    """The old worker's messages carry a free-form `type` and no template: NOTIF_PREFERENCE_TYPES names them."""
+    client = app_client(NOTIF_PREFERENCE_TYPES="INVOICE_PAID, TASK_DUE")
+    wanted = {"channels": {}, "types": {"INVOICE_PAID": False}, "type_channels": {"TASK_DUE": {"push": False}}}
+    assert put_prefs(client, wanted).json() == wanted
+    assert put_prefs(client, {"types": {"TASK_DUEE": False}}).status_code == 422
+
+
 def test_the_document_is_bounded(client):
     from notif.web.preferences import MAX_KEYS, MAX_NAME
     many = put_prefs(client, {"types": {f"T{i}": False for i in range(MAX_KEYS + 1)}})
