@@ -182,3 +182,14 @@ def test_tls_is_verified_for_the_host_name_while_connecting_to_the_checked_addre
             session.get(f"https://push.test:{server.port}/ok", timeout=5)
     finally:
         server.close()
+
+
+def test_notif_check_url_gives_the_policys_verdict(monkeypatch, capsys, tmp_path):
+    from notif.cli import main
+    monkeypatch.setenv("NOTIF_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("NOTIF_OUTBOUND_ALLOW", raising=False)
+    assert main(["check-url", "https://169.254.169.254/latest/meta-data/"]) == 1
+    assert capsys.readouterr().out.startswith("refused: 169.254.169.254 is a link-local address")
+    monkeypatch.setenv("NOTIF_OUTBOUND_ALLOW", "127.0.0.0/8")
+    assert main(["check-url", "http://127.0.0.1:3000/hook"]) == 0
+    assert capsys.readouterr().out == "allowed: http://127.0.0.1:3000 at 127.0.0.1\n"

@@ -17,6 +17,7 @@ from ..dev import run_dev
 from ..errors import ConfigError, NotifError, TemplateError
 from ..migrations import DOWN_LOSES, MIGRATIONS, applied_versions, current_version, migrate, plan
 from ..models import utcnow
+from ..outbound import OutboundPolicy, OutboundRefused
 from ..plugin_manager import manager_for, template_dirs
 from ..poller.process import run_poller
 from ..scheduler.process import run_scheduler
@@ -92,6 +93,17 @@ def cmd_token(args, settings) -> int:
 
     print(make_token(settings.require("jwt_secret"), args.user, args.ttl, service=args.service,
                      audience=settings.jwt_audience, issuer=settings.jwt_issuer))
+    return 0
+
+
+def cmd_check_url(args, settings) -> int:
+    """Would notif call this URL? The outbound policy's verdict, with the addresses it checked."""
+    try:
+        target = OutboundPolicy.from_settings(settings).check(args.url)
+    except OutboundRefused as exc:
+        print(f"refused: {exc.reason}")
+        return 1
+    print(f"allowed: {target.scheme}://{target.host}:{target.port} at {', '.join(target.addresses)}")
     return 0
 
 
@@ -240,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a service token (scope service) for service routes such as DELETE /api/scheduled/{id}")
     p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("check-url", help="would notif call this URL (push endpoint, webhook)? the outbound policy's "
+                                         "verdict (NOTIF_OUTBOUND_ALLOW)")
+    p.add_argument("url")
+    p.set_defaults(func=cmd_check_url)
 
     sub.add_parser("vapid", help="print a new VAPID key pair for Web Push (VAPID_PUBLIC_KEY=… lines)").set_defaults(
         func=cmd_vapid)
