@@ -57,6 +57,13 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     if delivery.status != states.PENDING:
         log.info("delivery already handled", extra={**context, "status": delivery.status})
         return delivery.status
+    lapsed = notification.lapsed()
+    if lapsed is not None:  # retracted or expired while it waited: it is never sent
+        if not move(delivery_id, states.PENDING, states.WITHDRAWN, last_error=lapsed, next_attempt_at=None):
+            return "claimed-elsewhere"
+        rt.recorder.delivery(delivery.channel, "withdrawn")
+        log.info("delivery withdrawn", extra={**context, "reason": lapsed})
+        return states.WITHDRAWN
     channel = rt.channels.get(delivery.channel)
     if channel is None:
         move(delivery_id, states.PENDING, states.SKIPPED,
@@ -137,22 +144,26 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
     batch) or ``send_many`` failed — they are back to ``pending`` by then.
     """
     rows = list(Delivery.select(Delivery, Notification).join(Notification).where(Delivery.id.in_(delivery_ids)))
+    lapsed = [d.id for d in rows if d.notification.lapsed() is not None]  # the one-at-a-time path withdraws them
+    if lapsed:
+        rows = [d for d in rows if d.id not in lapsed]
+        delivery_ids = [i for i in delivery_ids if i not in lapsed]
     channels = {d.channel for d in rows}
     channel = rt.channels.get(next(iter(channels))) if len(channels) == 1 else None
     if (channel is None or not channel.batches or rt.settings.shadow
             or (channel.name in rt.settings.rate_limits and rt.settings.feature("rate_limits"))):
-        return list(delivery_ids)
+        return list(delivery_ids) + lapsed
     claimed = claim_many(delivery_ids)
     items = [(d.notification, d) for d in rows if d.id in claimed]
     if not items:
-        return []
+        return lapsed
     try:
         channel.send_many(items, rt.channel_context(log))
     except Exception as exc:
         move_many(claimed, SENDING, states.PENDING)
         log.warning("batched delivery failed; each goes the usual way", extra={
             "channel": channel.name, "count": len(items), "reason": str(exc)})
-        return sorted(claimed)
+        return sorted(claimed) + lapsed
     sent_at = utcnow()
     move_many(claimed, SENDING, states.SENT, attempts=Delivery.attempts + 1, sent_at=sent_at, last_error=None,
               next_attempt_at=None, updated_at=sent_at)
@@ -165,4 +176,4 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
                 "user_id": notification.user_id, "correlation_id": notification.correlation_id,
                 "priority": notification.priority, "attempts": delivery.attempts + 1, "end_to_end_ms": latency,
                 "batched": len(items)})
-    return []
+    return lapsed

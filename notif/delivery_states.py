@@ -12,6 +12,7 @@ keys of :data:`TRANSITIONS` are the only moves there are)::
        └──────────────────┘   ▼
     scheduled ──due──▶ pending ◀──due── deferred
     failed ──replay──▶ pending;  failed ──purge──▶ discarded
+    pending | scheduled | deferred ──▶ withdrawn  (its notification was retracted or expired)
 """
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ DISCARDED = "discarded"  # a failed delivery purged from the dead letters
 SHADOW = "shadow"  # shadow mode: would have been sent (see `notif shadow report`)
 SCHEDULED = "scheduled"  # waits for its notification's send_at (`next_attempt_at`)
 DEFERRED = "deferred"  # over a per-user rate limit: waits for the slot it reserved (`next_attempt_at`)
+WITHDRAWN = "withdrawn"  # never sent: its notification was retracted or expired first; `last_error` says which
 
 INITIAL = frozenset({PENDING, SCHEDULED, SKIPPED})
-FINAL = frozenset({SENT, SKIPPED, DISCARDED, SHADOW})
+FINAL = frozenset({SENT, SKIPPED, DISCARDED, SHADOW, WITHDRAWN})
+OWED = frozenset({PENDING, SENDING, SCHEDULED, DEFERRED})  # still to go out: retention never deletes these
 PARKED = frozenset({SCHEDULED, DEFERRED})  # the scheduler releases these when due
 
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -46,6 +49,9 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (DEFERRED, PENDING): "its reserved slot came",
     (FAILED, PENDING): "replayed from the dead letters",
     (FAILED, DISCARDED): "purged from the dead letters",
+    (PENDING, WITHDRAWN): "its notification was retracted or expired before it went out",
+    (SCHEDULED, WITHDRAWN): "its notification was retracted or expired before its send_at",
+    (DEFERRED, WITHDRAWN): "its notification was retracted or expired while rate limited",
 }
 
 

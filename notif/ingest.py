@@ -21,13 +21,14 @@ from typing import cast
 
 import peewee
 
+from .amendments import amend, apply_remembered
 from .cancels import cancel_scheduled, cancelled_keys
 from .db import database
 from .digests import join_window
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
 from .models import Notification, utcnow
 from .outbox import IN_APP, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows
-from .prepare import Cancel, Prepared, prepare
+from .prepare import Amend, Cancel, Prepared, prepare
 from .redis_keys import ingest_error
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
@@ -48,7 +49,7 @@ class StoreResult:
     inserted: set[tuple[str, str]]  # (user id, key) of every notification inserted
     duplicates: int  # notifications whose (user, key) was already stored
     queued: list[QueuedDelivery]  # pending deliveries to enqueue once committed
-    dropped: int  # notifications not stored: a cancel for their key came first
+    dropped: int  # notifications not stored: a cancel or retract for their key came first
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Outcome:
     dead_lettered: list[DeadLetter] = field(default_factory=list)
     retry: list[Received] = field(default_factory=list)  # transient failures, left on SQS
     cancelled: int = 0  # scheduled notifications withdrawn
+    amended: int = 0  # notifications an update or retract changed
     dropped: int = 0  # notifications not stored: a cancel for their key came first
     deliveries: list[QueuedDelivery] = field(default_factory=list)  # pending, to enqueue (or deliver now)
     done: list[Received] = field(default_factory=list)  # safe to delete from SQS
@@ -100,10 +102,12 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
         if cancelled:  # the cancel overtook its send on SQS
             log.info("send dropped: cancelled before it arrived", extra={"keys": sorted(cancelled)})
             rows = [row for row in rows if row["key"] not in cancelled]
+        rows = apply_remembered(rt, rows)  # an update or retract that overtook its send (notif.amendments)
         dropped = sum(len(p.notifications) for p in prepared) - len(rows)
+        kept = {id(row) for row in rows}
         # Digest items join their bucket's window first, in a fixed order (no deadlock between batches).
         held = sorted(((row, p, p.digest) for p in prepared if p.digest
-                       for row in p.notifications if row["key"] not in cancelled),
+                       for row in p.notifications if id(row) in kept),
                       key=lambda item: (item[0]["user_id"], item[2].batch_key))
         for row, p, digest in held:
             row["digest_id"] = join_window(row["user_id"], digest, row["type"], row["priority"], p.channels, now)
@@ -176,6 +180,18 @@ def _gave_up(rt: Runtime, received: Received) -> DeadLetter:
     return DeadLetter(received, reason, None, "gave_up")
 
 
+def _amend_all(rt: Runtime, amends: list[Amend], outcome: Outcome) -> None:
+    for item in amends:
+        try:
+            outcome.amended += amend(rt, item)
+            outcome.done.append(item.message)
+        except PermanentError as exc:
+            outcome.dead_lettered.append(DeadLetter(item.message, exc.reason, exc.field, _error_kind(exc)))
+        except peewee.DatabaseError as exc:
+            _remember_error(rt, item.message, f"database error: {exc}")
+            outcome.retry.append(item.message)
+
+
 def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, deliver_now: DeliverNow | None = None) -> Outcome:
     """Store a batch, enqueue its deliveries, dead-letter the bad, delete what is done.
 
@@ -190,6 +206,7 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, delive
     outcome = Outcome()
     prepared: list[Prepared] = []
     cancels: list[Cancel] = []
+    amends: list[Amend] = []
     for received in messages:
         if received.receives > rt.settings.max_receives:
             outcome.dead_lettered.append(_gave_up(rt, received))
@@ -198,6 +215,8 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, delive
             item = prepare(rt, received)
             if isinstance(item, Cancel):
                 cancels.append(item)
+            elif isinstance(item, Amend):
+                amends.append(item)
             else:
                 prepared.append(item)
         except PermanentError as exc:
@@ -220,6 +239,7 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, delive
         except peewee.DatabaseError as exc:
             _remember_error(rt, item.message, f"database error: {exc}")
             outcome.retry.append(item.message)
+    _amend_all(rt, amends, outcome)  # after the batch's own rows too: an update may follow its send closely
 
     in_app = {q.delivery_id for q in outcome.deliveries if q.channel == IN_APP}
     if deliver_now is not None and in_app:

@@ -3,6 +3,8 @@
 ``notification``: a stored notification plus the user's unread count at publish time.
 ``read``: notifications marked read (``ids``, or ``all``) and the new unread count, so
 every open tab of that user updates its badge.
+``updated``: a notification an ``update`` message changed (its new version) and the unread count.
+``removed``: a notification retracted (``id``), and the unread count.
 """
 from __future__ import annotations
 
@@ -32,6 +34,14 @@ def unread_counts(user_ids) -> dict[str, int]:
 
 def notification_event(notification: Notification, unread: int) -> dict:
     return {"event": "notification", "notification": notification.to_dict(), "unread": unread}
+
+
+def updated_event(notification: Notification, unread: int) -> dict:
+    return {"event": "updated", "notification": notification.to_dict(), "unread": unread}
+
+
+def removed_event(notification_id: int, unread: int) -> dict:
+    return {"event": "removed", "id": notification_id, "unread": unread}
 
 
 def read_event(ids: list[int] | None, unread: int) -> dict:

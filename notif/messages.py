@@ -19,6 +19,7 @@ from .inputs import unstorable
 
 MAX_RECIPIENTS = 1000
 MAX_BODY = 256 * 1024
+MAX_TTL = 10 * 365 * 24 * 3600
 
 
 class Recipient(BaseModel):
@@ -45,11 +46,15 @@ class InputMessage(BaseModel):
     batch_key: str | None = Field(default=None, max_length=255)
     batch_window: int | None = Field(default=None, ge=1)
     data: Any | None = None
+    expires_at: AwareDatetime | None = None  # ISO 8601 with a zone: gone from the inbox, never sent, after it
+    ttl: int | None = Field(default=None, ge=1, le=MAX_TTL)  # ... or this many seconds after it is stored
 
     @model_validator(mode="after")
     def _check(self) -> InputMessage:
         if (self.user_id is None) == (self.recipients is None):
             raise ValueError("give exactly one of `user_id` or `recipients`")
+        if self.expires_at is not None and self.ttl is not None:
+            raise ValueError("give at most one of `expires_at` or `ttl`")
         literal = self.title is not None and self.message is not None
         if not literal and self.type is None:
             raise ValueError("give `type` (a template) or both `title` and `message`")
@@ -76,6 +81,45 @@ class CancelMessage(BaseModel):
     cancel: str = Field(min_length=1, max_length=255)
 
 
+class UpdateMessage(BaseModel):
+    """``{"update": "<id>", …}``: change a notification already sent, for every recipient.
+
+    ``variables`` re-render its template; ``title``/``message`` replace the text (over a
+    re-rendering too); ``data`` replaces its data; ``unread: true`` marks it unread again."""
+
+    model_config = ConfigDict(extra="forbid")
+    update: str = Field(min_length=1, max_length=255)
+    id: str | None = Field(default=None, min_length=1, max_length=255)  # this update's own idempotency key
+    title: str | None = Field(default=None, max_length=1000)
+    message: str | None = Field(default=None, max_length=10000)
+    variables: dict[str, Any] | None = None
+    data: Any | None = None
+    unread: bool | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> UpdateMessage:
+        if not self.changes():
+            raise ValueError("an update changes something: give `title`, `message`, `variables`, `data` or `unread`")
+        return self
+
+    def changes(self) -> dict:
+        """The fields it changes (``data: null`` is a change: it clears the data)."""
+        given = self.model_fields_set - {"update", "id"}
+        return {name: getattr(self, name) for name in sorted(given) if name != "unread" or self.unread}
+
+
+class RetractMessage(BaseModel):
+    """``{"retract": "<id>"}``: remove a notification from every inbox; what is not sent yet never is."""
+
+    model_config = ConfigDict(extra="forbid")
+    retract: str = Field(min_length=1, max_length=255)
+    id: str | None = Field(default=None, min_length=1, max_length=255)  # this retract's own idempotency key
+
+
+Message = InputMessage | CancelMessage | UpdateMessage | RetractMessage
+COMMANDS: dict[str, type[BaseModel]] = {"cancel": CancelMessage, "update": UpdateMessage, "retract": RetractMessage}
+
+
 def _location(loc: tuple) -> str:
     parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"str", "Recipient"})]
     return ".".join(parts) or "body"
@@ -96,7 +140,7 @@ def _from_legacy(raw: dict) -> dict:
     return {LEGACY_FIELDS[k]: v for k, v in raw.items()}
 
 
-def parse_message(body: str | bytes) -> InputMessage | CancelMessage:
+def parse_message(body: str | bytes) -> Message:
     """Parse an SQS body; raises InvalidMessage naming the field at fault."""
     if len(body) > MAX_BODY:
         raise InvalidMessage(f"body is {len(body)} bytes; the limit is {MAX_BODY} (SQS's)", field="body")
@@ -114,9 +158,9 @@ def parse_message(body: str | bytes) -> InputMessage | CancelMessage:
     legacy = "userId" in raw  # the old worker's format
     if legacy:
         raw = _from_legacy(raw)
-    model = CancelMessage if "cancel" in raw else InputMessage
+    model: type[BaseModel] = next((m for name, m in COMMANDS.items() if name in raw), InputMessage)
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw)  # type: ignore[return-value]
     except ValidationError as exc:
         if not legacy:
             raise _invalid(model, exc) from None

@@ -18,7 +18,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply
 
 from .db import database, is_postgres
-from .models import Cancellation, Digest, JSONField, Notification, Preference, PushSubscription, utcnow
+from .models import Amendment, Cancellation, Digest, JSONField, Notification, Preference, PushSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,37 @@ def _0007_down(db: peewee.Database) -> None:
     _drop(db, DELIVERY, "deferred_until")
 
 
+UNREAD_INDEX = "notif_notification_unread"
+
+
+def _0009_up(db: peewee.Database) -> None:
+    _add(db, NOTIFICATION, "expires_at", peewee.DateTimeField(null=True))
+    _add(db, NOTIFICATION, "updated_at", peewee.DateTimeField(null=True))
+    _add(db, NOTIFICATION, "retracted_at", peewee.DateTimeField(null=True))
+    db.create_tables([Amendment], safe=True)
+    # An inbox that stays fast (docs/database.md): a user's unread rows, in id order, in a partial index
+    # on the conditions that never change back by the clock (Notification.visible() adds the
+    # clock's: send_at, expires_at; PostgreSQL carries them in the index for index-only counts).
+    include = " INCLUDE (send_at, expires_at)" if isinstance(db, peewee.PostgresqlDatabase) else ""
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {UNREAD_INDEX} ON {NOTIFICATION} (user_id, id){include} "
+                   "WHERE read_at IS NULL AND digest_id IS NULL AND retracted_at IS NULL")
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS notif_notification_created_at ON {NOTIFICATION} (created_at)")
+
+
+def _0009_down(db: peewee.Database) -> None:
+    # The schema going back cannot hide these any more: what was retracted or has expired is deleted
+    # (never shown again), and withdrawn deliveries become 'skipped' with their reason kept.
+    now = utcnow()
+    db.execute_sql(f"DELETE FROM {DELIVERY} WHERE notification_id IN (SELECT id FROM {NOTIFICATION} "
+                   f"WHERE retracted_at IS NOT NULL OR expires_at <= {db.param})", (now,))
+    db.execute_sql(f"DELETE FROM {NOTIFICATION} WHERE retracted_at IS NOT NULL OR expires_at <= {db.param}", (now,))
+    db.execute_sql(f"UPDATE {DELIVERY} SET status = 'skipped' WHERE status = 'withdrawn'")
+    db.execute_sql("DROP INDEX IF EXISTS notif_notification_created_at")
+    db.execute_sql(f"DROP INDEX IF EXISTS {UNREAD_INDEX}")
+    _drop(db, NOTIFICATION, "expires_at", "updated_at", "retracted_at")
+    db.drop_tables([Amendment], safe=True)
+
+
 Step = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (1, "initial: notifications and deliveries", _0001_up, _0001_down),
@@ -195,6 +226,8 @@ MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (5, "users' notification preferences", _0005_up, _0005_down),
     (6, "digest windows, remembered cancels; notifications: digest_id, variables", _0006_up, _0006_down),
     (7, "deliveries: 'deferred' (by a rate limit) is a state of its own; deferred_until", _0007_up, _0007_down),
+    (9, "update, retract, expiry (expires_at, updated_at, retracted_at, amendments); unread and age indexes",
+     _0009_up, _0009_down),
 ]
 DOWN_LOSES = {  # what going below a version takes away, for the operator to confirm
     1: "DROPS every notification and delivery",
@@ -205,6 +238,8 @@ DOWN_LOSES = {  # what going below a version takes away, for the operator to con
     6: "digests (items of open windows are sent on their own; items already digested are removed, "
        "their digest stays) and remembered cancels",
     7: "nothing owed: deferred deliveries are parked as 'scheduled' again, as before (deferred_until is dropped)",
+    9: "expiry times and retractions (expired and retracted notifications are deleted), remembered "
+       "updates/retracts; 'withdrawn' deliveries become 'skipped'",
 }
 
 

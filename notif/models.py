@@ -61,18 +61,34 @@ class Notification(BaseModel):
     send_at = peewee.DateTimeField(null=True)  # a scheduled send: hidden from the user until then
     digest_id = peewee.BigIntegerField(null=True, index=True)  # an item held for a digest (hidden; the digest is shown)
     variables = JSONField(null=True)  # a digest item's template variables, for the digest template
+    expires_at = peewee.DateTimeField(null=True)  # `expires_at` / `ttl`: gone from the inbox after it
+    updated_at = peewee.DateTimeField(null=True)  # when an `update` message last changed it
+    retracted_at = peewee.DateTimeField(null=True)  # a `retract` message withdrew it (kept as a tombstone)
 
     class Meta:
         table_name = "notif_notification"
         indexes = (
             (("user_id", "key"), True),
             (("user_id", "id"), False),
+            (("created_at",), False),  # retention deletes by age
         )
 
     @classmethod
     def visible(cls, now: dt.datetime | None = None):
-        """What the user may see: not scheduled for later, not an item waiting in a digest."""
-        return (cls.send_at.is_null() | (cls.send_at <= (now or utcnow()))) & cls.digest_id.is_null()
+        """What the user may see: not scheduled for later, not an item waiting in a digest,
+        not retracted, not expired. (The partial index ``notif_notification_unread``,
+        migration 0009, is built on the same conditions: keep them in step.)"""
+        now = now or utcnow()
+        return ((cls.send_at.is_null() | (cls.send_at <= now)) & cls.digest_id.is_null() & cls.retracted_at.is_null()
+                & (cls.expires_at.is_null() | (cls.expires_at > now)))
+
+    def lapsed(self, now: dt.datetime | None = None) -> str | None:
+        """Why nothing more may be delivered for it (retracted, expired), or None."""
+        if self.retracted_at is not None:
+            return "retracted by its producer"
+        if self.expires_at is not None and self.expires_at <= (now or utcnow()):
+            return f"expired at {isoformat(self.expires_at)}"
+        return None
 
     def to_dict(self) -> dict:
         return {
@@ -87,6 +103,8 @@ class Notification(BaseModel):
             "created_at": isoformat(self.created_at),
             "read_at": isoformat(self.read_at),
             "send_at": isoformat(self.send_at),
+            "expires_at": isoformat(self.expires_at),
+            "updated_at": isoformat(self.updated_at),
             "read": self.read_at is not None,
         }
 
@@ -204,4 +222,22 @@ class Cancellation(BaseModel):
         table_name = "notif_cancellation"
 
 
-MODELS = [Notification, Delivery, PushSubscription, Preference, Digest, Cancellation]
+class Amendment(BaseModel):
+    """An ``{"update": key, …}`` or ``{"retract": key}`` message, remembered: SQS does not keep
+    order, so one may arrive before the notification it changes. Ingest applies the remembered
+    ones to a notification arriving later (a retracted one is dropped); kept for ``KEEP_DAYS``.
+    ``id`` is the amending message's own idempotency key: a redelivered copy changes nothing."""
+
+    KEEP_DAYS = 7
+    id = peewee.CharField(max_length=255, primary_key=True)
+    target = peewee.CharField(max_length=255, index=True)  # the key of the notification it changes
+    kind = peewee.CharField(max_length=16)  # "update" | "retract"
+    changes = JSONField(null=True)  # an update's fields: title, message, variables, data, unread
+    correlation_id = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "notif_amendment"
+
+
+MODELS = [Notification, Delivery, PushSubscription, Preference, Digest, Cancellation, Amendment]

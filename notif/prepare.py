@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .digests import DigestSpec, spec_for
 from .errors import InvalidMessage
 from .inputs import link_problem
-from .messages import CancelMessage, parse_message
+from .messages import CancelMessage, RetractMessage, UpdateMessage, parse_message
 from .models import utcnow
 from .runtime import Runtime
 from .sqs import Received
@@ -43,17 +43,37 @@ class Cancel:
     key: str
 
 
-def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
+@dataclass
+class Amend:
+    """An ``{"update": key, …}`` or ``{"retract": key}`` message (:mod:`notif.amendments`)."""
+
+    message: Received
+    id: str  # its own idempotency key
+    kind: str  # "update" | "retract"
+    target: str  # the key of the notification it changes
+    changes: dict | None = None
+
+
+def prepare(rt: Runtime, received: Received) -> Prepared | Cancel | Amend:
     """Validate and render one message; raises PermanentError on bad input."""
     msg = parse_message(received.body)
     if isinstance(msg, CancelMessage):
         return Cancel(received, msg.cancel)
+    if isinstance(msg, (UpdateMessage, RetractMessage)):
+        own = msg.id or received.original_id or received.message_id
+        if isinstance(msg, RetractMessage):
+            return Amend(received, own, "retract", msg.retract)
+        changes = msg.changes()
+        if "data" in changes:
+            check_output(Rendered(title=msg.title or "", message=msg.message or "", html=None, actions=[]), None,
+                          changes["data"])
+        return Amend(received, own, "update", msg.update, changes)
     settings = rt.settings
     # InputMessage's validator guarantees a type wherever there is no literal title and message
     template = rt.templates.get(msg.type) if msg.uses_template and msg.type else None
     content = (rt.templates.render(template.type, msg.variables) if template is not None
                else Rendered(title=msg.title or "", message=msg.message or "", html=None, actions=[]))
-    _check_output(content, template.type if template else None, msg.data)
+    check_output(content, template.type if template else None, msg.data)
     channels = list(dict.fromkeys(msg.channels or (template.channels if template else ()) or settings.default_channels))
     key = msg.id or received.original_id or received.message_id
     sent_at = (dt.datetime.fromtimestamp(received.sent_ms / 1000, dt.UTC).replace(tzinfo=None)
@@ -63,6 +83,8 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
                if msg.send_at and settings.feature("scheduling") else None)  # off: it goes out now
     if send_at is not None and send_at <= now:
         send_at = None  # a time in the past means now
+    expires_at = (msg.expires_at.astimezone(dt.UTC).replace(tzinfo=None) if msg.expires_at is not None
+                  else now + dt.timedelta(seconds=msg.ttl) if msg.ttl is not None else None)
     priority = (msg.priority or received.priority) if settings.feature("priorities") else "normal"
     digest = spec_for(msg.batch_key, msg.batch_window, template, priority, scheduled=send_at is not None,
                       default_window=settings.digest_window) if settings.feature("digests") else None
@@ -86,6 +108,8 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
             "sqs_sent_at": sent_at,
             "created_at": now,
             "send_at": send_at,
+            "expires_at": expires_at,
+            "updated_at": None,
             "digest_id": None,
             "variables": None,
         })
@@ -93,7 +117,7 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel:
                     variables=msg.variables)
 
 
-def _check_output(content: Rendered, template_type: str | None, data: object) -> None:
+def check_output(content: Rendered, template_type: str | None, data: object) -> None:
     """Raise InvalidMessage naming the field if what would be stored breaks a rule."""
     problem = output_problem(content)
     if problem:

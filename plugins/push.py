@@ -1,7 +1,8 @@
 """The Web Push channel: every browser the user subscribed gets the notification (pywebpush, VAPID).
 
-TTL and Urgency follow the priority; the Topic is derived from the delivery's idempotency
-key, so a re-send replaces an undelivered copy instead of doubling it. The payload stays
+TTL (capped by the time left before `expires_at`) and Urgency follow the priority; the
+Topic is derived from the delivery's idempotency key, so a re-send replaces an undelivered
+copy instead of doubling it. The payload stays
 under the 4 KB Web Push limit. Push service answers: 404/410 remove that subscription;
 429 and 5xx (and timeouts) are transient, honouring Retry-After; 400/401/403/413 are
 permanent and logged loudly (a bad VAPID key or an oversized payload is a bug, not bad luck).
@@ -24,11 +25,20 @@ from notif.channels import Channel, ChannelContext
 from notif.errors import PermanentError, Skipped, TransientError, from_http_status
 from notif.hookspecs import hookimpl
 from notif.inputs import is_safe_link
-from notif.models import PushSubscription
+from notif.models import PushSubscription, utcnow
 from notif.outbound import OutboundRefused, matches_suffix
 
 MAX_PAYLOAD = 3800  # bytes of JSON, leaving room for encryption overhead under 4096
 TTL = {"high": 3600, "normal": 24 * 3600, "low": 7 * 24 * 3600}
+
+
+def ttl_for(notification, now=None) -> int:
+    """The push service keeps it this long: the priority's TTL, or less when it expires sooner."""
+    ttl = TTL.get(notification.priority, TTL["normal"])
+    if notification.expires_at is not None:
+        remaining = (notification.expires_at - (now or utcnow())).total_seconds()
+        ttl = max(1, min(ttl, int(remaining)))
+    return ttl
 URGENCY = {"high": "high", "normal": "normal", "low": "low"}
 
 
@@ -95,7 +105,7 @@ class PushChannel(Channel):
                     data=data,
                     vapid_private_key=settings.vapid_private_key,
                     vapid_claims={"sub": settings.vapid_subject},  # a fresh dict each call: pywebpush adds to it
-                    ttl=TTL.get(notification.priority, TTL["normal"]),
+                    ttl=ttl_for(notification),
                     headers={"Urgency": URGENCY.get(notification.priority, "normal"), "Topic": topic},
                     timeout=settings.push_timeout,
                     requests_session=ctx.http(),

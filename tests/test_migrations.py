@@ -8,7 +8,7 @@ import pytest
 
 from conftest import POSTGRES_ADMIN, _admin
 from notif.db import database, init_database
-from notif.migrations import current_version, latest_version, migrate
+from notif.migrations import MIGRATIONS, current_version, latest_version, migrate
 from notif.models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow
 
 
@@ -55,10 +55,11 @@ def seed():
 
 
 def test_up_down_up_keeps_the_data_and_loses_no_owed_work(fresh_db):
-    assert [s.split()[0] for s in migrate()] == [f"{v:04d}" for v in range(1, latest_version() + 1)]
+    versions = [v for v, *_ in MIGRATIONS]
+    assert [s.split()[0] for s in migrate()] == [f"{v:04d}" for v in versions]
     seed()
     steps = migrate(to=3)
-    assert [s[:9] for s in steps] == ["0007 down", "0006 down", "0005 down", "0004 down"] and current_version() == 3
+    assert [s[:9] for s in steps] == [f"{v:04d} down" for v in reversed(versions) if v > 3] and current_version() == 3
     assert {"send_at", "digest_id", "variables"}.isdisjoint(columns("notif_notification"))
     assert not database.table_exists("notif_digest") and not database.table_exists("notif_preference")
     # owed work was not lost: the scheduled send and the digest item go out now, on their own
@@ -116,3 +117,28 @@ def test_the_cli_says_what_a_step_down_undoes_and_wants_yes(fresh_db, tmp_path):
     assert done.returncode == 0 and done.stdout.strip().endswith("schema at version 4")
     status = run("--status").stdout.splitlines()
     assert status[3].startswith("applied  0004") and status[4].startswith("pending  0005")
+
+
+def test_0009_down_deletes_what_was_retracted_or_expired_and_keeps_the_rest(fresh_db):
+    """0009 (update, retract, expiry): going back cannot hide a retracted or expired notification any
+    more, so it is deleted; a withdrawn delivery becomes 'skipped'; the indexes come and go."""
+    migrate()
+    now = utcnow()
+    keep = Notification.create(user_id="u1", key="keep", title="t", message="m", priority="normal", correlation_id="c",
+                               expires_at=now + dt.timedelta(hours=1), updated_at=now)
+    gone = Notification.create(user_id="u1", key="gone", title="t", message="m", priority="normal", correlation_id="c",
+                               retracted_at=now)
+    Delivery.create(notification=gone, channel="push", status="withdrawn", last_error="retracted by its producer")
+    Notification.create(user_id="u1", key="old", title="t", message="m", priority="normal", correlation_id="c",
+                        expires_at=now - dt.timedelta(seconds=1))
+    Delivery.create(notification=keep, channel="push", status="withdrawn", last_error="expired")
+    indexes = {i.name for i in database.get_indexes("notif_notification")}
+    assert {"notif_notification_unread", "notif_notification_created_at"} <= indexes
+    assert database.table_exists("notif_amendment")
+    migrate(to=7)
+    assert {"expires_at", "updated_at", "retracted_at"}.isdisjoint(columns("notif_notification"))
+    assert not database.table_exists("notif_amendment")
+    assert [k for (k,) in database.execute_sql("SELECT key FROM notif_notification").fetchall()] == ["keep"]
+    assert database.execute_sql("SELECT status FROM notif_delivery").fetchall() == [("skipped",)]
+    migrate()
+    assert "notif_notification_unread" in {i.name for i in database.get_indexes("notif_notification")}

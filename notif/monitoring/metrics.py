@@ -23,6 +23,7 @@ ERRORS = Counter("notif_errors_total", "Errors by stage (ingest, deliver, poll),
                  ["stage", "kind", "error"])
 DELIVERIES = Counter("notif_deliveries_total",
                      "Deliveries by channel and outcome (sent, failed, retry, skipped, deferred: over a rate limit, "
+                     "withdrawn: its notification was retracted or expired first, "
                      "shadow: shadow mode, not sent)",
                      ["channel", "outcome"])
 DELIVERY_LATENCY = Histogram("notif_delivery_latency_seconds",
@@ -33,4 +34,9 @@ SLA_BREACHES = Counter("notif_sla_breaches_total", "Deliveries slower end to end
 DIGESTS = Counter("notif_digests_total", "Digest windows closed, by outcome (sent: several items grouped, "
                   "single: one item sent as it was, empty: every item cancelled)", ["outcome"])
 DIGEST_ITEMS = Counter("notif_digest_items_total", "Notifications folded into digests")
+RETENTION_DELETED = Counter("notif_retention_deleted_total",
+                            "Rows the retention pass deleted (NOTIF_RETENTION_DAYS), by table: notifications, "
+                            "deliveries, digests, cancellations, amendments", ["table"])
+RETENTION_PASS = Histogram("notif_retention_pass_seconds", "Time one retention pass took (the leading scheduler)",
+                           buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300))
 SSE_CONNECTIONS = Gauge("notif_sse_connections", "Open SSE streams on this web process", multiprocess_mode="livesum")

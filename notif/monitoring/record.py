@@ -31,7 +31,7 @@ BUCKET_SECONDS = 10
 
 #: a delivery outcome (the ``outcome`` label of notif_deliveries_total) → its rolling counter
 DELIVERY_COUNTER = {"sent": "sent", "failed": "delivery_failed", "retry": "delivery_retry", "deferred": "deferred",
-                    "shadow": "shadow", "skipped": None}
+                    "shadow": "shadow", "skipped": None, "withdrawn": None}
 
 
 class RollingCounters:
@@ -125,6 +125,14 @@ class Recorder:
     def error(self, stage: str, kind: str, error: str, n: int = 1) -> None:
         """An error at ``stage`` (poll, ingest, deliver), ``kind`` transient or permanent."""
         metrics.ERRORS.labels(stage, kind, error).inc(n)
+
+    # -- retention ---------------------------------------------------------------------
+    def pruned(self, counts: dict[str, int], seconds: float) -> None:
+        """One retention pass: rows deleted by table (notifications, deliveries, digests, …)."""
+        for table, n in counts.items():
+            if n:
+                metrics.RETENTION_DELETED.labels(table).inc(n)
+        metrics.RETENTION_PASS.observe(seconds)
 
     # -- digests -----------------------------------------------------------------------
     def digest_closed(self, outcome: str, items: int) -> None:

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from ..redis_keys import hub_control_channel, user_channel
 from .sse import PING as PING_BYTES
-from .sse import encode_notification, encode_read
+from .sse import encode_notification, encode_read, encode_removed, encode_updated
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,10 @@ class Hub:
                 item = ("notification", notification["id"], encode_notification(notification, payload["unread"]))
             elif payload["event"] == "read":
                 item = ("read", None, encode_read(payload["ids"], payload["all"], payload["unread"]))
+            elif payload["event"] == "updated":
+                item = ("updated", None, encode_updated(payload["notification"], payload["unread"]))
+            elif payload["event"] == "removed":
+                item = ("removed", None, encode_removed(payload["id"], payload["unread"]))
             else:
                 return
         except (ValueError, KeyError, TypeError):

@@ -14,6 +14,15 @@ def encode_notification(notification: dict, unread: int) -> bytes:
             + _data({**notification, "unread_count": unread}) + b"\n\n")
 
 
+def encode_updated(notification: dict, unread: int) -> bytes:
+    # no `id:` line: an older notification's id would move the browser's Last-Event-ID back
+    return b"event: updated\ndata: " + _data({**notification, "unread_count": unread}) + b"\n\n"
+
+
+def encode_removed(notification_id: int, unread: int) -> bytes:
+    return b"event: removed\ndata: " + _data({"id": notification_id, "unread_count": unread}) + b"\n\n"
+
+
 def encode_read(ids: list[int], all_: bool, unread: int) -> bytes:
     return b"event: read\ndata: " + _data({"ids": ids, "all": all_, "unread_count": unread}) + b"\n\n"
 
