@@ -168,3 +168,32 @@ def test_the_service_worker_opens_and_calls_only_safe_links(web, browser):
     assert sorted(clicks) == [["fetch", "/api/reports/7/approve"], ["open", "/"], ["open", "/"], ["open", "/inbox"],
                               ["open", "/reports/7"]]  # (a fetch starts at once, a window after matchAll)
     context.close()
+
+
+def test_the_page_shows_an_update_in_place_and_drops_a_retracted_one(web, pg, browser):
+    from notif.deliver import deliver_batch
+    from notif.ingest import ingest_batch
+    from notif.runtime import Runtime
+    from test_ingest import Enqueued, literal, put, receive
+
+    rt = Runtime.start(web["settings"])
+
+    def send(body):
+        put(web["sqs"], web["queue"], body)
+        ingest_batch(rt, receive(web["sqs"], web["queue"], expect=1), Enqueued(), deliver_batch)
+
+    try:
+        page = browser.new_page()
+        page.goto(f"{web['base']}/?token={token('upd')}")
+        page.wait_for_selector("#status.live", timeout=15000)
+        send(literal("upd", "page-1"))
+        send(literal("upd", "page-2"))
+        expect(page.locator("#list li")).to_have_count(2, timeout=10000)
+        expect(page.locator("#badge")).to_have_text("2", timeout=10000)
+        send({"update": "page-1", "title": "Edited live"})
+        expect(page.locator("#list li .title")).to_have_text(["Hello", "Edited live"], timeout=10000)
+        send({"retract": "page-2"})
+        expect(page.locator("#list li")).to_have_count(1, timeout=10000)
+        expect(page.locator("#badge")).to_have_text("1", timeout=10000)
+    finally:
+        rt.redis.close()

@@ -119,6 +119,19 @@
       const data = JSON.parse(event.data);
       markedRead(data.ids, data.all); setBadge(data.unread_count);
     });
+    source.addEventListener("updated", (event) => { // the producer changed it: the new version, in place
+      const data = JSON.parse(event.data);
+      const old = items.get(data.id);
+      if (old) { const li = render(data); li.classList.add("fresh"); old.replaceWith(li); items.set(data.id, li); }
+      setBadge(data.unread_count);
+    });
+    source.addEventListener("removed", (event) => { // retracted by the producer
+      const data = JSON.parse(event.data);
+      const li = items.get(data.id);
+      if (li) { li.remove(); items.delete(data.id); }
+      $("empty").hidden = items.size > 0;
+      setBadge(data.unread_count);
+    });
     source.onerror = async () => {
       if (source.readyState !== EventSource.CLOSED) { setStatus("reconnecting…"); return; } // the browser retries
       setStatus("reconnecting…");
