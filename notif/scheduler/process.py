@@ -3,7 +3,7 @@
 Any number may run; one acts at a time (see :mod:`notif.scheduler.leader`), and every job is safe to
 run twice, so a hand-over overlap sends nothing twice. Jobs: the outbox sweep, the release
 of scheduled sends and rate-limit deferrals when they fall due, and the closing of due
-digest windows (both four times a second).
+digest windows (both four times a second), and retention (:mod:`.retention`, once a minute).
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from ..runtime import Runtime
 from ..worker.tasks import producer
 from .leader import Leadership
 from .release import release_due
+from .retention import INTERVAL as RETENTION_INTERVAL
+from .retention import prune
 from .sweeper import sweep
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
         enqueue, grace=settings.sweep_grace_seconds, lease=settings.sweep_lease_seconds))
     release_job = leader_job("releasing scheduled deliveries", lambda: release_due(enqueue))
     digest_job = leader_job("closing digest windows", lambda: close_due(rt, enqueue))
+    retention_job = leader_job("retention", lambda: prune(rt.recorder, settings.retention_days))
 
     # APScheduler logs every run of every job at INFO: eight lines a second here
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -77,8 +80,10 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
     scheduler.add_job(sweep_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-outbox")
     scheduler.add_job(release_job, "interval", seconds=RELEASE_INTERVAL, id="release-scheduled")
     scheduler.add_job(digest_job, "interval", seconds=RELEASE_INTERVAL, id="close-digests")
+    scheduler.add_job(retention_job, "interval", seconds=RETENTION_INTERVAL, id="retention")
     scheduler.start()
-    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled", "close-digests"]})
+    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled", "close-digests", "retention"],
+                                         "retention_days": settings.retention_days})
     try:
         stop.wait()
     finally:
