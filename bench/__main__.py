@@ -1,6 +1,8 @@
 """`python -m bench` (make bench): every benchmark, one summary. Progress goes to stderr.
 
-`BENCH_ONLY=throughput,priorities` runs a subset (names: throughput, e2e, priorities, sse).
+`BENCH_ONLY=throughput,priorities` runs a subset (names: throughput, e2e, priorities, sse, inbox).
+The inbox at scale takes ``BENCH_INBOX_ROWS`` (default 10,000,000), ``BENCH_INBOX_USERS``,
+``BENCH_INBOX_SMALL`` and ``BENCH_INBOX_REQUESTS``.
 """
 from __future__ import annotations
 
@@ -8,13 +10,13 @@ import json
 import os
 import time
 
-from . import e2e_latency, priorities, sse_fanout, throughput
+from . import e2e_latency, inbox_scale, priorities, sse_fanout, throughput
 from .common import machine, say
 
 
 def main() -> None:
     started = time.time()
-    only = {n.strip() for n in os.environ.get("BENCH_ONLY", "throughput,e2e,priorities,sse").split(",") if n.strip()}
+    only = {n.strip() for n in os.environ.get("BENCH_ONLY", "throughput,e2e,priorities,sse,inbox").split(",") if n.strip()}
     results = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if "throughput" in only:
         results["throughput"] = throughput.main(int(os.environ.get("BENCH_MESSAGES", "100000")),
@@ -27,6 +29,11 @@ def main() -> None:
                                                 float(os.environ.get("BENCH_LOW_RATE", "40")))
     if "sse" in only:
         results["sse_fanout"] = sse_fanout.main(int(os.environ.get("BENCH_SSE_CLIENTS", "10000")))
+    if "inbox" in only:
+        results["inbox_scale"] = inbox_scale.main(int(os.environ.get("BENCH_INBOX_ROWS", "10000000")),
+                                                  int(os.environ.get("BENCH_INBOX_USERS", "100000")),
+                                                  int(os.environ.get("BENCH_INBOX_SMALL", "10000")),
+                                                  int(os.environ.get("BENCH_INBOX_REQUESTS", "2000")))
     say("")
     say(f"summary ({time.time() - started:.0f} s)")
     if "throughput" in results:
@@ -56,6 +63,13 @@ def main() -> None:
         say(f"  SSE, {fan['notif']['clients']} clients  notif {fan['notif']['kib_per_connection']} KiB/conn, "
             f"fan-out {fan['notif']['fanout_ms']} ms   (sse-starlette {fan['baseline']['kib_per_connection']} KiB/conn, "
             f"{fan['baseline']['fanout_ms']} ms; ratios {fan['ratio_memory']} and {fan['ratio_fanout']})")
+    if "inbox_scale" in results:
+        box = results["inbox_scale"]
+        for name in ("inbox_page", "unread_count", "mark_read"):
+            large, small = box["large"]["ms"][name], box["small"]["ms"][name]
+            say(f"  inbox {name:<13} at {box['large']['generated']['rows']:,} rows p50 {large['p50']} ms, "
+                f"p99 {large['p99']} ms   (at {box['small']['generated']['rows']:,}: p50 {small['p50']} ms, "
+                f"p99 {small['p99']} ms)")
     print(json.dumps(results, indent=2))
 
 
