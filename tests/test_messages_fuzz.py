@@ -7,11 +7,12 @@ from hypothesis import strategies as st
 
 from notif.errors import InvalidMessage, PermanentError
 from notif.inputs import unstorable
-from notif.messages import InputMessage, parse_message
+from notif.messages import COMMANDS, InputMessage, parse_message
 from notif.templates import TemplateStore, builtin_dir, render
 
 FIELDS = ["id", "type", "title", "message", "user_id", "recipients", "variables", "channels", "priority",
-          "send_at", "batch_key", "batch_window", "data", "cancel", "userId"]
+          "send_at", "batch_key", "batch_window", "data", "cancel", "userId", "update", "retract", "unread",
+          "expires_at", "ttl"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
@@ -25,6 +26,9 @@ def check(body) -> None:
         assert exc.reason and isinstance(exc.reason, str)
         assert exc.field is None or isinstance(exc.field, str)
     else:
+        if isinstance(result, tuple(COMMANDS.values())):  # cancel, update, retract: no recipients
+            assert unstorable(result.model_dump()) is None
+            return
         assert isinstance(result, InputMessage)
         assert result.recipient_list()
         assert unstorable(result.model_dump()) is None  # nothing PostgreSQL would refuse gets through
