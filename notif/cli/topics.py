@@ -92,15 +92,15 @@ def _act(args, topic: str) -> int:
     if args.action == "members":
         cursor = None
         while True:
-            page = store.members(topic, store.MAX_PAGE, cursor)
-            if page is None:
+            members = store.members(topic, store.MAX_PAGE, cursor)
+            if members is None:
                 print(f"notif: no topic {topic!r}", file=sys.stderr)
                 return 1
-            for item in page.items:
+            for item in members.items:
                 print(json.dumps(item) if args.json else item["user_id"])
-            if page.next_cursor is None:
+            if members.next_cursor is None:
                 return 0
-            cursor = page.next_cursor
+            cursor = members.next_cursor
     # delete
     if not args.yes:
         print(f"notif: delete would remove topic {topic!r} and its subscriptions; add --yes to do it", file=sys.stderr)
