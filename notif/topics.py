@@ -37,7 +37,7 @@ def encode_cursor(value: str) -> str:
 def decode_cursor(cursor: str) -> str:
     """The value a cursor carries; ValueError for one this module did not make."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError("not a cursor from a previous page") from None
 
