@@ -24,8 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .common import (Procs, database, free_port, moto_sqs, notif_env, percentiles, port_open, say, sqs_client,
-                     sqs_env, wait_for)
+from .common import Procs, database, free_port, moto_sqs, notif_env, percentiles, port_open, say, sqs_client, sqs_env, wait_for
 from .e2e_latency import USERS, paced_send, sse_clients
 
 
