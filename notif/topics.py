@@ -46,8 +46,11 @@ def change(name: str, add: list[str], remove: list[str]) -> int:
     """Add and remove members of topic ``name`` (created if new); returns its subscriber count."""
     now = utcnow()
     with database.atomic():
-        Topic.insert(name=name, subscribers=0, created_at=now, updated_at=now).on_conflict_ignore().execute()
-        topic_id = cast("int", Topic.select(Topic.id).where(Topic.name == name).scalar())
+        # an upsert: it (re)creates the topic and locks its row, so a DELETE of it waits for this change
+        [(topic_id,)] = cast("list[tuple[int]]", list(
+            Topic.insert(name=name, subscribers=0, created_at=now, updated_at=now)
+            .on_conflict(conflict_target=[Topic.name], update={Topic.updated_at: now})
+            .returning(Topic.id).tuples().execute()))
         added = removed = 0
         for part in chunks(list(dict.fromkeys(add)), ROWS):
             rows = [{"topic": topic_id, "user_id": user_id, "created_at": now} for user_id in part]
@@ -56,9 +59,10 @@ def change(name: str, add: list[str], remove: list[str]) -> int:
         for part in chunks(list(dict.fromkeys(remove)), ROWS):
             removed += TopicMember.delete().where((TopicMember.topic == topic_id)
                                                   & TopicMember.user_id.in_(part)).execute()
-        Topic.update(subscribers=Topic.subscribers + added - removed, updated_at=now).where(
-            Topic.id == topic_id).execute()
-        return cast("int", Topic.select(Topic.subscribers).where(Topic.id == topic_id).scalar())
+        [(count,)] = cast("list[tuple[int]]", list(
+            Topic.update(subscribers=Topic.subscribers + added - removed, updated_at=now)
+            .where(Topic.id == topic_id).returning(Topic.subscribers).tuples().execute()))
+        return count
 
 
 def members(name: str, limit: int = 100, cursor: str | None = None) -> Page | None:
