@@ -1,22 +1,32 @@
 """`python -m bench` (make bench): every benchmark, one summary. Progress goes to stderr.
 
-`BENCH_ONLY=throughput,priorities` runs a subset (names: throughput, e2e, priorities, sse, inbox).
+`BENCH_ONLY=throughput,priorities` runs a subset (names: throughput, e2e, priorities, sse, inbox, topic).
 The inbox at scale takes ``BENCH_INBOX_ROWS`` (default 10,000,000), ``BENCH_INBOX_USERS``,
 ``BENCH_INBOX_SMALL`` and ``BENCH_INBOX_REQUESTS``.
+`python -m bench topic --subscribers 100000` runs the topic fan-out alone, at that size
+(default 1,000,000; env BENCH_TOPIC_SUBSCRIBERS).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 import time
 
-from . import e2e_latency, inbox_scale, priorities, sse_fanout, throughput
+from . import e2e_latency, inbox_scale, priorities, sse_fanout, throughput, topic_fanout
 from .common import machine, say
 
 
 def main() -> None:
     started = time.time()
-    only = {n.strip() for n in os.environ.get("BENCH_ONLY", "throughput,e2e,priorities,sse,inbox").split(",") if n.strip()}
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("only", nargs="*", help="benchmarks to run (default: BENCH_ONLY, else all)")
+    parser.add_argument("--subscribers", type=int, default=int(os.environ.get("BENCH_TOPIC_SUBSCRIBERS", "1000000")),
+                        help="the topic benchmark's subscribers")
+    args = parser.parse_args(sys.argv[1:])
+    only = set(args.only) or {n.strip() for n in os.environ.get("BENCH_ONLY", "throughput,e2e,priorities,sse,inbox,topic")
+                              .split(",") if n.strip()}
     results = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if "throughput" in only:
         results["throughput"] = throughput.main(int(os.environ.get("BENCH_MESSAGES", "100000")),
@@ -34,6 +44,8 @@ def main() -> None:
                                                   int(os.environ.get("BENCH_INBOX_USERS", "100000")),
                                                   int(os.environ.get("BENCH_INBOX_SMALL", "10000")),
                                                   int(os.environ.get("BENCH_INBOX_REQUESTS", "2000")))
+    if "topic" in only:
+        results["topic_fanout"] = topic_fanout.main(args.subscribers)
     say("")
     say(f"summary ({time.time() - started:.0f} s)")
     if "throughput" in results:
@@ -70,6 +82,14 @@ def main() -> None:
             say(f"  inbox {name:<13} at {box['large']['generated']['rows']:,} rows p50 {large['p50']} ms, "
                 f"p99 {large['p99']} ms   (at {box['small']['generated']['rows']:,}: p50 {small['p50']} ms, "
                 f"p99 {small['p99']} ms)")
+    if "topic_fanout" in results:
+        top = results["topic_fanout"]
+        fan, hi = top["fanout"], top["high_during_fanout"]
+        say(f"  topic of {fan['subscribers']:,}   every row committed in {fan['stored_s']} s, delivered in-app in "
+            f"{fan['delivered_s']} s: {fan['recipients_per_s']:,} recipients/s   (PostgreSQL COPY "
+            f"{top['postgres_copy']['rows_per_s']:,} rows/s; ratio {fan['ratio_to_copy']})")
+        say(f"  HIGH during it  p99 {hi['high_under_fanout_ms']['p99']} ms vs {hi['high_idle_ms']['p99']} ms idle "
+            f"(ratio {hi['ratio_p99']})")
     print(json.dumps(results, indent=2))
 
 

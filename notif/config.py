@@ -199,6 +199,8 @@ class Settings:
     max_queued: int = env("NOTIF_MAX_QUEUED", 16, int, doc="pause receiving a priority while its ingest queue in Redis holds this many batches")
     max_backlog: int = env("NOTIF_MAX_BACKLOG", 32, int, doc="ingest batches in Redis (all priorities) beyond which receives are shared out by weight")
     ingest_batch: int = env("NOTIF_INGEST_BATCH", 50, int, doc="most SQS messages one ingest transaction stores: under load the poller tops a full receive of 10 up to this, with no waiting")
+    fanout_chunk: int = env("NOTIF_FANOUT_CHUNK", 2000, int, doc="recipients one transaction stores: a topic message is stored this many members at a time, each chunk its own short transaction and its own actor message, so other work (HIGH first) runs in between; also the most notifications one ingest transaction of a batch writes")
+    fanout_stall_seconds: float = env("NOTIF_FANOUT_STALL", 60.0, float, doc="a topic fan-out that has not moved for this long is resumed by the scheduler's sweep (its worker died or its message was lost)")
     max_receives: int = env("NOTIF_MAX_RECEIVES", 10, int, doc="an SQS message received more than this many times without being stored is dead-lettered")
     broker_heartbeat_timeout_ms: int = env("NOTIF_BROKER_HEARTBEAT_TIMEOUT", 60000, int, doc="ms before Dramatiq hands a silent worker's messages to others (the outbox sweep recovers them regardless)")
     sweep_interval_seconds: float = env("NOTIF_SWEEP_INTERVAL", 15.0, float, doc="seconds between outbox sweeps (scheduler)")

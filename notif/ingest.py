@@ -26,8 +26,9 @@ from .cancels import cancel_scheduled, cancelled_keys
 from .db import database
 from .digests import join_window
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
+from .fanout import RUNNING, UNKNOWN, Begun, begin
 from .models import Notification, utcnow
-from .outbox import IN_APP, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows
+from .outbox import DeliverNow, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows, hand_off
 from .prepare import Amend, Cancel, Prepared, prepare
 from .redis_keys import ingest_error
 from .runtime import Runtime
@@ -37,9 +38,8 @@ log = logging.getLogger(__name__)
 
 LAST_ERROR_TTL = 7 * 24 * 3600
 
-#: delivers a batch's deliveries of one batching channel together (:func:`notif.deliver.deliver_batch`);
-#: returns the ids it left for the one-at-a-time path
-DeliverNow = Callable[[Runtime, list[int]], list[int]]
+#: hands new fan-outs, as (fan-out id, priority), to the ``fanout`` actors
+StartFanouts = Callable[[list[tuple[int, str]]], None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class StoreResult:
     duplicates: int  # notifications whose (user, key) was already stored
     queued: list[QueuedDelivery]  # pending deliveries to enqueue once committed
     dropped: int  # notifications not stored: a cancel or retract for their key came first
+    fanouts: list[Begun] = field(default_factory=list)  # topic messages recorded (id None: a duplicate)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Outcome:
     amended: int = 0  # notifications an update or retract changed
     dropped: int = 0  # notifications not stored: a cancel for their key came first
     deliveries: list[QueuedDelivery] = field(default_factory=list)  # pending, to enqueue (or deliver now)
+    fanouts: list[Begun] = field(default_factory=list)  # topic messages recorded, to start once committed
     done: list[Received] = field(default_factory=list)  # safe to delete from SQS
 
     def add(self, prepared: list[Prepared], result: StoreResult) -> None:
@@ -72,7 +74,15 @@ class Outcome:
         self.duplicates += result.duplicates
         self.dropped += result.dropped
         unclaimed = set(result.inserted)  # a key sent twice in one batch is new for the first message only
+        new_topics = {f.key for f in result.fanouts if f.id is not None}
         for item in prepared:
+            if item.topic is not None:  # new when it began a fan-out (its key had none)
+                if item.each and item.each["key"] in new_topics:
+                    self.new_messages += 1
+                    new_topics.discard(item.each["key"])
+                else:
+                    self.duplicate_messages += 1
+                continue
             pairs = {(row["user_id"], row["key"]) for row in item.notifications}
             if pairs & unclaimed:
                 self.new_messages += 1
@@ -80,6 +90,7 @@ class Outcome:
             else:
                 self.duplicate_messages += 1
         self.deliveries.extend(result.queued)
+        self.fanouts.extend(result.fanouts)
         self.done.extend(item.message for item in prepared)
 
 
@@ -96,8 +107,9 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
     rows = [row for p in prepared for row in p.notifications]
     of = {(row["user_id"], row["key"]): p for p in prepared for row in p.notifications}
     now = utcnow()
+    topics = [p for p in prepared if p.topic is not None and p.each is not None]
     with database.atomic():
-        keys = list({row["key"] for row in rows})
+        keys = list({row["key"] for row in rows} | {p.each["key"] for p in topics if p.each})
         cancelled = cancelled_keys(keys)
         if cancelled:  # the cancel overtook its send on SQS
             log.info("send dropped: cancelled before it arrived", extra={"keys": sorted(cancelled)})
@@ -125,7 +137,15 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
                 owed.append(OwedDelivery(notification_id, user_id, priority, p.channels, first["type"],
                                          p.critical, first["send_at"]))
         queued = delivery_rows(rt, owed, now)
-    return StoreResult({(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), queued, dropped)
+        # a topic message: its fan-out is recorded here, its members' rows are stored chunk by chunk after;
+        # an update that overtook it changes what every member gets, a retract drops it
+        each = apply_remembered(rt, [p.each for p in topics if p.each and p.each["key"] not in cancelled])
+        sending = {id(row) for row in each}
+        fanouts = [begin(p.topic, p.each, p.channels, p.critical, now) for p in topics
+                   if p.topic and p.each and id(p.each) in sending]
+        dropped += len(topics) - len(fanouts)
+    return StoreResult({(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), queued, dropped,
+                       fanouts)
 
 
 def _is_data_error(exc: Exception) -> bool:
@@ -192,12 +212,48 @@ def _amend_all(rt: Runtime, amends: list[Amend], outcome: Outcome) -> None:
             outcome.retry.append(item.message)
 
 
-def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, deliver_now: DeliverNow | None = None) -> Outcome:
+def _transactions(prepared: list[Prepared], rows: int) -> list[list[Prepared]]:
+    """The batch split into transactions of at most ``rows`` notifications (NOTIF_FANOUT_CHUNK),
+    whole messages each: a batch of long recipient lists is several short transactions."""
+    groups: list[list[Prepared]] = []
+    size = 0
+    for item in prepared:
+        n = max(1, len(item.notifications))
+        if not groups or size + n > rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += n
+    return groups
+
+
+def _start_fanouts(rt: Runtime, fanouts: list[Begun], start: StartFanouts | None) -> None:
+    """Log and count the topic messages recorded; hand the running fan-outs to their actors."""
+    for fanout in fanouts:
+        if fanout.id is None:
+            continue
+        rt.recorder.topic_message(fanout.outcome)
+        if fanout.outcome != RUNNING:
+            log.warning("topic message for no one: %s", "no such topic" if fanout.outcome == UNKNOWN
+                        else "the topic has no subscribers", extra={
+                            "topic": fanout.topic, "key": fanout.key, "outcome": fanout.outcome,
+                            "fanout_id": fanout.id})
+    running = [(f.id, f.priority) for f in fanouts if f.id is not None and f.outcome == RUNNING]
+    if running and start is not None:
+        try:
+            start(running)
+        except Exception:  # recorded: the scheduler resumes a fan-out that does not move
+            log.exception("could not start fan-outs; the scheduler resumes them", extra={"fanout_ids": running})
+
+
+def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, deliver_now: DeliverNow | None = None,
+                 start_fanouts: StartFanouts | None = None) -> Outcome:
     """Store a batch, enqueue its deliveries, dead-letter the bad, delete what is done.
 
     With ``deliver_now`` (the worker passes :func:`notif.deliver.deliver_batch`), the
     batch's in-app deliveries are made right here, together, instead of one Dramatiq message
-    each; whatever it could not deliver is enqueued as usual.
+    each; whatever it could not deliver is enqueued as usual. A topic message is recorded as
+    a fan-out (:mod:`notif.fanout`) handed to ``start_fanouts`` once committed.
 
     Raises TransientError (after finishing everything else) when some messages could not
     be stored for a reason that may pass; those stay on SQS.
@@ -222,15 +278,15 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, delive
         except PermanentError as exc:
             outcome.dead_lettered.append(DeadLetter(received, exc.reason, exc.field, _error_kind(exc)))
 
-    if prepared:
+    for group in _transactions(prepared, rt.settings.fanout_chunk):
         try:
-            result = store(rt, prepared)
+            result = store(rt, group)
         except peewee.DatabaseError as exc:
             log.warning("batch transaction failed; storing each message on its own",
-                        extra={"error": str(exc), "batch_size": len(prepared)})
-            _store_each(rt, prepared, outcome)
+                        extra={"error": str(exc), "batch_size": len(group)})
+            _store_each(rt, group, outcome)
         else:
-            outcome.add(prepared, result)
+            outcome.add(group, result)
 
     for item in cancels:  # after the batch's own rows: a send and its cancel may share a batch
         try:
@@ -241,21 +297,8 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, delive
             outcome.retry.append(item.message)
     _amend_all(rt, amends, outcome)  # after the batch's own rows too: an update may follow its send closely
 
-    in_app = {q.delivery_id for q in outcome.deliveries if q.channel == IN_APP}
-    if deliver_now is not None and in_app:
-        try:
-            left = set(deliver_now(rt, sorted(in_app)))
-        except Exception:
-            log.exception("in-app deliveries of the batch failed; they go the usual way")
-            left = in_app
-        outcome.deliveries = [q for q in outcome.deliveries if q.delivery_id not in in_app or q.delivery_id in left]
-    if outcome.deliveries:
-        try:
-            enqueue(outcome.deliveries)
-        except Exception:
-            # The rows are committed as 'pending': the outbox sweeper enqueues them again.
-            log.exception("could not enqueue deliveries; they stay pending in the outbox",
-                          extra={"delivery_ids": [q.delivery_id for q in outcome.deliveries][:50]})
+    outcome.deliveries = hand_off(rt, outcome.deliveries, enqueue, deliver_now)
+    _start_fanouts(rt, outcome.fanouts, start_fanouts)
 
     if outcome.dead_lettered:
         dlq_url = rt.settings.require("queue_dead_letter")

@@ -10,6 +10,9 @@ from html.parser import HTMLParser
 from typing import Any
 
 SAFE_SCHEMES = ("https", "http", "mailto")
+#: a topic's name: letters, digits and ``_ . : -``, starting with a letter or digit (messages and the topics API)
+TOPIC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+MAX_USER_ID = 255  # characters in a user id, wherever one enters
 MAX_LINK = 2000
 
 # PostgreSQL's text cannot hold NUL; UTF-8 cannot hold a lone surrogate (JSON can carry both as escapes).

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidMessage
-from .inputs import unstorable
+from .inputs import MAX_USER_ID, TOPIC_NAME, unstorable
 
 MAX_RECIPIENTS = 1000
 MAX_BODY = 256 * 1024
@@ -37,8 +37,9 @@ class InputMessage(BaseModel):
     type: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     title: str | None = Field(default=None, max_length=1000)
     message: str | None = Field(default=None, max_length=10000)
-    user_id: str | None = Field(default=None, min_length=1, max_length=255)
+    user_id: str | None = Field(default=None, min_length=1, max_length=MAX_USER_ID)
     recipients: list[str | Recipient] | None = Field(default=None, min_length=1, max_length=MAX_RECIPIENTS)
+    topic: str | None = Field(default=None, pattern=TOPIC_NAME)  # every subscriber of this topic, at ingest
     variables: dict[str, Any] = Field(default_factory=dict)
     channels: list[str] | None = Field(default=None, min_length=1)
     priority: Literal["high", "normal", "low"] | None = None
@@ -51,8 +52,11 @@ class InputMessage(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> InputMessage:
-        if (self.user_id is None) == (self.recipients is None):
-            raise ValueError("give exactly one of `user_id` or `recipients`")
+        if self.topic is not None:
+            if self.batch_key is not None:  # a digest per subscriber of a topic: not supported
+                raise ValueError("a topic message is not digested: leave out `batch_key`")
+        elif (self.user_id is None) == (self.recipients is None):
+            raise ValueError("give exactly one of `user_id`, `recipients` or `topic`")
         if self.expires_at is not None and self.ttl is not None:
             raise ValueError("give at most one of `expires_at` or `ttl`")
         literal = self.title is not None and self.message is not None
@@ -61,6 +65,9 @@ class InputMessage(BaseModel):
         return self
 
     def recipient_list(self) -> list[Recipient]:
+        """Whom the message names itself (none for a topic message: its members are found at ingest)."""
+        if self.topic is not None:
+            return []
         if self.user_id is not None:
             return [Recipient(user_id=self.user_id)]
         seen: dict[str, Recipient] = {}
@@ -159,6 +166,13 @@ def parse_message(body: str | bytes) -> Message:
     if legacy:
         raw = _from_legacy(raw)
     model: type[BaseModel] = next((m for name, m in COMMANDS.items() if name in raw), InputMessage)
+    if model is InputMessage and "topic" in raw:
+        given = [name for name in ("recipients", "user_id") if name in raw]
+        if given:
+            raise InvalidMessage(f"topic: give `topic` or `{given[0]}`, not both (a topic message goes to the "
+                                 "topic's subscribers)", field="topic")
+        if "batch_key" in raw:
+            raise InvalidMessage("batch_key: a topic message is not digested; leave out `batch_key`", field="batch_key")
     try:
         return model.model_validate(raw)  # type: ignore[return-value]
     except ValidationError as exc:

@@ -18,7 +18,19 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply
 
 from .db import database, is_postgres
-from .models import Amendment, Cancellation, Digest, JSONField, Notification, Preference, PushSubscription, utcnow
+from .models import (
+    Amendment,
+    Cancellation,
+    Digest,
+    Fanout,
+    JSONField,
+    Notification,
+    Preference,
+    PushSubscription,
+    Topic,
+    TopicMember,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +198,15 @@ def _0007_down(db: peewee.Database) -> None:
     _drop(db, DELIVERY, "deferred_until")
 
 
+def _0008_up(db: peewee.Database) -> None:
+    db.create_tables([Topic, TopicMember, Fanout], safe=True)
+
+
+def _0008_down(db: peewee.Database) -> None:
+    # A fan-out still running stops where it is (DOWN_LOSES says so): what it stored stays.
+    db.drop_tables([Fanout, TopicMember, Topic], safe=True)
+
+
 UNREAD_INDEX = "notif_notification_unread"
 
 
@@ -226,6 +247,7 @@ MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (5, "users' notification preferences", _0005_up, _0005_down),
     (6, "digest windows, remembered cancels; notifications: digest_id, variables", _0006_up, _0006_down),
     (7, "deliveries: 'deferred' (by a rate limit) is a state of its own; deferred_until", _0007_up, _0007_down),
+    (8, "topics and their members; fan-outs (a topic message stored in chunks)", _0008_up, _0008_down),
     (9, "update, retract, expiry (expires_at, updated_at, retracted_at, amendments); unread and age indexes",
      _0009_up, _0009_down),
 ]
@@ -238,6 +260,8 @@ DOWN_LOSES = {  # what going below a version takes away, for the operator to con
     6: "digests (items of open windows are sent on their own; items already digested are removed, "
        "their digest stays) and remembered cancels",
     7: "nothing owed: deferred deliveries are parked as 'scheduled' again, as before (deferred_until is dropped)",
+    8: "topics and their members; a topic message still fanning out stops where it is (its remaining members get "
+       "nothing)",
     9: "expiry times and retractions (expired and retracted notifications are deleted), remembered "
        "updates/retracts; 'withdrawn' deliveries become 'skipped'",
 }

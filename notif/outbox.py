@@ -10,6 +10,7 @@ decided here and recorded on the row (``skipped``, with why); scheduled sends st
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -17,6 +18,8 @@ from typing import NamedTuple
 from . import delivery_states as states
 from .models import Delivery, Preference
 from .runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 IN_APP = "in_app"
 FLAGGED_CHANNELS = ("push", "email")  # channels a feature flag can turn off
@@ -33,6 +36,9 @@ class QueuedDelivery(NamedTuple):
 
 #: hands pending deliveries to the workers (one Dramatiq message each, in one round trip)
 Enqueue = Callable[[Sequence[QueuedDelivery]], None]
+#: delivers committed deliveries of one batching channel together (:func:`notif.deliver.deliver_batch`);
+#: returns the ids it left for the one-at-a-time path
+DeliverNow = Callable[[Runtime, list[int]], list[int]]
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,30 @@ def delivery_rows(rt: Runtime, owed: Sequence[OwedDelivery], now: dt.datetime) -
             if status == states.PENDING:
                 queued.append(QueuedDelivery(delivery_id, priority, row["channel"]))
     return queued
+
+
+def hand_off(rt: Runtime, queued: Sequence[QueuedDelivery], enqueue: Enqueue,
+             deliver_now: DeliverNow | None = None) -> list[QueuedDelivery]:
+    """After the commit: deliver the in-app ones together right here (with ``deliver_now``),
+    enqueue the rest; returns what was left to enqueue. A failure leaves rows ``pending``,
+    which the outbox sweep enqueues again."""
+    left = list(queued)
+    in_app = {q.delivery_id for q in queued if q.channel == IN_APP}
+    if deliver_now is not None and in_app:
+        try:
+            undelivered = set(deliver_now(rt, sorted(in_app)))
+        except Exception:
+            log.exception("in-app deliveries of the batch failed; they go the usual way")
+            undelivered = in_app
+        left = [q for q in queued if q.delivery_id not in in_app or q.delivery_id in undelivered]
+    if left:
+        try:
+            enqueue(left)
+        except Exception:
+            # The rows are committed as 'pending': the outbox sweeper enqueues them again.
+            log.exception("could not enqueue deliveries; they stay pending in the outbox",
+                          extra={"delivery_ids": [q.delivery_id for q in left][:50]})
+    return left
 
 
 def _skip_reason(rt: Runtime, prefs: dict | None, item: OwedDelivery, channel: str, available) -> str | None:

@@ -33,6 +33,8 @@ class Prepared:
     critical: bool = False  # ignores the users' opt-outs
     digest: DigestSpec | None = None  # held for a digest window instead of sent on its own
     variables: dict | None = None
+    topic: str | None = None  # a topic message: ``notifications`` is empty, ``each`` is every member's row
+    each: dict | None = None  # the row a topic's members get (``user_id`` filled in per member at fan-out)
 
 
 @dataclass
@@ -86,13 +88,15 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel | Amend:
     expires_at = (msg.expires_at.astimezone(dt.UTC).replace(tzinfo=None) if msg.expires_at is not None
                   else now + dt.timedelta(seconds=msg.ttl) if msg.ttl is not None else None)
     priority = (msg.priority or received.priority) if settings.feature("priorities") else "normal"
+    # a topic message is never digested (a window per subscriber of a million would not be a digest)
     digest = spec_for(msg.batch_key, msg.batch_window, template, priority, scheduled=send_at is not None,
-                      default_window=settings.digest_window) if settings.feature("digests") else None
+                      default_window=settings.digest_window) if settings.feature("digests") and not msg.topic else None
     rows = []
-    for recipient in msg.recipient_list():
-        extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True)
+    recipients = msg.recipient_list() if msg.topic is None else [None]
+    for recipient in recipients:
+        extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True) if recipient is not None else None
         rows.append({
-            "user_id": recipient.user_id,
+            "user_id": recipient.user_id if recipient is not None else None,
             "key": key,
             "type": msg.type,
             "title": content.title,
@@ -113,8 +117,10 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel | Amend:
             "digest_id": None,
             "variables": None,
         })
-    return Prepared(received, rows, channels, critical=bool(template and template.critical), digest=digest,
-                    variables=msg.variables)
+    critical = bool(template and template.critical)
+    if msg.topic is not None:
+        return Prepared(received, [], channels, critical=critical, topic=msg.topic, each=rows[0])
+    return Prepared(received, rows, channels, critical=critical, digest=digest, variables=msg.variables)
 
 
 def check_output(content: Rendered, template_type: str | None, data: object) -> None:

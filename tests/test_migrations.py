@@ -10,6 +10,7 @@ from conftest import POSTGRES_ADMIN, _admin
 from notif.db import database, init_database
 from notif.migrations import MIGRATIONS, current_version, latest_version, migrate
 from notif.models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow
+from notif.topics import change
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
@@ -52,6 +53,19 @@ def seed():
                         digest_id=window.id, variables={"x": 1})
     Preference.create(user_id="u1", settings={"channels": {"email": False}})
     PushSubscription.create(user_id="u1", endpoint="https://push.example/1", p256dh="k", auth="a")
+    change("club", ["u1", "u2"], [])
+
+
+def test_topics_go_down_and_up_again(fresh_db):
+    """0008: topics, their members and fan-outs."""
+    migrate()
+    change("club", ["u1", "u2", "u3"], ["u3"])
+    migrate(to=7)
+    assert current_version() == 7 and not {"notif_topic", "notif_topic_member", "notif_fanout"} & set(database.get_tables())
+    assert database.table_exists("notif_notification")
+    migrate()
+    assert {"notif_topic", "notif_topic_member", "notif_fanout"} <= set(database.get_tables())
+    assert change("club", ["u1"], []) == 1  # a topic again, from nothing
 
 
 def test_up_down_up_keeps_the_data_and_loses_no_owed_work(fresh_db):
@@ -60,6 +74,7 @@ def test_up_down_up_keeps_the_data_and_loses_no_owed_work(fresh_db):
     seed()
     steps = migrate(to=3)
     assert [s[:9] for s in steps] == [f"{v:04d} down" for v in reversed(versions) if v > 3] and current_version() == 3
+    assert not database.table_exists("notif_topic") and not database.table_exists("notif_fanout")
     assert {"send_at", "digest_id", "variables"}.isdisjoint(columns("notif_notification"))
     assert not database.table_exists("notif_digest") and not database.table_exists("notif_preference")
     # owed work was not lost: the scheduled send and the digest item go out now, on their own

@@ -28,6 +28,7 @@ from ..vapid import generate
 from ..web.server import run_web
 from . import dlq as dlq_command
 from . import stats as stats_command
+from . import topics as topics_command
 
 
 def cmd_migrate(args, settings) -> int:
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq_command.add_parser(sub)
     stats_command.add_parser(sub)
+    topics_command.add_parser(sub)
 
     p = sub.add_parser("token", help="print a JWT for a user (for testing), or a service token")
     p.add_argument("user", help="the user id (with --service: the calling service's name)")

@@ -33,6 +33,11 @@ SLA_BREACHES = Counter("notif_sla_breaches_total", "Deliveries slower end to end
                        ["priority"])
 DIGESTS = Counter("notif_digests_total", "Digest windows closed, by outcome (sent: several items grouped, "
                   "single: one item sent as it was, empty: every item cancelled)", ["outcome"])
+TOPIC_MESSAGES = Counter("notif_topic_messages_total", "Topic messages recorded, by outcome (running: fanning out; "
+                         "unknown_topic, empty_topic: acknowledged, for no one)", ["outcome"])
+FANOUT_STORED = Counter("notif_fanout_notifications_total", "Notifications stored by topic fan-outs", ["priority"])
+FANOUT_CHUNK_SECONDS = Histogram("notif_fanout_chunk_seconds", "Time one fan-out chunk's transaction took",
+                                 ["priority"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 DIGEST_ITEMS = Counter("notif_digest_items_total", "Notifications folded into digests")
 RETENTION_DELETED = Counter("notif_retention_deleted_total",
                             "Rows the retention pass deleted (NOTIF_RETENTION_DAYS), by table: notifications, "

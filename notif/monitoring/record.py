@@ -109,6 +109,17 @@ class Recorder:
             batch._count("dead_lettered", len(dead_letter_kinds))
             batch._count("ingest_retry", retry)
 
+    # -- topics ------------------------------------------------------------------------
+    def topic_message(self, outcome: str) -> None:
+        """A topic message recorded: ``running`` (fanning out), ``unknown_topic`` or ``empty_topic``."""
+        metrics.TOPIC_MESSAGES.labels(outcome).inc()
+
+    def fanout_chunk(self, priority: str, stored: int, seconds: float) -> None:
+        """One chunk of a fan-out committed, with the notifications it stored."""
+        metrics.FANOUT_STORED.labels(priority).inc(stored)
+        metrics.FANOUT_CHUNK_SECONDS.labels(priority).observe(seconds)
+        self._count("stored", stored)
+
     # -- deliveries --------------------------------------------------------------------
     def delivery(self, channel: str, outcome: str, n: int = 1) -> None:
         """Deliveries of ``channel`` that ended a step as ``outcome`` (see DELIVERY_COUNTER)."""

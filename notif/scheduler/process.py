@@ -17,6 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ..config import Settings
 from ..db import database
 from ..digests import close_due
+from ..fanout import resume_stalled
 from ..logs import configure_logging
 from ..monitoring.exposition import register_snapshot
 from ..monitoring.exposition import serve as serve_metrics
@@ -73,6 +74,8 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
     release_job = leader_job("releasing scheduled deliveries", lambda: release_due(enqueue))
     digest_job = leader_job("closing digest windows", lambda: close_due(rt, enqueue))
     retention_job = leader_job("retention", lambda: prune(rt.recorder, settings.retention_days))
+    fanout_job = leader_job("resuming stalled fan-outs", lambda: tasks.start_fanouts(
+        resume_stalled(settings.fanout_stall_seconds)))
 
     # APScheduler logs every run of every job at INFO: eight lines a second here
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -81,8 +84,10 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
     scheduler.add_job(release_job, "interval", seconds=RELEASE_INTERVAL, id="release-scheduled")
     scheduler.add_job(digest_job, "interval", seconds=RELEASE_INTERVAL, id="close-digests")
     scheduler.add_job(retention_job, "interval", seconds=RETENTION_INTERVAL, id="retention")
+    scheduler.add_job(fanout_job, "interval", seconds=settings.sweep_interval_seconds, id="resume-fanouts")
     scheduler.start()
-    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled", "close-digests", "retention"],
+    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled", "close-digests", "retention",
+                                                  "resume-fanouts"],
                                          "retention_days": settings.retention_days})
     try:
         stop.wait()

@@ -27,14 +27,21 @@ async def refuse(send: Send, limit: int) -> None:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``wider``: (path prefix, bytes) pairs for routes whose bodies are larger by design (a
+    topic's 10,000 user ids); each gets the larger of its own and ``max_bytes``."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, wider: tuple[tuple[str, int], ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.wider = wider
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.max_bytes
+        for prefix, larger in self.wider:
+            if scope["path"].startswith(prefix):
+                limit = max(limit, larger)
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):

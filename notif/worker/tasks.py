@@ -6,6 +6,9 @@ HIGH's path.
 
 - ``ingest_<priority>(messages)`` on ``notif.<priority>``: a batch of SQS messages →
   stored notifications. The poller meters these queues (backpressure, weights).
+- ``fanout_<priority>(fanout_id)`` on ``notif.<priority>`` too: one chunk of a topic
+  message (:mod:`notif.fanout`), which then sends itself again for the next chunk, so a
+  LOW announcement to a million takes a thread for one short transaction at a time.
 - ``deliver_<priority>(delivery_id)`` on ``notif.deliver.<priority>``: one delivery row →
   its channel.
 
@@ -19,6 +22,7 @@ declare them only to send messages (:func:`producer`).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,11 +30,12 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from .. import deliver as deliver_mod
+from .. import fanout as fanout_mod
 from .. import ingest as ingest_mod
 from ..config import PRIORITIES, Settings
 from ..db import database
 from ..errors import PermanentError
-from ..outbox import QueuedDelivery
+from ..outbox import QueuedDelivery, hand_off
 from ..redis_keys import deliver_queue, ingest_queue
 from ..runtime import Runtime
 from ..sqs import Received
@@ -48,10 +53,16 @@ class Tasks:
     broker: RedisBroker
     ingest: dict[str, dramatiq.Actor]
     deliver: dict[str, dramatiq.Actor]
+    fanout: dict[str, dramatiq.Actor]
 
     def send_ingest(self, priority: str, batch: Sequence[Received]) -> None:
         """Hand a batch of received SQS messages to that priority's ingest actor."""
         self.ingest[priority].send([m.to_json() for m in batch])
+
+    def start_fanouts(self, fanouts: Sequence[tuple[int, str]]) -> None:
+        """One ``fanout`` message per (fan-out id, priority), in one Redis round trip."""
+        if fanouts:
+            enqueue_many(self.broker, [self.fanout[priority].message(fanout_id) for fanout_id, priority in fanouts])
 
     def enqueue_deliveries(self, queued: Sequence[QueuedDelivery]) -> None:
         """One ``deliver`` message per pending delivery, in one Redis round trip (an ``Enqueue``)."""
@@ -77,7 +88,17 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
         rt = runtime()
         with database.connection_context():
             ingest_mod.ingest_batch(rt, [Received.from_json(m) for m in messages], tasks.enqueue_deliveries,
-                                    deliver_now=deliver_mod.deliver_batch)
+                                    deliver_now=deliver_mod.deliver_batch, start_fanouts=tasks.start_fanouts)
+
+    def fanout(fanout_id: int) -> None:
+        rt = runtime()
+        with database.connection_context():
+            started = time.monotonic()
+            chunk = fanout_mod.step(rt, fanout_id)
+            if chunk.more:  # the next chunk, before delivering this one: another thread may take it meanwhile
+                tasks.start_fanouts([(fanout_id, chunk.priority)])
+            rt.recorder.fanout_chunk(chunk.priority, chunk.stored, time.monotonic() - started)
+            hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch)
 
     def deliver(delivery_id: int) -> None:
         rt = runtime()
@@ -98,6 +119,7 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
         broker=broker,
         ingest={p: actor(ingest, f"ingest_{p}", ingest_queue(p), p, INGEST_RETRIES, 120_000) for p in PRIORITIES},
         deliver={p: actor(deliver, f"deliver_{p}", deliver_queue(p), p, DELIVER_RETRIES, 60_000) for p in PRIORITIES},
+        fanout={p: actor(fanout, f"fanout_{p}", ingest_queue(p), p, INGEST_RETRIES, 120_000) for p in PRIORITIES},
     )
     return tasks
 

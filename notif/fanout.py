@@ -1,0 +1,164 @@
+"""Fan-out: a message for a topic, stored chunk by chunk, each chunk its own short transaction.
+
+1. Ingest writes a :class:`~notif.models.Fanout` row in its batch transaction
+   (:func:`begin`): the notification every member gets, and ``upto``, the largest member
+   id at that moment, so exactly those subscribed when the message was ingested receive it.
+   Its ``key`` is unique: a redelivered SQS message makes no second fan-out.
+2. A ``fanout_<priority>`` actor stores one chunk (:func:`step`): with the fan-out row
+   locked, the next ``NOTIF_FANOUT_CHUNK`` members' notifications (one ``INSERT … SELECT``
+   from the member table, duplicates ignored), their outbox rows, and the cursor moved
+   past them, all in one transaction. It then sends itself again for the next chunk, so
+   other work (HIGH first) takes the worker's threads in between.
+3. A crash mid-fan-out leaves the cursor at the last committed chunk: Dramatiq's
+   redelivery, or the scheduler's :func:`resume_stalled`, runs :func:`step` again from
+   there. A chunk stored twice inserts nothing (unique ``(user, key)``), so every member
+   gets it exactly once.
+
+An unknown or empty topic is not an error: the fan-out is recorded as finished with that
+outcome, logged and counted, and the message is acknowledged.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+import peewee
+
+from .amendments import apply_remembered
+from .cancels import cancelled_keys
+from .db import database, is_postgres
+from .models import Fanout, Notification, Topic, TopicMember, utcnow
+from .outbox import OwedDelivery, QueuedDelivery, delivery_rows
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RUNNING, DONE, UNKNOWN, EMPTY, CANCELLED = "running", "done", "unknown_topic", "empty_topic", "cancelled"
+#: the notification columns a fan-out copies to every member (all but ids, user and read state)
+COPIED = ("key", "type", "title", "message", "html", "actions", "data", "recipient", "channel_content", "priority",
+          "correlation_id", "sqs_message_id", "sqs_sent_at", "created_at", "send_at", "digest_id", "variables",
+          "expires_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A fan-out :func:`begin` wrote (``id`` None: its key had one already)."""
+
+    id: int | None
+    key: str
+    priority: str
+    topic: str
+    outcome: str  # running, or unknown_topic / empty_topic (finished at once)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What one :func:`step` did."""
+
+    priority: str  # the fan-out's (its next chunk goes to this priority's actor)
+    stored: int  # notifications inserted
+    queued: list[QueuedDelivery]  # pending deliveries to hand to the workers (after the commit)
+    more: bool  # members are left: run another step
+    outcome: str  # the fan-out's outcome after this step
+
+
+def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime) -> Begun:
+    """Record a topic message (inside ingest's transaction); nothing is stored for its members yet."""
+    found = cast("tuple[int] | None", Topic.select(Topic.id).where(Topic.name == topic).tuples().first())
+    topic_id = found[0] if found else None
+    upto = 0
+    if topic_id is not None:
+        upto = TopicMember.select(peewee.fn.MAX(TopicMember.id)).where(TopicMember.topic == topic_id).scalar() or 0
+    outcome = RUNNING if upto else UNKNOWN if topic_id is None else EMPTY
+    values = {"key": row["key"], "topic": topic, "topic_id": topic_id, "priority": row["priority"],
+              "correlation_id": row["correlation_id"], "row": {k: _jsonable(row.get(k)) for k in COPIED},
+              "channels": channels, "critical": critical, "upto": upto, "cursor": 0, "stored": 0,
+              "outcome": outcome, "created_at": now, "updated_at": now,
+              "finished_at": None if outcome == RUNNING else now}
+    inserted = list(Fanout.insert(values).on_conflict_ignore().returning(Fanout.id).tuples().execute())
+    return Begun(inserted[0][0] if inserted else None, row["key"], row["priority"], topic, outcome)
+
+
+def _jsonable(value):
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _restored(name: str, value):
+    if value is not None and name in ("sqs_sent_at", "created_at", "send_at", "expires_at", "updated_at"):
+        return dt.datetime.fromisoformat(value)
+    return value
+
+
+def step(rt: Runtime, fanout_id: int) -> Chunk:
+    """Store the next chunk of a fan-out in one transaction; idempotent, resumable."""
+    now = utcnow()
+    with database.atomic():
+        query = Fanout.select().where(Fanout.id == fanout_id)
+        fanout = (query.for_update() if is_postgres() else query).get_or_none()  # one step of a fan-out at a time
+        if fanout is None or fanout.finished_at is not None:
+            return Chunk(fanout.priority if fanout else "normal", 0, [], False, fanout.outcome if fanout else DONE)
+        if cancelled_keys([fanout.key]):
+            log.info("fan-out stopped: its message was cancelled", extra=_context(fanout))
+            _finish(fanout, CANCELLED, now)
+            return Chunk(fanout.priority, 0, [], False, CANCELLED)
+        members = (TopicMember.select(TopicMember.id)
+                   .where((TopicMember.topic == fanout.topic_id) & (TopicMember.id > fanout.cursor)
+                          & (TopicMember.id <= fanout.upto))
+                   .order_by(TopicMember.id).limit(rt.settings.fanout_chunk))
+        end = cast("int | None", Fanout.select(peewee.fn.MAX(members.c.id)).from_(members).scalar())
+        if end is None:  # the rest left the topic (or it was deleted) since ingest
+            _finish(fanout, DONE, now)
+            return Chunk(fanout.priority, 0, [], False, DONE)
+        row = {name: _restored(name, fanout.row.get(name)) for name in COPIED}
+        # an update or retract handled since ingest: later chunks carry it too (amend() changed the stored ones;
+        # both hold the key's lock, so each sees the other's work)
+        amended = apply_remembered(rt, [row])
+        if not amended:
+            log.info("fan-out stopped: its message was retracted", extra=_context(fanout))
+            _finish(fanout, CANCELLED, now)
+            return Chunk(fanout.priority, 0, [], False, CANCELLED)
+        row = amended[0]
+        fields = [getattr(Notification, name) for name in COPIED]
+        constants = [peewee.Value(field.db_value(row[name]), unpack=False) for name, field in zip(COPIED, fields, strict=True)]
+        source = (TopicMember.select(TopicMember.user_id, *constants)
+                  .where((TopicMember.topic == fanout.topic_id) & (TopicMember.id > fanout.cursor)
+                         & (TopicMember.id <= end))
+                  .order_by(TopicMember.id))
+        inserted = cast("list[tuple[int, str]]", list(
+            Notification.insert_from(source, [Notification.user_id, *fields]).on_conflict_ignore()
+            .returning(Notification.id, Notification.user_id).tuples().execute()))
+        owed = [OwedDelivery(notification_id, user_id, fanout.priority, fanout.channels, row["type"], fanout.critical,
+                             row["send_at"]) for notification_id, user_id in inserted]
+        queued = delivery_rows(rt, owed, now)
+        more = end < fanout.upto
+        Fanout.update(cursor=end, stored=Fanout.stored + len(inserted), updated_at=now,
+                      outcome=RUNNING if more else DONE, finished_at=None if more else now).where(
+            Fanout.id == fanout_id).execute()
+    if not more:
+        log.info("fan-out done", extra={**_context(fanout), "stored": fanout.stored + len(inserted)})
+    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE)
+
+
+def _finish(fanout: Fanout, outcome: str, now: dt.datetime) -> None:
+    Fanout.update(outcome=outcome, finished_at=now, updated_at=now).where(Fanout.id == fanout.id).execute()
+
+
+def _context(fanout: Fanout) -> dict:
+    return {"fanout_id": fanout.id, "topic": fanout.topic, "key": fanout.key, "correlation_id": fanout.correlation_id,
+            "priority": fanout.priority}
+
+
+def resume_stalled(stall_seconds: float, limit: int = 1000) -> list[tuple[int, str]]:
+    """Fan-outs not finished and not moved for ``stall_seconds`` (their worker died, their
+    message was lost): touched now and returned as (id, priority), to be sent again."""
+    now = utcnow()
+    stalled = cast("list[tuple[int, str]]", list(
+        Fanout.select(Fanout.id, Fanout.priority)
+        .where(Fanout.finished_at.is_null() & (Fanout.updated_at < now - dt.timedelta(seconds=stall_seconds)))
+        .order_by(Fanout.id).limit(limit).tuples()))
+    if stalled:
+        Fanout.update(updated_at=now).where(Fanout.id.in_([fid for fid, _ in stalled])).execute()
+        log.warning("resuming stalled fan-outs", extra={"fanout_ids": [fid for fid, _ in stalled][:50]})
+    return stalled
