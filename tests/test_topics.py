@@ -228,6 +228,43 @@ def test_a_cancel_stops_a_fanout(runtime, sqs, queues, pg):
     assert run_fanout(rt, started[0][0])[-1].outcome == "cancelled" and Notification.select().count() == 5
 
 
+def test_an_update_mid_fanout_reaches_every_member_and_a_retract_stops_it(runtime, sqs, queues, pg):
+    members("t", 20)
+    rt = chunked(runtime, 5)
+    for key in ("news", "gaffe"):
+        put(sqs, queues["normal"], {"id": key, "topic": "t", "title": "old", "message": "b", "ttl": 3600})
+    started = []
+    ingest_batch(rt, receive(sqs, queues["normal"], expect=2), Enqueued(), start_fanouts=started.extend)
+    by_key = {Fanout.get_by_id(fid).key: fid for fid, _ in started}
+    run_fanout(rt, by_key["news"], steps=1)
+    run_fanout(rt, by_key["gaffe"], steps=1)
+    put(sqs, queues["normal"], {"update": "news", "title": "new"})
+    put(sqs, queues["normal"], {"retract": "gaffe"})
+    ingest_batch(rt, receive(sqs, queues["normal"], expect=2), Enqueued())
+    run_fanout(rt, by_key["news"])
+    assert run_fanout(rt, by_key["gaffe"])[-1].outcome == "cancelled"
+    news = list(Notification.select().where(Notification.key == "news"))
+    assert len(news) == 20 and {n.title for n in news} == {"new"}  # the chunk before the update and those after
+    assert all(n.expires_at is not None for n in news)  # the message's expiry reaches every member
+    gaffe = Notification.select().where(Notification.key == "gaffe")
+    assert gaffe.count() == 5 and all(n.retracted_at is not None for n in gaffe)  # no chunk after the retract
+
+
+def test_an_update_or_retract_that_overtakes_a_topic_message_is_applied_to_it(runtime, sqs, queues, pg):
+    members("t", 8)
+    rt = chunked(runtime, 5)
+    put(sqs, queues["normal"], {"update": "late", "title": "fixed"})
+    put(sqs, queues["normal"], {"retract": "withdrawn"})
+    ingest_batch(rt, receive(sqs, queues["normal"], expect=2), Enqueued())
+    put(sqs, queues["normal"], {"id": "late", "topic": "t", "title": "typo", "message": "b"})
+    put(sqs, queues["normal"], {"id": "withdrawn", "topic": "t", "title": "x", "message": "b"})
+    started = []
+    outcome = ingest_batch(rt, receive(sqs, queues["normal"], expect=2), Enqueued(), start_fanouts=started.extend)
+    assert outcome.dropped == 1 and len(started) == 1
+    run_fanout(rt, started[0][0])
+    assert {n.title for n in Notification.select()} == {"fixed"} and Notification.select().count() == 8
+
+
 def test_a_batch_of_long_recipient_lists_is_stored_in_transactions_of_a_chunk(runtime, sqs, queues, pg):
     rt = chunked(runtime, 1000)
     for m in range(3):
