@@ -10,6 +10,7 @@ from helpers import wait_until
 from notif.ingest import ingest_batch
 from notif.live import unread_count
 from notif.models import Delivery, Notification, utcnow
+from notif.scheduler.process import RELEASE_INTERVAL
 from notif.scheduler.release import release_due
 from test_ingest import Enqueued, put, receive
 
@@ -97,13 +98,14 @@ def test_scheduled_in_3_seconds_arrives_on_time_across_a_scheduler_restart(proce
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(20) == 0
     processes.start_scheduler(name="scheduler-a2")
+    # the restarted scheduler is up (its signal handler with it) before anything can end the test
+    wait_until(lambda: "scheduler started" in processes.log("scheduler-a2"), 30, 0.1, "scheduler-a2 to start")
     wait_until(lambda: Delivery.get().status == "sent", 15, 0.05, "the send to go out")
     delivery = Delivery.get()
     late = (delivery.sent_at - due.replace(tzinfo=None)).total_seconds()
-    assert 0 <= late <= 1.0, f"sent {late:.2f} s after its time"
+    # on time: within one leader hand-over (NOTIF_LEADER_TTL, if the restarted one led) plus a release tick
+    assert 0 <= late <= 1.5 + RELEASE_INTERVAL, f"sent {late:.2f} s after its time"
     assert delivery.attempts == 1  # two schedulers, one release
-    # the restarted scheduler is up (its signal handler with it) before the test stops everything
-    wait_until(lambda: "scheduler started" in processes.log("scheduler-a2"), 30, 0.1, "scheduler-a2 to start")
 
 
 def test_a_cancel_that_overtakes_its_send_still_cancels_it(runtime, sqs, queues):
