@@ -63,6 +63,7 @@ class Chunk:
     queued: list[QueuedDelivery]  # pending deliveries to hand to the workers (after the commit)
     more: bool  # members are left: run another step
     outcome: str  # the fan-out's outcome after this step
+    notification: dict | None = None  # the columns every notification of the chunk shares (all but id and user)
 
 
 def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime) -> Begun:
@@ -138,7 +139,7 @@ def step(rt: Runtime, fanout_id: int) -> Chunk:
             Fanout.id == fanout_id).execute()
     if not more:
         log.info("fan-out done", extra={**_context(fanout), "stored": fanout.stored + len(inserted)})
-    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE)
+    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE, row)
 
 
 def _finish(fanout: Fanout, outcome: str, now: dt.datetime) -> None:
