@@ -52,8 +52,17 @@ class Channel:
         """Deliver ``notification`` through this channel, or raise a notif error."""
         raise NotImplementedError
 
+    #: a channel that can deliver copies of one notification to many users from one rendering
+    #: (``send_copies``) sets this; a topic fan-out's chunk is then delivered without a model per row
+    copies: bool = False
+
     def send_many(self, items: list[tuple[Notification, Delivery]], ctx: ChannelContext) -> None:
         """Deliver several at once; all or nothing: raising means none is counted as sent
         (each then goes the usual way, one at a time, with retries)."""
         for notification, delivery in items:
             self.send(notification, delivery, ctx)
+
+    def send_copies(self, notification: Notification, copies: list[tuple[int, str]], ctx: ChannelContext) -> None:
+        """Deliver stored copies of ``notification`` (unsaved: every column but ``id`` and
+        ``user_id``), given as (notification id, user id); all or nothing, as ``send_many``."""
+        raise NotImplementedError

@@ -14,7 +14,9 @@ import logging
 import time
 
 from . import delivery_states as states
-from .delivery_states import SENDING, claim, claim_many, move, move_many
+from .channels import Channel
+from .db import is_postgres
+from .delivery_states import SENDING, claim, claim_current, claim_many, move, move_many
 from .errors import NotifError, PermanentError, Skipped, TransientError, classify
 from .models import Delivery, Notification, utcnow
 from .monitoring.record import Recorder
@@ -150,8 +152,7 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
         delivery_ids = [i for i in delivery_ids if i not in lapsed]
     channels = {d.channel for d in rows}
     channel = rt.channels.get(next(iter(channels))) if len(channels) == 1 else None
-    if (channel is None or not channel.batches or rt.settings.shadow
-            or (channel.name in rt.settings.rate_limits and rt.settings.feature("rate_limits"))):
+    if channel is None or not channel.batches or not _together(rt, channel):
         return list(delivery_ids) + lapsed
     claimed = claim_many(delivery_ids)
     items = [(d.notification, d) for d in rows if d.id in claimed]
@@ -177,3 +178,59 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
                 "priority": notification.priority, "attempts": delivery.attempts + 1, "end_to_end_ms": latency,
                 "batched": len(items)})
     return lapsed
+
+
+def _together(rt: Runtime, channel: Channel) -> bool:
+    """May several of this channel's deliveries go out together? Not in shadow mode, nor under a rate limit."""
+    return not (rt.settings.shadow or (channel.name in rt.settings.rate_limits and rt.settings.feature("rate_limits")))
+
+
+def deliver_copies(rt: Runtime, delivery_ids: list[int], row: dict, channel_name: str) -> list[int]:
+    """Deliver a fan-out chunk's rows of one channel (``channel_name``): copies of one notification (``row``, its
+    columns but ``id`` and ``user_id``) to many users, with no model per row.
+
+    On PostgreSQL, with a channel that takes copies (``send_copies``): claimed in one UPDATE,
+    only rows whose notification is still ``row``'s version, unread, not retracted and not
+    expired; sent with ``send_copies``; marked sent in one UPDATE; one log line for them all.
+    Returns the ids left for the one-at-a-time path: those not claimed (it reads each afresh:
+    an update, a retract, a read, or another worker's claim since the chunk was stored), or
+    all of them when ``send_copies`` failed (back to ``pending`` by then). Anything else —
+    SQLite, shadow mode, a rate limit — goes through :func:`deliver_batch`.
+    """
+    template = Notification(**row)
+    channel = rt.channels.get(channel_name)
+    if (channel is None or not channel.copies or not _together(rt, channel) or not is_postgres()
+            or template.lapsed() is not None):
+        return deliver_batch(rt, delivery_ids)
+    claimed = claim_current(delivery_ids, template.updated_at, utcnow())
+    ids = [delivery_id for delivery_id, _, _, _ in claimed]
+    left = sorted(set(delivery_ids) - set(ids))
+    if not claimed:
+        return left
+    try:
+        channel.send_copies(template, [(notification_id, user) for _, notification_id, user, _ in claimed],
+                            rt.channel_context(log))
+    except Exception as exc:
+        move_many(ids, SENDING, states.PENDING)
+        log.warning("batched delivery failed; each goes the usual way", extra={
+            "channel": channel.name, "count": len(ids), "key": template.key, "reason": str(exc)})
+        return sorted(delivery_ids)
+    sent_at = utcnow()
+    move_many(ids, SENDING, states.SENT, attempts=Delivery.attempts + 1, sent_at=sent_at, last_error=None,
+              next_attempt_at=None, updated_at=sent_at)
+    latency = None
+    with rt.recorder.batched() as recorder:
+        recorder.delivery(channel.name, "sent", len(ids))
+        due = max(filter(None, (template.sqs_sent_at, template.send_at)), default=None)
+        if due is not None:
+            seconds = (sent_at - due).total_seconds()
+            target = rt.settings.sla_seconds.get(template.priority)
+            for _, _, _, attempts in claimed:  # (a fresh copy: never deferred by a rate limit, which sends one by one)
+                recorder.latency(template.priority, channel.name, seconds,
+                                 target is not None and seconds > target and attempts == 0)
+            latency = round(seconds * 1000, 1)
+    log.info("delivered", extra={
+        "channel": channel.name, "key": template.key, "correlation_id": template.correlation_id,
+        "priority": template.priority, "end_to_end_ms": latency, "batched": len(ids),
+        "delivery_ids": [ids[0], ids[-1]], "notification_ids": [claimed[0][1], claimed[-1][1]]})
+    return left

@@ -16,9 +16,13 @@ keys of :data:`TRANSITIONS` are the only moves there are)::
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterable, Sequence
 
-from .models import Delivery, utcnow
+import peewee
+
+from .db import is_postgres
+from .models import Delivery, Notification, utcnow
 
 PENDING = "pending"  # owed: a Dramatiq message is (or will be, by the sweeper) on its way
 SENDING = "sending"  # claimed by one worker, which is calling the channel
@@ -80,13 +84,37 @@ def move_many(delivery_ids: Iterable[int], frm: str, to: str, **values) -> list[
         return []
     values.setdefault("updated_at", utcnow())
     query = (Delivery.update(status=to, **values)
-             .where(Delivery.id.in_(ids) & (Delivery.status == frm)).returning(Delivery.id))
+             .where(_among(ids) & (Delivery.status == frm)).returning(Delivery.id))
     return [delivery_id for (delivery_id,) in query.tuples().execute()]
+
+
+def _among(ids: list[int]):
+    """``id IN (…)``; on PostgreSQL ``id = ANY(array)``: one parameter, however many ids."""
+    if is_postgres():
+        return Delivery.id == peewee.fn.ANY(peewee.Value(ids, unpack=False))
+    return Delivery.id.in_(ids)
 
 
 def claim(delivery_id: int) -> bool:
     """pending → sending: this worker, and no other, sends it now."""
     return move(delivery_id, PENDING, SENDING)
+
+
+def claim_current(delivery_ids: Sequence[int], updated_at: dt.datetime | None,
+                  now: dt.datetime) -> list[tuple[int, int, str, int]]:
+    """pending → sending for the rows whose notification is still the version a caller holds
+    (its ``updated_at``), unread, not retracted and not expired, in one UPDATE; returns
+    (delivery id, notification id, user id, attempts) of those this worker claimed."""
+    _check(PENDING, SENDING)
+    if not delivery_ids:
+        return []
+    version = Notification.updated_at.is_null() if updated_at is None else Notification.updated_at == updated_at
+    query = (Delivery.update(status=SENDING, updated_at=now).from_(Notification)
+             .where(_among(list(delivery_ids)) & (Delivery.status == PENDING) & (Delivery.notification == Notification.id)
+                    & version & Notification.read_at.is_null() & Notification.retracted_at.is_null()
+                    & (Notification.expires_at.is_null() | (Notification.expires_at > now)))
+             .returning(Delivery.id, Notification.id, Notification.user_id, Delivery.attempts))
+    return list(query.tuples().execute())
 
 
 def claim_many(delivery_ids: Iterable[int]) -> set[int]:

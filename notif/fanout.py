@@ -6,7 +6,8 @@
    Its ``key`` is unique: a redelivered SQS message makes no second fan-out.
 2. A ``fanout_<priority>`` actor stores one chunk (:func:`step`): with the fan-out row
    locked, the next ``NOTIF_FANOUT_CHUNK`` members' notifications (one ``INSERT … SELECT``
-   from the member table, duplicates ignored), their outbox rows, and the cursor moved
+   from the member table, duplicates ignored), their outbox rows (on PostgreSQL one
+   ``INSERT … SELECT FROM unnest(…)``, :func:`~notif.outbox.copy_rows`), and the cursor moved
    past them, all in one transaction. It then sends itself again for the next chunk, so
    other work (HIGH first) takes the worker's threads in between.
 3. A crash mid-fan-out leaves the cursor at the last committed chunk: Dramatiq's
@@ -30,7 +31,7 @@ from .amendments import apply_remembered
 from .cancels import cancelled_keys
 from .db import database, is_postgres
 from .models import Fanout, Notification, Topic, TopicMember, utcnow
-from .outbox import OwedDelivery, QueuedDelivery, delivery_rows
+from .outbox import OwedDelivery, QueuedDelivery, copy_rows
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Chunk:
     queued: list[QueuedDelivery]  # pending deliveries to hand to the workers (after the commit)
     more: bool  # members are left: run another step
     outcome: str  # the fan-out's outcome after this step
+    notification: dict | None = None  # the columns every notification of the chunk shares (all but id and user)
 
 
 def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime) -> Begun:
@@ -129,16 +131,15 @@ def step(rt: Runtime, fanout_id: int) -> Chunk:
         inserted = cast("list[tuple[int, str]]", list(
             Notification.insert_from(source, [Notification.user_id, *fields]).on_conflict_ignore()
             .returning(Notification.id, Notification.user_id).tuples().execute()))
-        owed = [OwedDelivery(notification_id, user_id, fanout.priority, fanout.channels, row["type"], fanout.critical,
-                             row["send_at"]) for notification_id, user_id in inserted]
-        queued = delivery_rows(rt, owed, now)
+        template = OwedDelivery(0, "", fanout.priority, fanout.channels, row["type"], fanout.critical, row["send_at"])
+        queued = copy_rows(rt, inserted, template, now)
         more = end < fanout.upto
         Fanout.update(cursor=end, stored=Fanout.stored + len(inserted), updated_at=now,
                       outcome=RUNNING if more else DONE, finished_at=None if more else now).where(
             Fanout.id == fanout_id).execute()
     if not more:
         log.info("fan-out done", extra={**_context(fanout), "stored": fanout.stored + len(inserted)})
-    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE)
+    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE, row)
 
 
 def _finish(fanout: Fanout, outcome: str, now: dt.datetime) -> None:

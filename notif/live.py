@@ -9,6 +9,7 @@ every open tab of that user updates its badge.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import cast
 
 from peewee import fn
@@ -36,6 +37,16 @@ def notification_event(notification: Notification, unread: int) -> dict:
     return {"event": "notification", "notification": notification.to_dict(), "unread": unread}
 
 
+def notification_events(notification: Notification) -> Callable[[int, int], str]:
+    """The ``notification`` event of copies of one notification (the same but for ``id`` and
+    user), rendered once: (id, unread) → the JSON :func:`publish` would send for it."""
+    body = notification.to_dict()
+    del body["id"]  # (to_dict's first key: put back first below)
+    rest = _dumps(body)[1:]
+    return lambda notification_id, unread: (
+        f'{{"event":"notification","notification":{{"id":{int(notification_id)},{rest},"unread":{int(unread)}}}')
+
+
 def updated_event(notification: Notification, unread: int) -> dict:
     return {"event": "updated", "notification": notification.to_dict(), "unread": unread}
 
@@ -50,4 +61,13 @@ def read_event(ids: list[int] | None, unread: int) -> dict:
 
 def publish(redis_client, settings, user_id: str, event: dict):
     """Publish ``event`` to the user's channel (sync or asyncio client: returns what it returns)."""
-    return redis_client.publish(user_channel(settings, user_id), json.dumps(event, separators=(",", ":")))
+    return publish_json(redis_client, settings, user_id, _dumps(event))
+
+
+def publish_json(redis_client, settings, user_id: str, event: str):
+    """Publish an event already rendered (:func:`notification_events`)."""
+    return redis_client.publish(user_channel(settings, user_id), event)
+
+
+def _dumps(event: dict) -> str:
+    return json.dumps(event, separators=(",", ":"))

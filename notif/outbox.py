@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import delivery_states as states
+from .db import database, is_postgres
 from .models import Delivery, Preference
 from .runtime import Runtime
 
@@ -84,6 +85,62 @@ def delivery_rows(rt: Runtime, owed: Sequence[OwedDelivery], now: dt.datetime) -
             if status == states.PENDING:
                 queued.append(QueuedDelivery(delivery_id, priority, row["channel"]))
     return queued
+
+
+#: one statement for a chunk of one message's notifications: each (notification, channel) gets the channel's
+#: status (``c``), or ``skipped`` with the user's reason where ``o`` has one (an opt-out)
+_COPY_ROWS = """
+INSERT INTO notif_delivery (notification_id, channel, status, attempts, last_error, next_attempt_at,
+                            created_at, updated_at)
+SELECT n.id, c.channel, CASE WHEN o.id IS NULL THEN c.status ELSE %(skipped)s END, 0,
+       CASE WHEN o.id IS NULL THEN c.last_error ELSE o.last_error END,
+       CASE WHEN o.id IS NULL AND c.status <> %(skipped)s THEN %(send_at)s::timestamp END, %(now)s, %(now)s
+FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS n(id, i)
+CROSS JOIN unnest(%(channels)s::text[], %(statuses)s::text[], %(errors)s::text[]) WITH ORDINALITY
+    AS c(channel, status, last_error, j)
+LEFT JOIN unnest(%(o_ids)s::bigint[], %(o_channels)s::text[], %(o_errors)s::text[])
+    AS o(id, channel, last_error) ON o.id = n.id AND o.channel = c.channel
+ORDER BY n.i, c.j
+RETURNING id, channel, status
+"""
+
+
+def copy_rows(rt: Runtime, notifications: Sequence[tuple[int, str]], template: OwedDelivery,
+              now: dt.datetime) -> list[QueuedDelivery]:
+    """The outbox rows of many notifications of one message (a fan-out chunk): ``notifications``
+    are (id, user id), ``template`` says the rest (its id and user unused). The same rows as
+    :func:`delivery_rows` — opt-outs, feature flags, missing channels, ``send_at`` — written on
+    PostgreSQL by one ``INSERT … SELECT FROM unnest(…)``; elsewhere by :func:`delivery_rows`."""
+    if not is_postgres():
+        return delivery_rows(rt, [OwedDelivery(nid, user, template.priority, template.channels, template.type,
+                                               template.critical, template.send_at) for nid, user in notifications],
+                             now)
+    if not notifications:
+        return []
+    available = rt.channels
+    channels = list(template.channels)
+    default = [_skip_reason(rt, None, template, channel, available) for channel in channels]  # a user with no opt-outs
+    prefs = {} if template.critical else {p.user_id: p.settings for p in Preference.select().where(
+        Preference.user_id.in_(list({user for _, user in notifications})))}
+    o_ids: list[int] = []
+    o_channels: list[str] = []
+    o_errors: list[str | None] = []
+    for nid, user in notifications:
+        if user in prefs:
+            for channel, reason in zip(channels, default, strict=True):
+                own = _skip_reason(rt, prefs[user], template, channel, available)
+                if own != reason:  # (an opt-out: a reason the default lacks, or one that comes first)
+                    o_ids.append(nid)
+                    o_channels.append(channel)
+                    o_errors.append(own)
+    first = states.SCHEDULED if template.send_at else states.PENDING
+    cursor = database.execute_sql(_COPY_ROWS, {
+        "ids": [nid for nid, _ in notifications], "channels": channels,
+        "statuses": [states.SKIPPED if reason else first for reason in default], "errors": default,
+        "o_ids": o_ids, "o_channels": o_channels, "o_errors": o_errors, "skipped": states.SKIPPED,
+        "send_at": template.send_at, "now": now})
+    return [QueuedDelivery(delivery_id, template.priority, channel)
+            for delivery_id, channel, status in cursor.fetchall() if status == states.PENDING]
 
 
 def hand_off(rt: Runtime, queued: Sequence[QueuedDelivery], enqueue: Enqueue,

@@ -11,12 +11,13 @@ import redis
 from notif.channels import Channel, ChannelContext
 from notif.errors import TransientError
 from notif.hookspecs import hookimpl
-from notif.live import notification_event, publish, unread_count, unread_counts
+from notif.live import notification_event, notification_events, publish, publish_json, unread_count, unread_counts
 
 
 class InAppChannel(Channel):
     name = "in_app"
     batches = True  # one unread-count query and one Redis pipeline for a whole ingest batch
+    copies = True  # a fan-out chunk: the same, and the event rendered once
 
     def send(self, notification, delivery, ctx: ChannelContext) -> None:
         if not ctx.settings.feature("sse"):
@@ -27,7 +28,6 @@ class InAppChannel(Channel):
         except redis.RedisError as exc:
             raise TransientError(f"could not publish to Redis: {exc}") from exc
 
-
     def send_many(self, items, ctx: ChannelContext) -> None:
         if not ctx.settings.feature("sse"):
             return
@@ -37,6 +37,19 @@ class InAppChannel(Channel):
             for notification, _ in items:
                 publish(pipe, ctx.settings, notification.user_id,
                         notification_event(notification, counts.get(notification.user_id, 0)))
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise TransientError(f"could not publish to Redis: {exc}") from exc
+
+    def send_copies(self, notification, copies, ctx: ChannelContext) -> None:
+        if not ctx.settings.feature("sse"):
+            return
+        counts = unread_counts({user for _, user in copies})
+        event = notification_events(notification)
+        try:
+            pipe = ctx.redis.pipeline(transaction=False)
+            for notification_id, user in copies:
+                publish_json(pipe, ctx.settings, user, event(notification_id, counts.get(user, 0)))
             pipe.execute()
         except redis.RedisError as exc:
             raise TransientError(f"could not publish to Redis: {exc}") from exc

@@ -35,7 +35,7 @@ from .. import ingest as ingest_mod
 from ..config import PRIORITIES, Settings
 from ..db import database
 from ..errors import PermanentError
-from ..outbox import QueuedDelivery, hand_off
+from ..outbox import IN_APP, QueuedDelivery, hand_off
 from ..redis_keys import deliver_queue, ingest_queue
 from ..runtime import Runtime
 from ..sqs import Received
@@ -98,7 +98,10 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
             if chunk.more:  # the next chunk, before delivering this one: another thread may take it meanwhile
                 tasks.start_fanouts([(fanout_id, chunk.priority)])
             rt.recorder.fanout_chunk(chunk.priority, chunk.stored, time.monotonic() - started)
-            hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch)
+            # its in-app deliveries are copies of one notification: delivered together, with no model per row
+            row = chunk.notification
+            hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch if row is None else
+                     lambda rt, ids: deliver_mod.deliver_copies(rt, ids, row, IN_APP))
 
     def deliver(delivery_id: int) -> None:
         rt = runtime()
