@@ -9,7 +9,7 @@ every open tab of that user updates its badge.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from peewee import fn
@@ -57,6 +57,19 @@ def removed_event(notification_id: int, unread: int) -> dict:
 
 def read_event(ids: list[int] | None, unread: int) -> dict:
     return {"event": "read", "ids": ids or [], "all": ids is None, "unread": unread}
+
+
+def listening(redis_client, settings, user_ids: Iterable[str]) -> set[str]:
+    """Which of ``user_ids`` a web process is subscribed for now (one PUBSUB NUMSUB).
+
+    Publishing to anyone else reaches no one: a stream opened after this subscribes first and
+    then replays what is committed, so it finds the notification there. At a topic of a million,
+    most members are offline; their events are not built, counted or sent."""
+    channels = {user_channel(settings, user): user for user in user_ids}
+    if not channels:
+        return set()
+    counts = redis_client.pubsub_numsub(*channels)
+    return {channels[name.decode() if isinstance(name, bytes) else name] for name, count in counts if count}
 
 
 def publish(redis_client, settings, user_id: str, event: dict):

@@ -11,7 +11,15 @@ import redis
 from notif.channels import Channel, ChannelContext
 from notif.errors import TransientError
 from notif.hookspecs import hookimpl
-from notif.live import notification_event, notification_events, publish, publish_json, unread_count, unread_counts
+from notif.live import (
+    listening,
+    notification_event,
+    notification_events,
+    publish,
+    publish_json,
+    unread_count,
+    unread_counts,
+)
 
 
 class InAppChannel(Channel):
@@ -43,6 +51,13 @@ class InAppChannel(Channel):
 
     def send_copies(self, notification, copies, ctx: ChannelContext) -> None:
         if not ctx.settings.feature("sse"):
+            return
+        try:
+            online = listening(ctx.redis, ctx.settings, [user for _, user in copies])
+        except redis.RedisError as exc:
+            raise TransientError(f"could not reach Redis: {exc}") from exc
+        copies = [(notification_id, user) for notification_id, user in copies if user in online]
+        if not copies:  # stored is delivered: whoever opens the inbox later reads it from the database
             return
         counts = unread_counts({user for _, user in copies})
         event = notification_events(notification)

@@ -2,6 +2,7 @@
 deliveries without a model per row. Each gives what the row-by-row paths give."""
 import datetime as dt
 import json
+import sys
 from dataclasses import replace
 
 import peewee
@@ -85,10 +86,12 @@ def test_a_chunk_is_all_or_nothing(runtime, pg):
 
 
 # -- the in-app deliveries of a chunk ----------------------------------------------------
-def subscribed(runtime):
+def subscribed(runtime, users):
+    """Subscribed to these users' channels, as a web process serving them is."""
     pubsub = runtime.redis.pubsub()
-    pubsub.psubscribe(user_channel(runtime.settings, "*"))
-    wait_until(lambda: pubsub.get_message(timeout=0.1), 5, message="the subscription")
+    pubsub.subscribe(*(user_channel(runtime.settings, user) for user in users))
+    for user in users:
+        wait_until(lambda: pubsub.get_message(timeout=0.1), 5, message=f"the subscription for {user}")
     return pubsub
 
 
@@ -114,14 +117,20 @@ def test_a_chunks_in_app_deliveries_go_out_as_copies_with_each_users_id_and_coun
                              "ttl": 3600, "channels": ["in_app", "push"]})
     started = []
     ingest_batch(runtime, receive(sqs, queues["low"], "low", expect=1), Enqueued(), start_fanouts=started.extend)
-    pubsub = subscribed(runtime)
+    online = [f"m{i:02d}" for i in range(20)]  # m20…m24 have no stream open: nothing is published for them
+    pubsub = subscribed(runtime, online)
     run = fanout_actor(runtime)
     with pytest.MonkeyPatch.context() as mp:  # no model per row, no event built per user
         mp.setattr(deliver_mod, "deliver_batch", lambda *a: pytest.fail("the chunk was delivered row by row"))
         mp.setattr(live, "notification_event", lambda *a: pytest.fail("an event built per user"))
+        published = []
+        in_app_plugin = sys.modules[type(runtime.channels["in_app"]).__module__]  # as the entry point loaded it
+        real = in_app_plugin.publish_json
+        mp.setattr(in_app_plugin, "publish_json", lambda r, s, user, e: published.append(user) or real(r, s, user, e))
         for _ in range(3):
             run(started[0][0])
-    events = received(pubsub, 25)
+    assert sorted(published) == online  # offline members: no event built, counted or sent
+    events = received(pubsub, 20)
     stored = {n.user_id: n for n in Notification.select().where(Notification.key == "news")}
     assert len(stored) == 25
     for channel, data in events:
@@ -129,7 +138,7 @@ def test_a_chunks_in_app_deliveries_go_out_as_copies_with_each_users_id_and_coun
         unread = 2 if user == "m03" else 1
         assert json.loads(data) == json.loads(json.dumps(notification_event(stored[user], unread)))
         assert data.decode() == json.dumps(notification_event(stored[user], unread), separators=(",", ":"))
-    assert sorted(ch.decode().rsplit(":", 1)[-1] for ch, _ in events) == sorted(stored)
+    assert sorted(ch.decode().rsplit(":", 1)[-1] for ch, _ in events) == online
     in_app = Delivery.select().where(Delivery.channel == "in_app")
     assert {(d.status, d.attempts, d.sent_at is not None) for d in in_app} == {("sent", 1, True)}
     assert in_app.count() == 25 and {d.status for d in Delivery.select().where(Delivery.channel == "push")} == {"pending"}
@@ -145,7 +154,7 @@ def test_copies_changed_since_the_chunk_was_stored_go_one_at_a_time(runtime, pg)
     Notification.update(retracted_at=now).where(Notification.id == by_user["retracted"][0]).execute()
     Notification.update(read_at=now).where(Notification.id == by_user["read"][0]).execute()
     Delivery.update(status="sending").where(Delivery.id == by_user["taken"][1]).execute()  # another worker has it
-    pubsub = subscribed(runtime)
+    pubsub = subscribed(runtime, list(by_user))
     row = {name: getattr(Notification.get_by_id(by_user["fresh"][0]), name) for name in fanout.COPIED}
     left = deliver_copies(runtime, [q.delivery_id for q in queued], row, "in_app")
     assert left == sorted(by_user[u][1] for u in ("amended", "retracted", "read", "taken"))
