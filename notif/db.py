@@ -23,6 +23,13 @@ from .errors import ConfigError
 database = peewee.DatabaseProxy()
 
 POSTGRES_SCHEMES = {"postgres", "postgresql"}
+# how every PostgreSQL connection is opened (the pool's, and the web process's on the event loop: notif.web.loop_count)
+CONNECT_OPTIONS = {
+    "connect_timeout": 5,
+    # a dead peer is noticed (TCP keepalives) and no statement hangs a worker forever
+    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+    "options": "-c statement_timeout=30000",
+}
 TRUSTED_FOR = 1.0  # seconds a connection given back to the pool is handed out again without a round trip
 
 
@@ -61,22 +68,23 @@ class Pool(PooledPostgresqlDatabase):
         super()._close_raw(conn)
 
 
+def postgres_params(url: str) -> dict:
+    """psycopg2's connection parameters for a ``postgres://`` URL (CONNECT_OPTIONS included)."""
+    params = parse(url)
+    if not params.get("database"):
+        raise ConfigError(f"DATABASE_URL names no database: {urlparse(url).scheme}://user@host:port/NAME")
+    return {**params, **CONNECT_OPTIONS}
+
+
 def make_database(url: str) -> peewee.Database:
     """Build (but do not open) a database from a URL."""
     scheme = urlparse(url).scheme
     if scheme in POSTGRES_SCHEMES:
-        params = parse(url)
-        if not params.get("database"):
-            raise ConfigError(f"DATABASE_URL names no database: {scheme}://user@host:port/NAME")
         return Pool(
-            **params,
+            **postgres_params(url),
             max_connections=32,
             stale_timeout=300,
             timeout=10,  # seconds to wait for a free pooled connection
-            connect_timeout=5,
-            # a dead peer is noticed (TCP keepalives) and no statement hangs a worker forever
-            keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
-            options="-c statement_timeout=30000",
         )
     if scheme == "sqlite":
         return connect(

@@ -45,9 +45,16 @@ def unread_count(user_id: str) -> int:
     """How many of the user's notifications are unread and visible now: an index-only scan of the partial
     index ``notif_notification_unread`` (docs/database.md). The statement is generated once
     (:func:`_count_statement`): building it with peewee on every call cost more than running it."""
+    sql, values = count_statement_values(user_id)
+    return database.execute_sql(sql, values).fetchone()[0]
+
+
+def count_statement_values(user_id: str) -> tuple[str, list]:
+    """unread_count's statement and its values for this user, now (also run on the web process's event loop:
+    notif.web.loop_count)."""
     sql, roles = _count_statement()
     now = utcnow()
-    return database.execute_sql(sql, [user_id if role == "user" else now for role in roles]).fetchone()[0]
+    return sql, [user_id if role == "user" else now for role in roles]
 
 
 def unread_counts(user_ids) -> dict[str, int]:
