@@ -2,7 +2,7 @@
 
 `BENCH_ONLY=throughput,priorities` runs a subset (names: throughput, e2e, priorities, sse, inbox, topic).
 The inbox at scale takes ``BENCH_INBOX_ROWS`` (default 10,000,000), ``BENCH_INBOX_USERS``,
-``BENCH_INBOX_SMALL`` and ``BENCH_INBOX_REQUESTS``.
+``BENCH_INBOX_SMALL``, ``BENCH_INBOX_REQUESTS`` and ``BENCH_INBOX_BASELINE`` (a checkout to compare with).
 `python -m bench topic --subscribers 100000` runs the topic fan-out alone, at that size
 (default 1,000,000; env BENCH_TOPIC_SUBSCRIBERS).
 """
@@ -43,7 +43,8 @@ def main() -> None:
         results["inbox_scale"] = inbox_scale.main(int(os.environ.get("BENCH_INBOX_ROWS", "10000000")),
                                                   int(os.environ.get("BENCH_INBOX_USERS", "100000")),
                                                   int(os.environ.get("BENCH_INBOX_SMALL", "10000")),
-                                                  int(os.environ.get("BENCH_INBOX_REQUESTS", "2000")))
+                                                  int(os.environ.get("BENCH_INBOX_REQUESTS", "2000")),
+                                                  os.environ.get("BENCH_INBOX_BASELINE"))
     if "topic" in only:
         results["topic_fanout"] = topic_fanout.main(args.subscribers)
     say("")
@@ -82,6 +83,9 @@ def main() -> None:
             say(f"  inbox {name:<13} at {box['large']['generated']['rows']:,} rows p50 {large['p50']} ms, "
                 f"p99 {large['p99']} ms   (at {box['small']['generated']['rows']:,}: p50 {small['p50']} ms, "
                 f"p99 {small['p99']} ms)")
+            if "baseline_ms" in box["large"]:
+                before = box["large"]["baseline_ms"][name]
+                say(f"    baseline ({box['baseline']}), same run: p50 {before['p50']} ms, p99 {before['p99']} ms")
     if "topic_fanout" in results:
         top = results["topic_fanout"]
         fan, hi = top["fanout"], top["high_during_fanout"]

@@ -123,9 +123,11 @@ class Procs:
         self.logdir = logdir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen:
+    def start(self, name: str, command: list[str], env: dict | None = None, cwd: str | None = None) -> subprocess.Popen:
+        """``env``: more variables for this process alone; ``cwd``: where it runs (``python -m`` puts it first on
+        the path)."""
         log = open(self.logdir / f"{name}.log", "w")
-        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, env={**self.env, **(env or {})}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

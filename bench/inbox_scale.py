@@ -9,6 +9,11 @@ then vacuumed and analysed. Against each, the real web process (``notif serve``)
 on a keep-alive connection, random users: ``GET /api/notifications`` (first page, and the
 next page by cursor), ``GET /api/notifications/unread-count`` and
 ``POST /api/notifications/{id}/read``; p50/p99 in milliseconds.
+
+``BENCH_INBOX_BASELINE=DIR`` (a checkout of an earlier commit, e.g. ``git worktree add --detach
+/tmp/base main``) runs that checkout's ``notif serve`` beside this one against the same
+databases, the two served in turn request by request (in random order), so a before/after
+sees the same machine at the same moment: ``baseline_ms`` beside ``ms``.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from pathlib import Path
 import httpx
 import psycopg2
 
-from .common import Procs, database, free_port, notif_env, percentiles, port_open, say, wait_for
+from .common import ROOT, Procs, database, free_port, notif_env, percentiles, port_open, say, wait_for
 
 SQL_NOTIFICATIONS = """
 INSERT INTO notif_notification (id, user_id, key, type, title, message, actions, data, priority, correlation_id,
@@ -79,49 +84,65 @@ def unread_ids(url: str, users: list[str]) -> dict[str, list[int]]:
     return out
 
 
-def measure(url: str, users: int, requests: int, logdir: Path) -> dict:
+def measure(url: str, users: int, requests: int, logdir: Path, roots: dict[str, str]) -> dict[str, dict]:
+    """Per server (``roots``: label -> the checkout it runs from), per request, the percentiles in ms."""
     from notif.auth import make_token
     env = notif_env(url, f"inbox-{os.getpid()}-{users}")
-    port = free_port()
     rng = random.Random(7)
     sample = [f"user-{rng.randrange(users)}" for _ in range(requests)]
     tokens = {u: {"Authorization": f"Bearer {make_token(env['NOTIF_JWT_SECRET'], u)}"} for u in set(sample)}
     unread = unread_ids(url, sorted(set(sample)))
-    timings: dict[str, list[float]] = {"inbox_page": [], "next_page": [], "unread_count": [], "mark_read": []}
+    timings: dict[str, dict[str, list[float]]] = {
+        label: {"inbox_page": [], "next_page": [], "unread_count": [], "mark_read": []} for label in roots}
+    clients: dict[str, httpx.Client] = {}
     with Procs(env, logdir) as procs:
-        procs.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
-        wait_for(lambda: port_open(port), 60, "notif serve")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for label, root in roots.items():
+            port = free_port()
+            procs.start(f"web-{label}", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1",
+                                         "--port", str(port)], env={"PYTHONPATH": root}, cwd=root)
+            wait_for(lambda port=port: port_open(port), 60, f"notif serve ({label})")
+            clients[label] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        try:
             for user in sample[:50]:  # warm-up: connections, code paths
-                client.get("/api/notifications", headers=tokens[user]).raise_for_status()
+                for client in clients.values():
+                    client.get("/api/notifications", headers=tokens[user]).raise_for_status()
             for user in sample:
-                headers = tokens[user]
+                for label in rng.sample(list(roots), len(roots)):
+                    client, headers = clients[label], tokens[user]
 
-                def timed(name, method, path, headers=headers):
-                    t0 = time.perf_counter()
-                    response = client.request(method, path, headers=headers)
-                    timings[name].append((time.perf_counter() - t0) * 1000)
-                    response.raise_for_status()
-                    return response.json()
+                    def timed(name, method, path, client=client, headers=headers, label=label):
+                        t0 = time.perf_counter()
+                        response = client.request(method, path, headers=headers)
+                        timings[label][name].append((time.perf_counter() - t0) * 1000)
+                        response.raise_for_status()
+                        return response.json()
 
-                page = timed("inbox_page", "GET", "/api/notifications?limit=20")
-                assert len(page["items"]) == 20, page
-                timed("next_page", "GET", f"/api/notifications?limit=20&cursor={page['next_cursor']}")
-                timed("unread_count", "GET", "/api/notifications/unread-count")
-                if unread.get(user):
-                    timed("mark_read", "POST", f"/api/notifications/{unread[user].pop()}/read")
-    return {name: {k: round(v, 2) for k, v in percentiles(values).items()} for name, values in timings.items() if values}
+                    page = timed("inbox_page", "GET", "/api/notifications?limit=20")
+                    assert len(page["items"]) == 20, page
+                    timed("next_page", "GET", f"/api/notifications?limit=20&cursor={page['next_cursor']}")
+                    timed("unread_count", "GET", "/api/notifications/unread-count")
+                    if unread.get(user):
+                        timed("mark_read", "POST", f"/api/notifications/{unread[user].pop()}/read")
+        finally:
+            for client in clients.values():
+                client.close()
+    return {label: {name: {k: round(v, 2) for k, v in percentiles(values).items()}
+                    for name, values in by_name.items() if values} for label, by_name in timings.items()}
 
 
-def main(rows: int = 10_000_000, users: int = 100_000, small: int = 10_000, requests: int = 2000) -> dict:
+def main(rows: int = 10_000_000, users: int = 100_000, small: int = 10_000, requests: int = 2000,
+         baseline: str | None = None) -> dict:
     result: dict = {"requests": requests}
+    roots = {"ms": str(ROOT), **({"baseline_ms": str(Path(baseline).resolve())} if baseline else {})}
+    if baseline:
+        result["baseline"] = roots["baseline_ms"]
     logdir = Path(tempfile.mkdtemp(prefix="bench-inbox-"))
     for label, n, u in (("small", small, max(1, small // (rows // users))), ("large", rows, users)):
         with database() as url:
             say(f"inbox scale: generating {n:,} notifications over {u:,} users …")
             generated = generate(url, n, u)
             say(f"  generated in {generated['total_s']} s ({generated['size']}); measuring {requests} users")
-            result[label] = {"generated": generated, "ms": measure(url, u, requests, logdir)}
+            result[label] = {"generated": generated, **measure(url, u, requests, logdir, roots)}
     for name in result["large"]["ms"]:
         result.setdefault("ratio_p99_large_to_small", {})[name] = round(
             result["large"]["ms"][name]["p99"] / max(result["small"]["ms"][name]["p99"], 0.01), 2)
@@ -135,4 +156,5 @@ if __name__ == "__main__":
     print(json.dumps(main(int(os.environ.get("BENCH_INBOX_ROWS", "10000000")),
                           int(os.environ.get("BENCH_INBOX_USERS", "100000")),
                           int(os.environ.get("BENCH_INBOX_SMALL", "10000")),
-                          int(os.environ.get("BENCH_INBOX_REQUESTS", "2000"))), indent=2))
+                          int(os.environ.get("BENCH_INBOX_REQUESTS", "2000")),
+                          os.environ.get("BENCH_INBOX_BASELINE")), indent=2))

@@ -3,9 +3,18 @@
 The algorithm is pinned: a token whose header names any other (``none``, HS512, RS256…)
 is refused, whatever its signature. ``NOTIF_JWT_AUDIENCE`` and ``NOTIF_JWT_ISSUER``, when
 set, make ``aud`` and ``iss`` required and checked too.
+
+A token that passed is remembered (:func:`_checked`, an LRU of ``VERIFIED_TOKENS``
+entries keyed by the token, the secret and the expected audience and issuer), so a client's
+next request with the same token skips the HMAC and the JSON: the web process's
+per-request floor (docs/benchmarks.md › The inbox at 10 million rows). Only successes are
+remembered, and ``exp`` is checked again on every use, so a remembered token is refused
+the moment it expires; a different secret, audience or issuer is a different entry.
+(``nbf`` and ``iat`` only ever become more acceptable with time.)
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import jwt
@@ -15,6 +24,7 @@ from .errors import ConfigError
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32  # RFC 7518 § 3.2: an HS256 key at least as long as the hash
 SERVICE_SCOPE = "service"  # a token with `"scope": "service"` speaks for the host application, not a user
+VERIFIED_TOKENS = 4096  # tokens remembered as verified, per process (a few hundred bytes each)
 
 
 class AuthError(Exception):
@@ -52,9 +62,23 @@ def verify_token(secret: str, token: str | None, service: bool = False,
     """
     if not token:
         raise AuthError("missing token: send `Authorization: Bearer <jwt>` or `?token=<jwt>`")
+    sub, is_service, expires = _checked(token, secret, audience or None, issuer or None)
+    if time.time() >= expires:  # as PyJWT decides it: expired once `exp` is not in the future
+        raise AuthError("token expired")
+    if service and not is_service:
+        raise AuthError('this route needs a service token (`"scope": "service"`; `notif token --service NAME`)')
+    if is_service and not service:
+        raise AuthError("a service token does not speak for a user")
+    return sub
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS)
+def _checked(token: str, secret: str, audience: str | None, issuer: str | None) -> tuple[str, bool, int]:
+    """(``sub``, is it a service token, ``exp``) of a token whose signature and claims pass; AuthError
+    otherwise (not remembered: lru_cache keeps return values only)."""
     required = ["exp", "sub", *(["aud"] if audience else []), *(["iss"] if issuer else [])]
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=audience or None, issuer=issuer or None,
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=audience, issuer=issuer,
                             options={"require": required})
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
@@ -74,9 +98,4 @@ def verify_token(secret: str, token: str | None, service: bool = False,
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub:
         raise AuthError("token `sub` must be a non-empty string (the user id)")
-    is_service = claims.get("scope") == SERVICE_SCOPE
-    if service and not is_service:
-        raise AuthError('this route needs a service token (`"scope": "service"`; `notif token --service NAME`)')
-    if is_service and not service:
-        raise AuthError("a service token does not speak for a user")
-    return sub
+    return sub, claims.get("scope") == SERVICE_SCOPE, int(claims["exp"])

@@ -99,3 +99,65 @@ def test_notif_serve_refuses_a_short_secret_but_notif_dev_allows_one(asgi):
     create_app(load_settings({**asgi["env"], "NOTIF_JWT_SECRET": "too-short", "NOTIF_DEV": "1"}, use_state=False))
     with pytest.raises(ConfigError):
         create_app(load_settings({**asgi["env"], "NOTIF_JWT_SECRET": "too-short"}, use_state=False))
+
+
+# A verified token is remembered (notif.auth._checked): the next request with it skips the HMAC and the JSON.
+
+OTHER_SECRET = "another-secret-also-at-least-32-bytes-long"
+
+
+def count_decodes(monkeypatch) -> list:
+    calls: list = []
+    real = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    return calls
+
+
+def test_a_verified_token_is_remembered(monkeypatch):
+    decodes = count_decodes(monkeypatch)
+    token = make_token(WEB_SECRET, "remembered-user")
+    assert [verify_token(WEB_SECRET, token) for _ in range(3)] == ["remembered-user"] * 3
+    assert len(decodes) == 1
+
+
+def test_a_remembered_token_is_refused_once_it_expires(monkeypatch):
+    token = make_token(WEB_SECRET, "expiring-user", ttl_seconds=30)
+    assert verify_token(WEB_SECRET, token) == "expiring-user"  # remembered now
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    decodes = count_decodes(monkeypatch)
+    monkeypatch.setattr(time, "time", lambda: expires)  # exp reached: PyJWT refuses from this second on
+    with pytest.raises(AuthError, match="token expired"):
+        verify_token(WEB_SECRET, token)
+    monkeypatch.setattr(time, "time", lambda: expires - 1)
+    assert verify_token(WEB_SECRET, token) == "expiring-user"
+    assert decodes == []  # both answered from what was remembered: the expiry is checked on every use
+
+
+def test_a_remembered_token_passes_for_its_own_secret_audience_and_issuer_only():
+    token = make_token(WEB_SECRET, "u1")
+    assert verify_token(WEB_SECRET, token) == "u1"
+    with pytest.raises(AuthError, match="signature is invalid"):
+        verify_token(OTHER_SECRET, token)
+    with pytest.raises(AuthError, match="lacks the `aud` claim"):
+        verify_token(WEB_SECRET, token, audience="notif")
+    with pytest.raises(AuthError, match="lacks the `iss` claim"):
+        verify_token(WEB_SECRET, token, issuer="host")
+    assert verify_token(WEB_SECRET, token) == "u1"
+
+
+def test_a_remembered_token_keeps_its_kind():
+    user, service = make_token(WEB_SECRET, "u1"), make_token(WEB_SECRET, "host-app", service=True)
+    assert verify_token(WEB_SECRET, user) == "u1" and verify_token(WEB_SECRET, service, service=True) == "host-app"
+    with pytest.raises(AuthError, match="needs a service token"):
+        verify_token(WEB_SECRET, user, service=True)
+    with pytest.raises(AuthError, match="does not speak for a user"):
+        verify_token(WEB_SECRET, service)
+
+
+def test_a_refused_token_is_not_remembered(monkeypatch):
+    decodes = count_decodes(monkeypatch)
+    forged = make_token(OTHER_SECRET, "u1")
+    for _ in range(2):
+        with pytest.raises(AuthError, match="signature is invalid"):
+            verify_token(WEB_SECRET, forged)
+    assert len(decodes) == 2

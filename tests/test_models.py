@@ -1,9 +1,12 @@
+import datetime as dt
+
 import peewee
 import pytest
 
+from notif import live
 from notif.db import database, init_database
 from notif.migrations import current_version, latest_version, migrate
-from notif.models import Delivery, Notification
+from notif.models import Delivery, Notification, utcnow
 
 
 def make(user_id="u1", key="k1", **extra):
@@ -47,3 +50,20 @@ def test_one_delivery_per_notification_and_channel(any_db):
     again = Notification.get_by_id(n.id)
     assert again.actions == [{"id": "view", "label": "View"}] and again.data == {"reportId": 42}
     assert again.to_dict()["read"] is False
+
+
+def test_the_unread_count_counts_what_the_inbox_shows_with_one_statement_per_database(any_db, monkeypatch):
+    migrate()
+    now = utcnow()
+    hour = dt.timedelta(hours=1)
+    shown = [make("u1", "plain"), make("u1", "due", send_at=now - hour), make("u1", "lasting", expires_at=now + hour)]
+    for key, extra in [("read", {"read_at": now}), ("later", {"send_at": now + hour}), ("held", {"digest_id": 1}),
+                       ("retracted", {"retracted_at": now}), ("expired", {"expires_at": now - hour})]:
+        make("u1", key, **extra)
+    make("u2", "plain")
+    visible_unread = Notification.select().where((Notification.user_id == "u1") & Notification.read_at.is_null()
+                                                 & Notification.visible())
+    assert {n.id for n in visible_unread} == {n.id for n in shown}
+    monkeypatch.setattr(live, "_COUNT_STATEMENTS", {})
+    assert [live.unread_count("u1"), live.unread_count("u2"), live.unread_count("nobody")] == [3, 1, 0]
+    assert list(live._COUNT_STATEMENTS) == [type(database.obj)]  # generated once, then reused

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from ..auth import AuthError, check_secret
 from ..config import Settings
-from ..db import init_database
+from ..db import init_database, is_postgres
 from ..errors import ConfigError
 from ..monitoring.heartbeat import Heartbeat
 from ..plugin_manager import channels_for, manager_for, template_dirs
@@ -20,6 +20,7 @@ from . import events, health, inbox, metrics, page, preferences, push, responses
 from .body_limit import BodyLimit
 from .headers import SecurityHeaders
 from .hub import Hub
+from .loop_count import LoopCounts
 from .storable import RefuseUnstorable
 from .stream_slots import StreamSlots
 
@@ -82,10 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         heartbeat.stop()
         await app.state.live.close()
+        if app.state.loop_counts is not None:
+            app.state.loop_counts.close()
 
     app = FastAPI(title="notif", version="0.1.0", lifespan=lifespan, responses=responses.EDGE,
                   description="Notifications: the inbox API, live events (SSE), health.")
     app.state.settings = settings
+    app.state.loop_counts = LoopCounts(settings.database_url) if is_postgres() else None  # connects on first use
     # what preferences may name: the channels this deployment loads, the notification types its templates define
     app.state.channels = frozenset(channels_for(settings))
     app.state.templates = TemplateStore.from_settings(settings, template_dirs(manager_for(settings), settings))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PAGE_PATHS = ("/", "/sw.js")
@@ -37,26 +36,30 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp, public_url: str | None = None) -> None:
         self.app = app
         self.page = page_policy(public_url)
+        # each answer's headers, encoded once: (name, value) pairs, the policy last
+        common = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                  (b"x-frame-options", b"DENY")]
+        self._page_headers = (*common, (b"content-security-policy", self.page.encode()))
+        self._api_headers = (*common, (b"content-security-policy", API_POLICY.encode()))
+        self._unpoliced_headers = tuple(common)
 
-    def policy(self, path: str) -> str | None:
+    def _headers(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
         if path in PAGE_PATHS or path.startswith(PAGE_PREFIXES):
-            return self.page
-        return None if path in UNPOLICED else API_POLICY
+            return self._page_headers
+        return self._unpoliced_headers if path in UNPOLICED else self._api_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        policy = self.policy(scope["path"])
+        ours = self._headers(scope["path"])
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("x-content-type-options", "nosniff")
-                headers.setdefault("referrer-policy", "no-referrer")
-                headers.setdefault("x-frame-options", "DENY")
-                if policy:
-                    headers.setdefault("content-security-policy", policy)
+                # added unless the route set its own (header names arrive lower-case in ASGI)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in ours if header[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)
