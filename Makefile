@@ -26,9 +26,9 @@ test: lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not faults and not processes" $(PYTEST_ARGS)
 
-# ruff (with import sorting) and mypy over the service and its built-in channels
+# ruff (with import sorting) over everything; mypy over the service and its built-in channels
 lint: $(STAMP)
-	$(BIN)/ruff check notif plugins
+	$(BIN)/ruff check notif plugins tests bench examples
 	$(BIN)/mypy
 
 test-e2e: $(STAMP)

@@ -52,7 +52,8 @@ def main() -> None:
     if "throughput" in results:
         t = results["throughput"]
         say(f"  ingest        notif {t['ingest']['per_s']:,} notifications/s in batches of {t['batch']} "
-            f"({t['ingest_batches_of_10']['per_s']:,}/s in batches of 10, ratio {t['ratio_ingest_of_10_to_noop']})   no-op Dramatiq "
+            f"({t['ingest_batches_of_10']['per_s']:,}/s in batches of 10, ratio {t['ratio_ingest_of_10_to_noop']})   "
+            f"no-op Dramatiq "
             f"{t['noop_dramatiq']['messages_per_s']:,} messages/s (ratio {t['ratio_ingest_to_noop']})   "
             f"PostgreSQL {t['postgres_ceiling']['rows_per_s']:,} rows/s (ratio {t['ratio_ingest_to_postgres']})")
         say(f"  deliver       in-app: made by ingest, batch by batch; one Dramatiq message each: {t['deliver']['per_s']:,}/s")

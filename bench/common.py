@@ -131,6 +131,17 @@ class Procs:
         self.procs.append(proc)
         return proc
 
+    def worker(self, threads: int = 8, queues: list[str] | None = None, name: str = "worker") -> subprocess.Popen:
+        """``dramatiq notif.actors``, one process (as the Procfile runs it), on ``queues`` (default: all)."""
+        return self.start(name, [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
+                                 "--threads", str(threads), *(["--queues", *queues] if queues else [])])
+
+    def pipeline(self, port: int) -> None:
+        """A poller and `notif serve` on ``port`` (workers started apart), up when this returns."""
+        self.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
+        self.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
+        wait_for(lambda: port_open(port), 30, "notif serve")
+
     def __enter__(self):
         return self
 

@@ -10,15 +10,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from .common import (SECRET, Procs, database, free_port, moto_sqs, notif_env, percentiles, port_open, say,
-                     sqs_client, sqs_env, wait_for)
+from .common import (
+    SECRET,
+    Procs,
+    database,
+    free_port,
+    moto_sqs,
+    notif_env,
+    percentiles,
+    say,
+    sqs_client,
+    sqs_env,
+    wait_for,
+)
 
 USERS = 10
 
@@ -105,10 +115,8 @@ def notif_pipeline(endpoint: str, rate: float, seconds: float, warmup: float, lo
     with database() as db_url:
         port = free_port()
         with Procs(notif_env(db_url, tag, queues), logdir) as procs:
-            procs.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1", "--threads", "8"])
-            procs.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
-            procs.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
-            wait_for(lambda: port_open(port), 30, "notif serve")
+            procs.worker()
+            procs.pipeline(port)
             arrivals: list = []
             ready, done = threading.Event(), threading.Event()
             client = threading.Thread(target=lambda: asyncio.run(sse_clients(port, arrivals, ready, done)))

@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from .common import (Procs, database, free_port, moto_sqs, notif_env, percentiles, port_open, say, sqs_client,
-                     sqs_env, wait_for)
+from .common import Procs, database, free_port, moto_sqs, notif_env, percentiles, say, sqs_client, sqs_env, wait_for
 from .e2e_latency import USERS, paced_send, sse_clients
 from .throughput import _count
 
@@ -50,16 +48,11 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_l
             with Procs(notif_env(db_url, tag, queues), logdir) as procs:
                 # with a HIGH lane the general worker leaves HIGH's queues to it: a worker that also
                 # consumes them prefetches HIGH messages that then wait for one of its busy threads
-                general = (["--queues", "notif.normal", "notif.low", "notif.deliver.normal", "notif.deliver.low"]
-                           if high_lane else [])
-                procs.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
-                                       "--threads", "8", *general])
+                procs.worker(queues=["notif.normal", "notif.low", "notif.deliver.normal", "notif.deliver.low"]
+                             if high_lane else None)
                 if high_lane:
-                    procs.start("worker-high", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
-                                                "--threads", "4", "--queues", "notif.high", "notif.deliver.high"])
-                procs.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
-                procs.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
-                wait_for(lambda: port_open(port), 30, "notif serve")
+                    procs.worker(4, ["notif.high", "notif.deliver.high"], name="worker-high")
+                procs.pipeline(port)
                 arrivals: list = []
                 ready, done = threading.Event(), threading.Event()
                 client = threading.Thread(target=lambda: asyncio.run(sse_clients(port, arrivals, ready, done)))
@@ -97,7 +90,8 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_l
                     done.set()
                     client.join(10)
     idle_ms, flood_ms = _ms(idle), _ms(under)
-    result = {"high_lane": high_lane, "high_rate_per_s": high_rate, "low_rate_per_s": low_rate, "low_recipients": FLOOD_RECIPIENTS,
+    result = {"high_lane": high_lane, "high_rate_per_s": high_rate, "low_rate_per_s": low_rate,
+              "low_recipients": FLOOD_RECIPIENTS,
               "high_idle_ms": idle_ms, "high_under_flood_ms": flood_ms,
               "ratio_p99": round(flood_ms["p99"] / idle_ms["p99"], 2),
               "ratio_p50": round(flood_ms["p50"] / idle_ms["p50"], 2),

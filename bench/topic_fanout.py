@@ -17,14 +17,13 @@ import asyncio
 import io
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from .common import Procs, database, free_port, moto_sqs, notif_env, percentiles, port_open, say, sqs_client, sqs_env, wait_for
+from .common import Procs, database, free_port, moto_sqs, notif_env, percentiles, say, sqs_client, sqs_env, wait_for
 from .e2e_latency import USERS, paced_send, sse_clients
 
 
@@ -85,11 +84,8 @@ def main(subscribers: int = 1_000_000, high_rate: float = 10, seconds: float = 2
             say(f"    COPY: {baseline['rows_per_s']:,} rows/s")
             port = free_port()
             with Procs(notif_env(db_url, tag, queues), logdir) as procs:
-                procs.start("worker", [sys.executable, "-m", "dramatiq", "notif.actors", "--processes", "1",
-                                       "--threads", "8"])
-                procs.start("poller", [sys.executable, "-m", "notif.cli", "poll"])
-                procs.start("web", [sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1", "--port", str(port)])
-                wait_for(lambda: port_open(port), 30, "notif serve")
+                procs.worker()
+                procs.pipeline(port)
                 arrivals: list = []
                 ready, done = threading.Event(), threading.Event()
                 client = threading.Thread(target=lambda: asyncio.run(sse_clients(port, arrivals, ready, done)))

@@ -18,11 +18,10 @@ import psycopg2
 import pytest
 import redis as redis_lib
 
+from helpers import WEB_SECRET, free_port, wait_healthy, wait_until
 from notif.config import load_settings
 from notif.db import database, init_database
 from notif.migrations import migrate
-
-from helpers import WEB_SECRET, free_port, wait_healthy, wait_until
 
 #: a test using one of these starts notif's real processes: not in the fast tier (`make test-fast`)
 PROCESS_FIXTURES = {"processes", "web"}
@@ -79,8 +78,8 @@ def pg(_pg_schema):
     conn = psycopg2.connect(_pg_schema)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("TRUNCATE notif_delivery, notif_notification, notif_push_subscription, notif_preference, notif_digest, notif_cancellation, notif_amendment, "
-                    "notif_topic, notif_topic_member, notif_fanout "
+        cur.execute("TRUNCATE notif_delivery, notif_notification, notif_push_subscription, notif_preference, notif_digest, "
+                    "notif_cancellation, notif_amendment, notif_topic, notif_topic_member, notif_fanout "
                     "RESTART IDENTITY CASCADE")
     conn.close()
 

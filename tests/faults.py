@@ -30,7 +30,7 @@ class TcpProxy:
         while not self.stopped.is_set():
             try:
                 client, _ = self.server.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             if not self.up.is_set():
                 client.close()  # the database is "unreachable"
@@ -150,7 +150,7 @@ class Workload:
                 chunk = self.bodies[start:start + 10]
                 for priority in {p for p, _ in chunk}:
                     # keep moto's queues shallow: it scans a queue on every call
-                    wait_until(lambda: sum(queue_counts(self.sqs, self.queues[priority])) < 60, 120, 0.05,
+                    wait_until(lambda queue=self.queues[priority]: sum(queue_counts(self.sqs, queue)) < 60, 120, 0.05,
                                f"the {priority} queue to drain")
                     entries = [{"Id": str(i), "MessageBody": b} for i, (p, b) in enumerate(chunk) if p == priority]
                     response = self.sqs.send_message_batch(QueueUrl=self.queues[priority], Entries=entries)
@@ -161,7 +161,7 @@ class Workload:
         finally:
             self.done.set()
 
-    def start(self) -> "Workload":
+    def start(self) -> Workload:
         threading.Thread(target=self._run, daemon=True).start()
         return self
 

@@ -10,7 +10,6 @@ import jwt
 import psycopg2
 
 from notif.auth import make_token
-
 from notif.models import Notification
 
 ROOT = Path(__file__).resolve().parent.parent

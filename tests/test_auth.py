@@ -12,7 +12,6 @@ from notif.auth import AuthError, check_secret, make_token, verify_token
 from notif.errors import ConfigError
 
 
-
 def soon() -> int:
     return int(time.time()) + 60
 

@@ -7,8 +7,8 @@ from helpers import wait_until
 from notif.channels import Channel
 from notif.deliver import RetryLater, deliver
 from notif.errors import PermanentError, TransientError
-from notif.redis_keys import user_channel
 from notif.models import Delivery, Notification
+from notif.redis_keys import user_channel
 from notif.retries import RetryPolicy
 
 

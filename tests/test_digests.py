@@ -63,7 +63,7 @@ def test_buckets_are_per_user_and_key_and_high_priority_or_send_at_bypass(runtim
     put(sqs, queues["normal"], report("u2", "report-2", "Ben"))
     put(sqs, queues["normal"], {**report("u1", "report-3", "Cy"), "batch_key": "other"})
     put(sqs, queues["normal"], report("u1", "report-4", "Dee", priority="high"))
-    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).isoformat()
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     put(sqs, queues["normal"], report("u1", "report-5", "Eve", send_at=later))
     enqueued = Enqueued()
     ingest_batch(runtime, receive(sqs, queues["normal"], expect=5), enqueued)
@@ -133,8 +133,8 @@ def test_concurrent_ingests_and_a_closer_never_lose_or_double_an_item(runtime, s
     """Eight threads add items to one bucket while another closes windows as they fall due:
     every item ends in exactly one digest, and every digest lists exactly its items."""
     from notif.ingest import store
-    from notif.prepare import prepare
     from notif.poller.poller import to_received
+    from notif.prepare import prepare
 
     monkeypatch.setattr("notif.digests.MAX_ITEMS_RENDERED", 10_000)  # list every item, to check them all
     per_thread, threads_n = 40, 8

@@ -8,9 +8,9 @@ import pytest
 
 from helpers import drain
 from notif.ingest import ingest_batch
-from notif.redis_keys import deliver_queue, dramatiq_messages_key
 from notif.models import Delivery, Notification
 from notif.poller.poller import to_received
+from notif.redis_keys import deliver_queue, dramatiq_messages_key
 
 
 def cli(env, *args):

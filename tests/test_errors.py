@@ -3,8 +3,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from notif.errors import (PermanentError, TransientError, classify, from_http_status, from_smtp_code,
-                          parse_retry_after)
+from notif.errors import PermanentError, TransientError, classify, from_http_status, from_smtp_code, parse_retry_after
 from notif.retries import RetryPolicy
 
 
@@ -23,7 +22,7 @@ def test_smtp_codes():
 
 def test_retry_after_in_seconds_or_as_a_date():
     assert parse_retry_after("30") == 30
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=90)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=90)
     assert 85 <= parse_retry_after(format_datetime(later, usegmt=True)) <= 91
     assert parse_retry_after("soon") is None
     assert from_http_status(429, retry_after="7").retry_after == 7

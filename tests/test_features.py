@@ -41,7 +41,7 @@ def test_digests_off_delivers_each_on_its_own(runtime, sqs, queues):
 
 def test_scheduling_off_sends_now_and_priorities_off_makes_everything_normal(runtime, sqs, queues):
     without(runtime, "scheduling", "priorities")
-    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).isoformat()
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     put(sqs, queues["high"], {"id": "k", "user_id": "u1", "title": "t", "message": "m", "send_at": later,
                               "priority": "high"})
     enqueued = Enqueued()

@@ -42,7 +42,7 @@ def test_over_the_limit_deliveries_are_deferred_then_all_delivered_in_pace(runti
     assert [d.id for d in parked] == ids[2:]  # a state of their own, not mistaken for scheduled sends
     assert all(d.deferred_until == d.next_attempt_at for d in parked)
     assert parked[0].last_error.startswith("rate limited (test 2/1s per user): deferred until")
-    gaps = [(b.next_attempt_at - a.next_attempt_at).total_seconds() for a, b in zip(parked, parked[1:])]
+    gaps = [(b.next_attempt_at - a.next_attempt_at).total_seconds() for a, b in zip(parked, parked[1:], strict=False)]
     assert all(gap == pytest.approx(0.5, abs=0.05) for gap in gaps)  # one slot each, 0.5 s apart
 
     def release_and_deliver():

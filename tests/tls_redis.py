@@ -26,7 +26,7 @@ def self_signed_certificate(folder: Path, name: str = "redis") -> tuple[Path, Pa
     """A self-signed certificate for 127.0.0.1 / localhost (its own CA); returns (cert, key) PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"notif test {name}")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     public = key.public_key()
     certificate = (
         x509.CertificateBuilder()

@@ -36,12 +36,13 @@ def test_held_work_survives_two_of_everything_with_one_of_each_killed(processes,
         processes.start_worker(name=f"worker-{x}")
         processes.start_poller(name=f"poller-{x}")
         processes.start_scheduler(name=f"scheduler-{x}")
-    opt_out = httpx.put(f"{webs[0]}/api/preferences", headers={"Authorization": f"Bearer {make_token(env['NOTIF_JWT_SECRET'], 'quiet')}"},
+    quiet = make_token(env["NOTIF_JWT_SECRET"], "quiet")
+    opt_out = httpx.put(f"{webs[0]}/api/preferences", headers={"Authorization": f"Bearer {quiet}"},
                         json={"channels": {"recorder": False}}, timeout=10)
     assert opt_out.status_code == 200
 
     channels = ["in_app", "recorder"]
-    due = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=6)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
     for i, name in enumerate(["Ana", "Ben", "Cy", "Dee", "Eve"]):
         send(sqs, queues["normal"], {"id": f"report-{i}", "user_id": "dig", "type": "REPORT_SUBMITTED", "channels": channels,
                                      "batch_key": "reports", "batch_window": 3,

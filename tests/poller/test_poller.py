@@ -3,8 +3,8 @@ import json
 import threading
 
 from helpers import queue_counts, wait_until
-from notif.redis_keys import dramatiq_messages_key, ingest_queue
 from notif.poller.poller import Poller
+from notif.redis_keys import dramatiq_messages_key, ingest_queue
 
 
 class Captured:

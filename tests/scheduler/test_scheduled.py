@@ -16,7 +16,7 @@ from test_ingest import Enqueued, put, receive
 
 
 def at(seconds: float) -> str:
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)).isoformat()
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()
 
 
 def scheduled(user="u1", key="s1", seconds=3600, **extra):
@@ -90,7 +90,7 @@ def test_scheduled_in_3_seconds_arrives_on_time_across_a_scheduler_restart(proce
     processes.start_poller()
     processes.start_scheduler(name="scheduler-a")
     processes.start_scheduler(name="scheduler-b")
-    due = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
     sqs.send_message(QueueUrl=queues["high"], MessageBody=json.dumps(
         {"id": "on-time", "user_id": "u1", "title": "t", "message": "m", "send_at": due.isoformat()}))
     wait_until(lambda: Delivery.select().count() == 1, 10, 0.1, "the scheduled send to be stored")

@@ -4,8 +4,8 @@ import datetime as dt
 import pytest
 from redis.exceptions import LockNotOwnedError
 
-from notif.scheduler.leader import Leadership
 from notif.models import Delivery, Notification, utcnow
+from notif.scheduler.leader import Leadership
 from notif.scheduler.sweeper import Swept, sweep
 
 

@@ -5,6 +5,7 @@ import re
 import socket
 
 import pytest
+
 from helpers import auth
 from notif.web.body_limit import BodyLimit
 from notif.web.topics import TOPIC_BODY

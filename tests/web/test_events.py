@@ -7,28 +7,12 @@ import json
 import socket
 import time
 
-import httpx
 import pytest
 
 from helpers import BAD_TOKENS, SSE, auth, token, wait_until
 from notif.deliver import deliver
-from notif.redis_keys import user_channel
 from notif.models import Delivery, Notification
-from notif.runtime import Runtime
-
-
-@pytest.fixture
-def rt(web, pg):
-    runtime = Runtime.start(web["settings"])
-    yield runtime
-    runtime.redis.close()
-
-
-@pytest.fixture
-def http(web, pg):
-    with httpx.Client(base_url=web["base"], timeout=httpx.Timeout(10, read=10)) as client:
-        yield client
-
+from notif.redis_keys import user_channel
 
 counter = iter(range(10**6))
 

@@ -3,28 +3,13 @@ SSE stream and its inbox API, with the messages ingested from SQS by the real pi
 import datetime as dt
 import json
 
-import httpx
 import pytest
 
 from helpers import SSE, auth, token
 from notif.deliver import deliver_batch
 from notif.ingest import ingest_batch
 from notif.models import Notification, utcnow
-from notif.runtime import Runtime
 from test_ingest import Enqueued, literal, put, receive
-
-
-@pytest.fixture
-def rt(web, pg):
-    runtime = Runtime.start(web["settings"])
-    yield runtime
-    runtime.redis.close()
-
-
-@pytest.fixture
-def http(web, pg):
-    with httpx.Client(base_url=web["base"], timeout=httpx.Timeout(10, read=10)) as client:
-        yield client
 
 
 @pytest.fixture

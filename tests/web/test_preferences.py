@@ -1,17 +1,10 @@
 """Preferences: set through the API as the user, applied at ingest, recorded on the delivery row."""
-import httpx
 import pytest
 
 from helpers import auth
 from notif.ingest import ingest_batch
 from notif.models import Delivery, Notification, Preference
 from test_ingest import Enqueued, put, receive
-
-
-@pytest.fixture
-def http(web, pg):
-    with httpx.Client(base_url=web["base"], timeout=10) as client:
-        yield client
 
 
 def test_a_user_reads_and_replaces_only_their_own_preferences(http):

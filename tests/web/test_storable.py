@@ -3,9 +3,9 @@ query and path parameters, JSON bodies at any depth, values and keys."""
 import json
 
 import pytest
+from test_body_limit import routes
 
 from helpers import auth, token
-from test_body_limit import routes
 
 JSON = {"content-type": "application/json"}
 
