@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import redis as redis_lib
 
-from helpers import WEB_SECRET, free_port, wait_healthy, wait_until
+from helpers import POSTGRES_ADMIN, REDIS_URL, WEB_SECRET, free_port, wait_healthy, wait_until
 from notif.config import load_settings
 from notif.db import database, init_database
 from notif.migrations import migrate
@@ -33,8 +33,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.processes)
 
 
-POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:8]
 
 

@@ -1,6 +1,7 @@
 """Helpers shared by the tests: waiting on conditions, reading queues and tables."""
 from __future__ import annotations
 
+import os
 import socket
 import time
 import warnings
@@ -14,6 +15,10 @@ from notif.models import Notification
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+# the services the tests run against (README › Tests)
+POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 def free_port() -> int:
     with socket.socket() as s:

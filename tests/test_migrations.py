@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from conftest import POSTGRES_ADMIN, _admin
+from conftest import _admin
+from helpers import POSTGRES_ADMIN
 from notif.db import database, init_database
 from notif.migrations import MIGRATIONS, current_version, latest_version, migrate
 from notif.models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow

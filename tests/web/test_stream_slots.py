@@ -6,8 +6,7 @@ import time
 import httpx
 import pytest
 
-from conftest import REDIS_URL
-from helpers import SSE, wait_until
+from helpers import REDIS_URL, SSE, wait_until
 from notif.auth import make_token
 from notif.config import load_settings
 from notif.redis_client import async_queued_client
