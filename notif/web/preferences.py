@@ -71,6 +71,30 @@ def _put(user_id: str, settings: dict) -> None:
                       update={Preference.settings: settings, Preference.updated_at: utcnow()}).execute())
 
 
+class PreferenceType(BaseModel):
+    type: str
+    critical: bool = Field(description="delivered whatever the user's preferences say (shown as always on)")
+
+
+class PreferenceOptions(BaseModel):
+    """What a preferences document may name, for a settings view to list."""
+
+    channels: list[str] = Field(description="the channels this deployment loads")
+    types: list[PreferenceType] = Field(description="types its templates define and NOTIF_PREFERENCE_TYPES lists")
+
+
+def _options(request: Request) -> PreferenceOptions:
+    templates = request.app.state.templates
+    names = sorted(set(templates.types()) | set(request.app.state.settings.preference_types))
+    return PreferenceOptions(channels=sorted(request.app.state.channels),
+                             types=[PreferenceType(type=name, critical=templates.is_critical(name)) for name in names])
+
+
+@router.get("/options", summary="The channels and notification types a user may turn on and off")
+async def get_options(request: Request, user_id: str = Depends(current_user)) -> PreferenceOptions:
+    return await run_in_threadpool(_options, request)
+
+
 @router.get("", summary="The user's notification preferences")
 async def get_preferences(user_id: str = Depends(current_user)) -> Preferences:
     return Preferences(**await run_in_threadpool(_get, user_id))

@@ -19,6 +19,17 @@ def test_a_user_reads_and_replaces_only_their_own_preferences(http):
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "channel"
 
 
+def test_the_options_name_the_loaded_channels_and_every_type_with_critical_ones_marked(http):
+    options = http.get("/api/preferences/options", headers=auth("pia")).json()
+    assert {"in_app", "push", "email"} <= set(options["channels"])
+    types = {t["type"]: t["critical"] for t in options["types"]}
+    assert types["SECURITY_ALERT"] is True and types["REPORT_SUBMITTED"] is False
+    # what the options name is what PUT accepts: every channel and type can be turned off
+    everything = {"channels": {c: False for c in options["channels"]}, "types": {t: False for t in types}}
+    assert http.put("/api/preferences", json=everything, headers=auth("pia")).status_code == 200
+    assert http.get("/api/preferences/options").status_code == 401
+
+
 def test_opt_outs_are_applied_at_ingest_and_critical_types_ignore_them(runtime, sqs, queues):
     Preference.create(user_id="u1", settings={"channels": {"email": False},
                                               "type_channels": {"REPORT_SUBMITTED": {"push": False}},
