@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-fast lint test-e2e test-faults bench install clean
+.PHONY: run host-app test test-fast lint test-e2e test-faults bench install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/notif dev
+
+# the example host app (another origin embedding <notif-inbox>), beside `make run`: examples/host-app/README.md
+host-app: $(STAMP)
+	$(BIN)/python examples/host-app/app.py
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -178,6 +178,8 @@ def run_dev(port: int | None = None, threads: int = 4) -> int:
             env.update(_vapid(state_dir))
         if not environ.get("NOTIF_OUTBOUND_ALLOW"):  # a push service or webhook receiver on this machine
             env["NOTIF_OUTBOUND_ALLOW"] = "127.0.0.0/8,::1,localhost"
+        if not environ.get("NOTIF_CORS_ORIGINS"):  # examples/host-app, embedding <notif-inbox> from another origin
+            env["NOTIF_CORS_ORIGINS"] = "http://127.0.0.1:8100,http://localhost:8100"
         env["PORT"] = str(web_port)
         print(f"  database   {env['DATABASE_URL']}", flush=True)
 

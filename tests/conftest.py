@@ -7,6 +7,7 @@ a missing one fails loudly instead of skipping.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -318,3 +319,20 @@ def processes(env, tmp_path):
     yield procs
     unclean = procs.stop()
     assert not unclean, "a process did not exit cleanly on SIGTERM: " + "\n".join(unclean)
+
+
+# -- headless Chromium (the inbox page, the <notif-inbox> component) ---------------------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is not installed: apt-get install chromium (.ci/run does it)", pytrace=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -162,3 +162,12 @@ class SSE:
                 self.comments.append(text)
                 return
         raise AssertionError(f"the stream ended before the comment {text!r}")
+
+
+def notif_send(env: dict, *args: str) -> None:
+    """``notif send …`` as an operator would run it: the message goes onto SQS."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "notif.cli", "send", *args], env={**env, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

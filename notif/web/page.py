@@ -1,10 +1,13 @@
-"""``GET /``: the inbox page (plain HTML + JS, no build step) and its static files."""
+"""``GET /``: the inbox page (plain HTML + JS, no build step), its static files, and
+``GET /notif-inbox.js``: the ``<notif-inbox>`` component a host app embeds with one script tag."""
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, Response
 
 STATIC = Path(__file__).parent / "static"
 
@@ -29,3 +32,21 @@ async def static_file(name: str) -> FileResponse:
     if name not in {p.name for p in STATIC.iterdir()}:  # only the files shipped, no traversal
         raise HTTPException(404)
     return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+@functools.cache
+def component_bundle() -> tuple[bytes, str]:
+    """notif-inbox.js with the link rules it shares with the page's service worker (links.js), in one function
+    so that the host page gains only ``NotifClient``, ``NotifInbox`` and the element: (body, ETag)."""
+    parts = [(STATIC / name).read_text(encoding="utf-8") for name in ("links.js", "notif-inbox.js")]
+    body = ("(() => {\n" + "\n".join(parts) + "\n})();\n").encode()
+    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+@router.get("/notif-inbox.js")
+async def component(request: Request) -> Response:
+    body, etag = component_bundle()
+    headers = {"Cache-Control": "no-cache", "ETag": etag}  # revalidated on each load: a release reaches hosts at once
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)

@@ -1,33 +1,18 @@
-"""The inbox page in headless Chromium against the whole stack: SQS → poller → worker → web → browser."""
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
+"""notif's own inbox page (a host of <notif-inbox>) in headless Chromium against the whole stack:
+SQS → poller → worker → web → browser. The component's cross-origin behaviour: tests/e2e/test_inbox_component.py."""
 import pytest
 from playwright.sync_api import expect
 
-from helpers import token
+from helpers import notif_send, token
 from notif.auth import make_token
 from notif.inputs import is_safe_link
 from notif.models import Notification
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: apt-get install chromium (.ci/run does it)", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
+LIVE = "notif-inbox[state=live]"
+ITEMS = "notif-inbox li.item"  # (Playwright's CSS reaches into the component's open shadow root)
+UNREAD_TAB = 'notif-inbox [role=tab][data-status="unread"]'
 
 
 @pytest.fixture
@@ -37,40 +22,34 @@ def full_stack(processes, env):
     return processes.start_web()
 
 
-def notif_send(env, *args):
-    result = subprocess.run([sys.executable, "-m", "notif.cli", "send", *args], env={**env, "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-
-
-def test_a_sent_notification_appears_live_and_the_badge_counts_it(full_stack, browser, env, tmp_path):
+def test_a_sent_notification_appears_live_and_is_counted_unread(full_stack, browser, env, tmp_path):
     page = browser.new_page()
     user_token = make_token(env["NOTIF_JWT_SECRET"], "pat")
     page.goto(f"{full_stack}/?token={user_token}")
-    page.wait_for_selector("#status.live", timeout=15000)
+    page.wait_for_selector(LIVE, timeout=15000)
     page.wait_for_selector("body[data-service-worker=registered]", timeout=15000)  # ready to show pushes
-    assert page.locator("#badge").inner_text() == "0"
+    expect(page.locator(UNREAD_TAB)).to_have_text("Unread")
     assert "token=" not in page.url  # kept out of the history
 
     notif_send(env, "--user", "pat", "--type", "REPORT_SUBMITTED", "--var", "submitterName=Ana",
                "--var", "branchName=North", "--var", "reportId=42", "--priority", "high")
-    item = page.locator("#list li").first
+    item = page.locator(ITEMS).first
     item.wait_for(timeout=30000)
     assert item.locator(".title").inner_text() == "New report submitted"
     assert "Ana has submitted a new report for North" in item.inner_text()
     assert item.locator(".actions a").get_attribute("href") == "/reports/42"
-    expect(page.locator("#badge")).to_have_text("1", timeout=10000)
+    expect(page.locator(UNREAD_TAB)).to_have_text("Unread (1)", timeout=10000)
     page.screenshot(path=str(tmp_path / "inbox.png"))
 
-    # a second tab of the same user: marking read in one updates the badge in the other
+    # a second tab of the same user: marking read in one updates the other
     other = browser.new_page()
     other.goto(f"{full_stack}/?token={user_token}")
-    other.wait_for_selector("#status.live", timeout=15000)
-    assert other.locator("#list li.unread").count() == 1
-    item.click()
-    expect(page.locator("#badge")).to_have_text("0", timeout=10000)
-    expect(other.locator("#badge")).to_have_text("0", timeout=10000)
-    assert other.locator("#list li.unread").count() == 0
+    other.wait_for_selector(LIVE, timeout=15000)
+    expect(other.locator(f"{ITEMS}.unread")).to_have_count(1, timeout=10000)
+    item.locator(".title").click()
+    expect(page.locator(UNREAD_TAB)).to_have_text("Unread", timeout=10000)
+    expect(other.locator(UNREAD_TAB)).to_have_text("Unread", timeout=10000)
+    expect(other.locator(f"{ITEMS}.unread")).to_have_count(0, timeout=10000)
 
 
 def test_a_bad_token_shows_the_login_form_with_the_reason(full_stack, browser):
@@ -86,19 +65,19 @@ def test_the_page_reconnects_by_itself_and_catches_up(processes, browser, env):
     base = processes.start_web()
     page = browser.new_page()
     page.goto(f"{base}/?token={make_token(env['NOTIF_JWT_SECRET'], 'quinn')}")
-    page.wait_for_selector("#status.live", timeout=15000)
+    page.wait_for_selector(LIVE, timeout=15000)
     notif_send(env, "--user", "quinn", "--title", "before", "--message", "while connected")
-    page.locator("#list li", has_text="before").wait_for(timeout=30000)
+    page.locator(ITEMS, has_text="before").wait_for(timeout=30000)
 
     web = processes.procs["web"]
     web.terminate()  # the web process goes away (a deploy, a crash) …
     assert web.wait(30) == 0
-    page.wait_for_selector("#status:not(.live)", timeout=15000)
+    page.wait_for_selector("notif-inbox:not([state=live])", timeout=15000)
     notif_send(env, "--user", "quinn", "--title", "meanwhile", "--message", "sent while the page was cut off")
     processes.start_web(port=int(base.rsplit(":", 1)[1]), name="web2")  # … and comes back
-    page.locator("#list li", has_text="meanwhile").wait_for(timeout=30000)  # replayed on reconnect, no reload
-    expect(page.locator("#badge")).to_have_text("2", timeout=10000)
-    assert page.locator("#list li").count() == 2  # nothing twice
+    page.locator(ITEMS, has_text="meanwhile").wait_for(timeout=30000)  # replayed on reconnect, no reload
+    expect(page.locator(UNREAD_TAB)).to_have_text("Unread (2)", timeout=10000)
+    assert page.locator(ITEMS).count() == 2  # nothing twice
 
 
 # Links as notif.inputs.link_problem judges them; links.js's safeLink must agree on every one.
@@ -124,18 +103,19 @@ def test_the_page_never_renders_an_unsafe_link_and_does_render_a_safe_one(web, p
                         **UNSAFE_ROWS)
     page = browser.new_page()
     page.goto(f"{web['base']}/?token={token('links')}")
-    page.locator("#list li").first.wait_for(timeout=15000)
-    item = page.locator("#list li").first
+    page.locator(ITEMS).first.wait_for(timeout=15000)
+    item = page.locator(ITEMS).first
     assert item.locator(".actions a").evaluate_all("els => els.map(e => [e.textContent, e.getAttribute('href')])") == \
         [["View", "/reports/7"]]
     assert item.locator(".actions button").all_inner_texts() == ["Approve"]
     assert item.locator(".actions .inert").all_inner_texts() == ["Evil link", "Evil call"]  # labels, as text
-    assert item.locator("#good").get_attribute("href") == "/reports/8"
-    assert item.locator("#bad").get_attribute("href") is None and item.locator("#bad").inner_text() == "this"
-    assert item.locator("#frame").get_attribute("src") is None
-    assert "javascript:" not in page.content()
+    assert item.locator(".body a", has_text="that").get_attribute("href") == "/reports/8"
+    assert item.locator(".body a", has_text="this").get_attribute("href") is None
+    assert item.locator(".body iframe").count() == 0  # not an element a notification may show
+    assert "javascript:" not in item.inner_html()
 
-    # one rule in both languages: safeLink (links.js) says what link_problem says, case by case
+    # one rule in both languages: safeLink (links.js, inside notif-inbox.js) says what link_problem says
+    page.add_script_tag(url="/static/links.js")
     assert page.evaluate("cases => cases.map(c => safeLink(c) !== null)", LINK_CASES) == \
         [is_safe_link(case) for case in LINK_CASES]
 
@@ -185,15 +165,15 @@ def test_the_page_shows_an_update_in_place_and_drops_a_retracted_one(web, pg, br
     try:
         page = browser.new_page()
         page.goto(f"{web['base']}/?token={token('upd')}")
-        page.wait_for_selector("#status.live", timeout=15000)
+        page.wait_for_selector(LIVE, timeout=15000)
         send(literal("upd", "page-1"))
         send(literal("upd", "page-2"))
-        expect(page.locator("#list li")).to_have_count(2, timeout=10000)
-        expect(page.locator("#badge")).to_have_text("2", timeout=10000)
+        expect(page.locator(ITEMS)).to_have_count(2, timeout=10000)
+        expect(page.locator(UNREAD_TAB)).to_have_text("Unread (2)", timeout=10000)
         send({"update": "page-1", "title": "Edited live"})
-        expect(page.locator("#list li .title")).to_have_text(["Hello", "Edited live"], timeout=10000)
+        expect(page.locator(f"{ITEMS} .title")).to_have_text(["Hello", "Edited live"], timeout=10000)
         send({"retract": "page-2"})
-        expect(page.locator("#list li")).to_have_count(1, timeout=10000)
-        expect(page.locator("#badge")).to_have_text("1", timeout=10000)
+        expect(page.locator(ITEMS)).to_have_count(1, timeout=10000)
+        expect(page.locator(UNREAD_TAB)).to_have_text("Unread (1)", timeout=10000)
     finally:
         rt.redis.close()
