@@ -6,8 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import _admin
-from helpers import POSTGRES_ADMIN
+from helpers import POSTGRES_ADMIN, pg_admin
 from notif.db import database, init_database
 from notif.migrations import MIGRATIONS, current_version, latest_version, migrate
 from notif.models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow
@@ -24,7 +23,7 @@ def fresh_db(request, tmp_path):
         database.close()
         return
     name = f"notif_mig_{uuid.uuid4().hex[:8]}"
-    admin = _admin()
+    admin = pg_admin()
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     url = f"{POSTGRES_ADMIN.rsplit('/', 1)[0]}/{name}"
