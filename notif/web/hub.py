@@ -23,7 +23,15 @@ import redis.asyncio as aioredis
 
 from ..redis_keys import hub_control_channel, user_channel
 from .sse import PING as PING_BYTES
-from .sse import encode_notification, encode_read, encode_removed, encode_updated
+from .sse import (
+    encode_archived,
+    encode_notification,
+    encode_read,
+    encode_removed,
+    encode_seen,
+    encode_unread,
+    encode_updated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +174,15 @@ class Hub:
                 notification = payload["notification"]
                 item = ("notification", notification["id"], encode_notification(notification, payload["unread"]))
             elif payload["event"] == "read":
-                item = ("read", None, encode_read(payload["ids"], payload["all"], payload["unread"]))
+                item = ("read", None, encode_read(payload["ids"], payload["all"], payload["unread"],
+                                                  payload.get("unseen")))
+            elif payload["event"] == "seen":
+                item = ("seen", None, encode_seen(payload["ids"], payload["all"], payload["unread"], payload["unseen"]))
+            elif payload["event"] == "unread":
+                item = ("unread", None, encode_unread(payload["ids"], payload["unread"], payload["unseen"]))
+            elif payload["event"] == "archived":
+                item = ("archived", None, encode_archived(payload["id"], payload["archived"], payload["unread"],
+                                                          payload["unseen"], payload["total"]))
             elif payload["event"] == "updated":
                 item = ("updated", None, encode_updated(payload["notification"], payload["unread"]))
             elif payload["event"] == "removed":

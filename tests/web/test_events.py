@@ -115,12 +115,13 @@ def test_marking_read_updates_every_tab_of_that_user(http, rt):
     with open_stream(http, "gus") as response:
         sse = connected(response)
         answer = http.post(f"/api/notifications/{nid}/read", headers=auth("gus")).json()
-        assert answer == {"id": nid, "read": True, "unread": 1}
+        assert answer == {"id": nid, "read": True, "unread": 1, "unseen": 1}
         event = sse.next()
         assert event["event"] == "read" and "id" not in event
-        assert json.loads(event["data"]) == {"ids": [nid], "all": False, "unread_count": 1}
-        assert http.post("/api/notifications/read-all", headers=auth("gus")).json() == {"marked": 1, "unread": 0}
-        assert json.loads(sse.next()["data"]) == {"ids": [], "all": True, "unread_count": 0}
+        assert json.loads(event["data"]) == {"ids": [nid], "all": False, "unread_count": 1, "unseen_count": 1}
+        assert http.post("/api/notifications/read-all", headers=auth("gus")).json() == \
+            {"marked": 1, "unread": 0, "unseen": 0}
+        assert json.loads(sse.next()["data"]) == {"ids": [], "all": True, "unread_count": 0, "unseen_count": 0}
 
 
 def test_nobody_can_mark_another_users_notification(http, rt):
@@ -128,7 +129,7 @@ def test_nobody_can_mark_another_users_notification(http, rt):
     response = http.post(f"/api/notifications/{nid}/read", headers=auth("ivy"))
     assert response.status_code == 404
     assert Notification.get_by_id(nid).read_at is None
-    assert http.post("/api/notifications/read-all", headers=auth("ivy")).json() == {"marked": 0, "unread": 0}
+    assert http.post("/api/notifications/read-all", headers=auth("ivy")).json() == {"marked": 0, "unread": 0, "unseen": 0}
     assert Notification.get_by_id(nid).read_at is None
 
 
