@@ -89,6 +89,9 @@ def test_reconnecting_replays_exactly_what_was_missed_then_goes_live(http, rt, h
     with open_stream(http, "dave", last=first, header=header) as response:
         sse = connected(response)
         replayed = [int(sse.next()["id"]) for _ in missed]
+        counts = sse.next()  # then the counts now, for the badges
+        assert (counts["event"], json.loads(counts["data"])) == \
+            ("counts", {"unread_count": 4, "unseen_count": 4, "total_count": 4})
         live = publish(rt, "dave")
         after = int(sse.next()["id"])
     assert replayed == missed
@@ -105,6 +108,7 @@ def test_replay_includes_an_older_id_published_after_the_last_one_seen(http, rt)
         sse = connected(response)
         event = sse.next()
         assert int(event["id"]) == older.id
+        assert sse.next()["event"] == "counts"
         live = publish(rt, "fay")
         assert int(sse.next()["id"]) == live  # and nothing else was replayed
 
