@@ -65,7 +65,8 @@ def content(rt: Runtime, type_: str | None, changes: dict) -> dict:
     if "data" in changes:
         values["data"] = changes["data"]
     if changes.get("unread"):
-        values["read_at"] = None
+        # unread again, so out of the archive too (archived implies read: notif.models); still seen
+        values.update(read_at=None, archived_at=None, seen_at=peewee.fn.COALESCE(Notification.seen_at, Notification.read_at))
     return values
 
 
@@ -94,7 +95,8 @@ def apply_remembered(rt: Runtime, rows: list[dict]) -> list[dict]:
             except PermanentError as exc:  # it was checked when it came; a template changed since
                 log.warning("remembered update not applied", extra={"key": amendment.target, "reason": exc.reason})
                 continue
-            values.pop("read_at", None)  # a new notification is unread anyway
+            for state in ("read_at", "archived_at", "seen_at"):
+                values.pop(state, None)  # a new notification is unread, unseen and in the inbox anyway
             row.update(values, updated_at=amendment.created_at)
     return kept
 

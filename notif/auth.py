@@ -60,6 +60,13 @@ def verify_token(secret: str, token: str | None, service: bool = False,
 
     A user's token never passes as a service token, nor a service token as a user's.
     """
+    return verify_token_expiry(secret, token, service, audience, issuer)[0]
+
+
+def verify_token_expiry(secret: str, token: str | None, service: bool = False,
+                        audience: str | None = None, issuer: str | None = None) -> tuple[str, int]:
+    """As :func:`verify_token`, with the token's ``exp`` (seconds since the epoch): what speaks
+    for the user only until then, such as an SSE stream, ends at it."""
     if not token:
         raise AuthError("missing token: send `Authorization: Bearer <jwt>` or `?token=<jwt>`")
     sub, is_service, expires = _checked(token, secret, audience or None, issuer or None)
@@ -69,7 +76,7 @@ def verify_token(secret: str, token: str | None, service: bool = False,
         raise AuthError('this route needs a service token (`"scope": "service"`; `notif token --service NAME`)')
     if is_service and not service:
         raise AuthError("a service token does not speak for a user")
-    return sub
+    return sub, expires
 
 
 @functools.lru_cache(maxsize=VERIFIED_TOKENS)

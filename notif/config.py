@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .outbound import Allowance
@@ -47,6 +48,41 @@ def _outbound_allow(text: str) -> tuple[str, ...]:
     entries = _csv(text)
     Allowance.parse(entries)  # ValueError names a bad entry
     return entries
+
+
+_ORIGIN_FORM = ("expected an origin: scheme://host[:port] with http or https, no path, no trailing slash, "
+                "no wildcard, e.g. https://app.example.com or http://localhost:3000")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(entry: str) -> str:
+    """One CORS origin, as a browser sends it in ``Origin`` (lower case, no default port); ValueError otherwise."""
+    parts = urlsplit(entry)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if "*" in entry:
+        problem = "a wildcard is not allowed: list each origin"
+    elif parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+        problem = "it needs http:// or https:// and a host"
+    elif parts.path or parts.query or parts.fragment or entry.endswith(("?", "#")):
+        problem = "it has a path, query or fragment; an origin has none, not even a trailing slash"
+    elif parts.username is not None or parts.password is not None:
+        problem = "it has a user or password"
+    elif port == -1 or port == 0 or parts.netloc.endswith(":"):
+        problem = "its port is not a number from 1 to 65535"
+    else:
+        scheme = parts.scheme.lower()
+        host = parts.netloc.lower() if port is None else parts.netloc.rsplit(":", 1)[0].lower()
+        return f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}")
+    raise ValueError(f"{entry!r} is not an origin ({problem}); {_ORIGIN_FORM}")
+
+
+def _origins(text: str) -> tuple[str, ...] | None:
+    """``NOTIF_CORS_ORIGINS``: origins separated by commas and/or spaces; None when there are none."""
+    entries = [part for part in re.split(r"[\s,]+", text) if part]
+    return tuple(dict.fromkeys(_origin(entry) for entry in entries)) or None
 
 
 def _bool(text: str) -> bool:
@@ -174,6 +210,7 @@ class Settings:
     jwt_audience: str | None = env("NOTIF_JWT_AUDIENCE", doc="when set, a token's `aud` must name it (and `notif token` adds it)")
     jwt_issuer: str | None = env("NOTIF_JWT_ISSUER", doc="when set, a token's `iss` must be it (and `notif token` adds it)")
     port: int = env("PORT", 8000, int, doc="web port")
+    cors_origins: tuple | None = env("NOTIF_CORS_ORIGINS", None, _origins, doc="origins (`scheme://host[:port]`, separated by commas or spaces) of host apps whose pages may call `/api/*`, `/events` and `/notif-inbox.js` from the browser (CORS, for bearer tokens: no credentials); unset: no CORS headers at all (see docs/security.md › CORS)")
     public_url: str | None = env("NOTIF_PUBLIC_URL", doc="the host app's base URL: relative action links in emails and pushes are made absolute with it")
     vapid_private_key: str | None = env("VAPID_PRIVATE_KEY", doc="Web Push: the VAPID private key (`notif vapid` makes a pair)", secret=True)
     vapid_public_key: str | None = env("VAPID_PUBLIC_KEY", doc="Web Push: the VAPID public key, given to browsers")

@@ -238,6 +238,26 @@ def _0009_down(db: peewee.Database) -> None:
     db.drop_tables([Amendment], safe=True)
 
 
+UNSEEN_INDEX = "notif_notification_unseen"
+
+
+def _0010_up(db: peewee.Database) -> None:
+    # Inbox states (docs/database.md): seen_at, archived_at. A row read before this step has no seen_at and
+    # is seen all the same (read implies seen: Notification.to_dict); no row is rewritten.
+    _add(db, NOTIFICATION, "seen_at", peewee.DateTimeField(null=True))
+    _add(db, NOTIFICATION, "archived_at", peewee.DateTimeField(null=True))
+    # the unseen count's partial index, built as the unread one (0009) is
+    include = " INCLUDE (send_at, expires_at)" if isinstance(db, peewee.PostgresqlDatabase) else ""
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {UNSEEN_INDEX} ON {NOTIFICATION} (user_id, id){include} "
+                   "WHERE seen_at IS NULL AND read_at IS NULL AND digest_id IS NULL AND retracted_at IS NULL")
+
+
+def _0010_down(db: peewee.Database) -> None:
+    # Archived notifications are back in the inbox (read, as they were); seen times go.
+    db.execute_sql(f"DROP INDEX IF EXISTS {UNSEEN_INDEX}")
+    _drop(db, NOTIFICATION, "seen_at", "archived_at")
+
+
 Step = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (1, "initial: notifications and deliveries", _0001_up, _0001_down),
@@ -250,6 +270,7 @@ MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (8, "topics and their members; fan-outs (a topic message stored in chunks)", _0008_up, _0008_down),
     (9, "update, retract, expiry (expires_at, updated_at, retracted_at, amendments); unread and age indexes",
      _0009_up, _0009_down),
+    (10, "inbox states: seen_at, archived_at; unseen index", _0010_up, _0010_down),
 ]
 DOWN_LOSES = {  # what going below a version takes away, for the operator to confirm
     1: "DROPS every notification and delivery",
@@ -264,6 +285,7 @@ DOWN_LOSES = {  # what going below a version takes away, for the operator to con
        "nothing)",
     9: "expiry times and retractions (expired and retracted notifications are deleted), remembered "
        "updates/retracts; 'withdrawn' deliveries become 'skipped'",
+    10: "seen and archived states (archived notifications are back in the inbox, read; seen times are dropped)",
 }
 
 

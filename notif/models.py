@@ -4,6 +4,21 @@ A notification is what a user sees in the inbox. A delivery is one (notification
 channel) pair that still has to reach that channel, or already did: it is written in the
 same transaction as its notification, before any Dramatiq message exists, so the
 database alone says what is owed.
+
+A notification belongs to one user, so its inbox states are its own columns, each a time:
+``seen_at`` (it was shown, e.g. the user opened the bell's panel), ``read_at`` and
+``archived_at``. The routes that change them (notif/web/inbox.py) keep these invariants:
+
+- reading implies seen: marking read sets ``seen_at`` too where it is NULL (a row read
+  before migration 0010 has none and counts as seen at its ``read_at``);
+- archived implies read: archiving sets ``archived_at``, and ``read_at`` and ``seen_at``
+  where NULL; un-archiving clears ``archived_at`` only (the item comes back read);
+- marking unread clears ``read_at`` and ``archived_at`` (an item the user wants to deal
+  with goes back to the inbox) and keeps ``seen_at``; so does a producer's ``update``
+  with ``"unread": true`` (notif/amendments.py).
+
+So the unread count (``read_at IS NULL``) never counts an archived item, and the unseen
+count is ``seen_at IS NULL AND read_at IS NULL``.
 """
 from __future__ import annotations
 
@@ -64,6 +79,8 @@ class Notification(BaseModel):
     expires_at = peewee.DateTimeField(null=True)  # `expires_at` / `ttl`: gone from the inbox after it
     updated_at = peewee.DateTimeField(null=True)  # when an `update` message last changed it
     retracted_at = peewee.DateTimeField(null=True)  # a `retract` message withdrew it (kept as a tombstone)
+    seen_at = peewee.DateTimeField(null=True)  # shown to the user (read implies seen: see the module's invariants)
+    archived_at = peewee.DateTimeField(null=True)  # out of the inbox (archived implies read)
 
     class Meta:
         table_name = "notif_notification"
@@ -76,8 +93,9 @@ class Notification(BaseModel):
     @classmethod
     def visible(cls, now: dt.datetime | None = None):
         """What the user may see: not scheduled for later, not an item waiting in a digest,
-        not retracted, not expired. (The partial index ``notif_notification_unread``,
-        migration 0009, is built on the same conditions: keep them in step.)"""
+        not retracted, not expired. (The partial indexes ``notif_notification_unread``,
+        migration 0009, and ``notif_notification_unseen``, 0010, are built on the same
+        conditions: keep them in step.)"""
         now = now or utcnow()
         return ((cls.send_at.is_null() | (cls.send_at <= now)) & cls.digest_id.is_null() & cls.retracted_at.is_null()
                 & (cls.expires_at.is_null() | (cls.expires_at > now)))
@@ -106,6 +124,10 @@ class Notification(BaseModel):
             "expires_at": isoformat(self.expires_at),
             "updated_at": isoformat(self.updated_at),
             "read": self.read_at is not None,
+            "seen_at": isoformat(self.seen_at or self.read_at),  # (read before 0010: seen when read)
+            "archived_at": isoformat(self.archived_at),
+            "seen": self.seen_at is not None or self.read_at is not None,
+            "archived": self.archived_at is not None,
         }
 
 

@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 import redis as redis_lib
 
-from helpers import POSTGRES_ADMIN, REDIS_URL, WEB_SECRET, free_port, wait_healthy, wait_until
+from helpers import POSTGRES_ADMIN, REDIS_URL, WEB_SECRET, free_port, pg_admin, wait_healthy, wait_until
 from notif.config import load_settings
 from notif.db import database, init_database
 from notif.migrations import migrate
@@ -38,19 +38,10 @@ RUN_ID = uuid.uuid4().hex[:8]
 
 
 # -- PostgreSQL ------------------------------------------------------------------------
-def _admin():
-    try:
-        conn = psycopg2.connect(POSTGRES_ADMIN, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({exc}); start it (see README › Tests)", pytrace=False)
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture(scope="session")
 def pg_url():
     name = f"notif_test_{RUN_ID}"
-    admin = _admin()
+    admin = pg_admin()
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN.rsplit("/", 1)[0]

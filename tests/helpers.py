@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jwt
 import psycopg2
+import pytest
 
 from notif.auth import make_token
 from notif.models import Notification
@@ -19,6 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 # the services the tests run against (README › Tests)
 POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+def pg_admin():
+    """An autocommit connection to the PostgreSQL server's admin database (to create and drop test databases)."""
+    try:
+        conn = psycopg2.connect(POSTGRES_ADMIN, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({exc}); start it (see README › Tests)", pytrace=False)
+    conn.autocommit = True
+    return conn
+
 
 def free_port() -> int:
     with socket.socket() as s:

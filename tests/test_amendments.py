@@ -43,6 +43,19 @@ def test_an_update_re_renders_for_every_recipient_and_can_mark_it_unread_again(r
     assert rows[0].actions[0]["url"] == "/reports/43" and rows[0].channel_content["push"]["title"] == "Report from South"
 
 
+def test_an_update_marking_it_unread_brings_an_archived_notification_back_to_the_inbox_still_seen(runtime, sqs, queues):
+    """Archived implies read (notif.models): unread again, it cannot stay archived; it was seen, and still is."""
+    ingest(runtime, sqs, queues, literal("u1", "arch"), literal("u2", "arch"))
+    earlier = utcnow() - dt.timedelta(minutes=5)
+    Notification.update(read_at=earlier, seen_at=earlier, archived_at=earlier).where(Notification.user_id == "u1").execute()
+    Notification.update(read_at=earlier).where(Notification.user_id == "u2").execute()  # read before seen_at existed
+    ingest(runtime, sqs, queues, {"update": "arch", "unread": True})
+    for row in visible("arch"):
+        shown = row.to_dict()
+        assert (shown["read"], shown["archived"], shown["seen"]) == (False, False, True), row.user_id
+        assert row.seen_at == earlier
+
+
 def test_an_update_is_applied_once_however_often_sqs_delivers_it(runtime, sqs, queues):
     ingest(runtime, sqs, queues, literal("u1", "k1"))
     update = {"update": "k1", "id": "upd-1", "title": "Changed", "unread": True}

@@ -6,8 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import _admin
-from helpers import POSTGRES_ADMIN
+from helpers import POSTGRES_ADMIN, pg_admin
 from notif.db import database, init_database
 from notif.migrations import MIGRATIONS, current_version, latest_version, migrate
 from notif.models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow
@@ -24,7 +23,7 @@ def fresh_db(request, tmp_path):
         database.close()
         return
     name = f"notif_mig_{uuid.uuid4().hex[:8]}"
-    admin = _admin()
+    admin = pg_admin()
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     url = f"{POSTGRES_ADMIN.rsplit('/', 1)[0]}/{name}"
@@ -158,3 +157,33 @@ def test_0009_down_deletes_what_was_retracted_or_expired_and_keeps_the_rest(fres
     assert database.execute_sql("SELECT status FROM notif_delivery").fetchall() == [("skipped",)]
     migrate()
     assert "notif_notification_unread" in {i.name for i in database.get_indexes("notif_notification")}
+
+
+def test_0010_inbox_states_come_and_go_and_an_archived_notification_returns_to_the_inbox(fresh_db):
+    """0010 (seen_at, archived_at, the unseen index): a row read before it counts as seen; going down
+    keeps every notification, an archived one back in the inbox, read."""
+    migrate(to=9)
+    database.execute_sql("INSERT INTO notif_notification (user_id, key, title, message, priority, correlation_id, "
+                         f"created_at, read_at) VALUES ('u1', 'old', 't', 'm', 'normal', 'c', {database.param}, "
+                         f"{database.param})", (utcnow(), utcnow()))
+    migrate()
+    assert {"seen_at", "archived_at"} <= columns("notif_notification")
+    assert "notif_notification_unseen" in {i.name for i in database.get_indexes("notif_notification")}
+    old = Notification.get(Notification.key == "old")
+    assert old.seen_at is None and old.to_dict()["seen"] is True and old.to_dict()["seen_at"] == old.to_dict()["read_at"]
+    now = utcnow()
+    Notification.create(user_id="u1", key="archived", title="t", message="m", priority="normal", correlation_id="c",
+                        read_at=now, seen_at=now, archived_at=now)
+    Notification.create(user_id="u1", key="new", title="t", message="m", priority="normal", correlation_id="c")
+    new = Notification.get(Notification.key == "new").to_dict()
+    assert (new["seen"], new["archived"], new["seen_at"], new["archived_at"]) == (False, False, None, None)
+
+    migrate(to=9)
+    assert {"seen_at", "archived_at"}.isdisjoint(columns("notif_notification"))
+    assert "notif_notification_unseen" not in {i.name for i in database.get_indexes("notif_notification")}
+    assert "notif_notification_unread" in {i.name for i in database.get_indexes("notif_notification")}
+    rows = database.execute_sql("SELECT key, read_at IS NOT NULL FROM notif_notification ORDER BY key").fetchall()
+    assert [(k, bool(r)) for k, r in rows] == [("archived", True), ("new", False), ("old", True)]
+    migrate()
+    assert Notification.get(Notification.key == "archived").archived_at is None  # in the inbox again, read
+    assert "notif_notification_unseen" in {i.name for i in database.get_indexes("notif_notification")}

@@ -18,6 +18,7 @@ from ..redis_client import async_client, async_queued_client, sync_client
 from ..templates import TemplateStore
 from . import events, health, inbox, metrics, page, preferences, push, responses, scheduled, topics
 from .body_limit import BodyLimit
+from .cors import CORS
 from .headers import SecurityHeaders
 from .hub import Hub
 from .loop_count import LoopCounts
@@ -109,8 +110,11 @@ def create_app(settings: Settings) -> FastAPI:
     # Starlette routes a class instance as a raw ASGI app; add_route's annotation names request handlers only
     app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)  # type: ignore[arg-type]
     app.include_router(page.router)
-    # outermost last: headers on every answer, the body limit before anything reads a body
+    # outermost last: headers on every answer, the body limit before anything reads a body, and CORS around
+    # them all, so that their answers (401, 413, 422, 429, 503) reach a host app's page readable
     app.add_middleware(RefuseUnstorable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body, wider=(("/api/topics/", topics.TOPIC_BODY),))
     app.add_middleware(SecurityHeaders, public_url=settings.public_url)
+    if settings.cors_origins:
+        app.add_middleware(CORS, origins=settings.cors_origins)
     return app

@@ -5,7 +5,7 @@ import hmac
 
 from fastapi import Request
 
-from ..auth import AuthError, verify_token
+from ..auth import AuthError, verify_token, verify_token_expiry
 from ..config import Settings
 
 
@@ -29,6 +29,12 @@ def verify(settings: Settings, token: str | None, service: bool = False) -> str:
     without one), NOTIF_JWT_AUDIENCE and NOTIF_JWT_ISSUER; AuthError otherwise."""
     return verify_token(settings.require("jwt_secret"), token, service=service,
                         audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+
+
+def verify_expiry(settings: Settings, token: str | None) -> tuple[str, int]:
+    """The user ``token`` speaks for (as :func:`verify`) and until when: its ``exp``."""
+    return verify_token_expiry(settings.require("jwt_secret"), token, audience=settings.jwt_audience,
+                               issuer=settings.jwt_issuer)
 
 
 async def current_user(request: Request) -> str:

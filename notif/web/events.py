@@ -8,6 +8,13 @@ client missed, then goes on live, dropping live copies of what it just replayed.
 whose in-app event was published after the client's last one: two ingest transactions can
 commit out of id order, so the last id alone could hide a notification committed late.
 
+After a replay (a reconnect with ``Last-Event-ID``, or catching up after Redis came back) it
+sends a ``counts`` event: the user's unread, unseen and total counts now, since state
+changes (read, seen, archived) made while the client was away are not replayed.
+
+The stream ends at its token's ``exp`` (the hub's tick): the browser's EventSource then
+reconnects, gets 401, and the client resumes with a new token and ``Last-Event-ID``.
+
 This is a plain ASGI endpoint rather than a framework response: a stream is one coroutine,
 one small task watching for the disconnect, and a mailbox — measured at a fraction of the
 memory per connection of a general-purpose SSE response (docs/benchmarks.md).
@@ -23,12 +30,12 @@ from anyio import to_thread
 
 from ..auth import AuthError
 from ..db import database
-from ..live import unread_count
+from ..live import counts
 from ..models import Delivery, Notification
 from ..monitoring.metrics import SSE_CONNECTIONS
-from .deps import verify
+from .deps import verify_expiry
 from .hub import CLOSE, Hub, Listener
-from .sse import encode_notification, encode_open
+from .sse import encode_counts, encode_notification, encode_open
 from .stream_slots import StreamsFull
 
 log = logging.getLogger(__name__)
@@ -36,8 +43,9 @@ log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
 
 
-def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], int]:
-    """Notifications the client has not seen since ``after``, oldest first, and the unread count."""
+def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], dict[str, int]]:
+    """Notifications the client has not seen since ``after``, oldest first, and the user's counts
+    (notif.live.counts)."""
     with database.connection_context():
         mine = (Notification.user_id == user_id) & Notification.visible()
         anchor = (Delivery.select(Delivery.sent_at).join(Notification)
@@ -49,7 +57,7 @@ def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], int
                     .where(mine & (Notification.id < after) & (Delivery.channel == "in_app") & (Delivery.sent_at > anchor))
                     .order_by(Notification.id))
             rows = list(late) + rows
-        return [r.to_dict() for r in rows if r.id not in exclude], unread_count(user_id)
+        return [r.to_dict() for r in rows if r.id not in exclude], counts(user_id)
 
 
 async def _json(send, status: int, body: dict, headers: list | None = None) -> None:
@@ -81,13 +89,15 @@ class Stream:
         listener.last_write = loop.time()
 
     async def replay(self, after: int) -> int:
+        """Send what the client missed since ``after``, then the counts now; returns the newest id sent."""
         while True:
-            rows, unread = await to_thread.run_sync(missed, self.listener.user_id, after, self.sent)
+            rows, counted = await to_thread.run_sync(missed, self.listener.user_id, after, self.sent)
             for row in rows:
                 self.sent.add(row["id"])
-                await self.write(encode_notification(row, unread))
+                await self.write(encode_notification(row, counted["unread"]))
             newest = max((r["id"] for r in rows), default=after)
             if newest == after or len(rows) < REPLAY_PAGE:
+                await self.write(encode_counts(counted["unread"], counted["unseen"], counted["total"]))
                 return max(after, newest)
             after = newest
 
@@ -99,7 +109,9 @@ class Stream:
         last = await self.replay(after) if after is not None else None
         while True:
             kind, notification_id, chunk = await self.listener.get()
-            if kind == "close":
+            if kind in ("close", "expired"):
+                if kind == "expired":
+                    await self.write(chunk)
                 await self.send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if kind == "resync":
@@ -142,7 +154,7 @@ async def events(scope, receive, send) -> None:
             if scheme.lower() != "bearer":
                 raise AuthError("Authorization header must be `Bearer <jwt>`")
             token = value.strip()
-        user_id = verify(settings, token)
+        user_id, expires = verify_expiry(settings, token)
     except AuthError as exc:
         return await _json(send, 401, {"error": "unauthorized", "reason": str(exc)}, [(b"www-authenticate", b"Bearer")])
     if not settings.feature("sse"):
@@ -163,15 +175,15 @@ async def events(scope, receive, send) -> None:
         return await _json(send, 503, {"error": "unavailable", "reason": f"live events are unavailable: {exc}"},
                            [(b"retry-after", b"5")])
     try:
-        await _stream(app, settings, user_id, after, receive, send)
+        await _stream(app, settings, user_id, expires, after, receive, send)
     finally:
         await slots.release(slot)
 
 
-async def _stream(app, settings, user_id: str, after: int | None, receive, send) -> None:
+async def _stream(app, settings, user_id: str, expires: int, after: int | None, receive, send) -> None:
     try:
         hub = await app.state.live.hub()
-        listener = await hub.subscribe(user_id)  # before the replay: nothing published meanwhile is lost
+        listener = await hub.subscribe(user_id, expires)  # before the replay: nothing published meanwhile is lost
     except Exception as exc:
         return await _json(send, 503, {"error": "unavailable", "reason": f"live events are unavailable: {exc}"},
                            [(b"retry-after", b"5")])

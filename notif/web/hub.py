@@ -11,38 +11,54 @@ listener's mailbox is bounded: a client that stops reading is closed rather than
 to grow the process (it reconnects with Last-Event-ID and replays from the database). When
 the Redis connection drops and comes back, every listener is told to resynchronise from
 the database, since events published meanwhile were lost.
+
+A stream lives no longer than the token that opened it: the tick ends it at the token's
+``exp`` (the browser reconnects, is refused, and the client fetches a new token).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 
 import redis.asyncio as aioredis
 
 from ..redis_keys import hub_control_channel, user_channel
 from .sse import PING as PING_BYTES
-from .sse import encode_notification, encode_read, encode_removed, encode_updated
+from .sse import (
+    encode_archived,
+    encode_expired,
+    encode_notification,
+    encode_read,
+    encode_removed,
+    encode_seen,
+    encode_unread,
+    encode_updated,
+)
 
 log = logging.getLogger(__name__)
 
 RESYNC = ("resync", None, b"")  # events may have been missed: catch up from the database
 CLOSE = ("close", None, b"")  # stop the stream
 PING = ("ping", None, PING_BYTES)  # a heartbeat comment
+EXPIRED = ("expired", None, encode_expired())  # the token expired: say so, then stop the stream
 
 
 class Listener:
     """One stream's mailbox: (kind, notification id or None, SSE bytes) items, bounded.
 
     It also carries what the hub's once-a-second tick needs to keep every stream healthy
-    without a timer per stream: when the stream last wrote (heartbeats) and since when a
-    write has been stuck (the send timeout; ``task`` is cancelled when it passes).
+    without a timer per stream: when the stream last wrote (heartbeats), since when a
+    write has been stuck (the send timeout; ``task`` is cancelled when it passes) and when
+    its token expires (``expires``, seconds since the epoch; EXPIRED is put then).
     """
 
-    __slots__ = ("user_id", "items", "limit", "waiter", "dropped", "last_write", "sending_since", "task", "timed_out")
+    __slots__ = ("user_id", "items", "limit", "waiter", "dropped", "last_write", "sending_since", "task", "timed_out",
+                 "expires")
 
-    def __init__(self, user_id: str, limit: int) -> None:
+    def __init__(self, user_id: str, limit: int, expires: float | None = None) -> None:
         self.user_id = user_id
         self.items: deque = deque()
         self.limit = limit
@@ -52,6 +68,7 @@ class Listener:
         self.sending_since: float | None = None
         self.task: asyncio.Task | None = None
         self.timed_out = False
+        self.expires = expires
 
     def put(self, item: tuple) -> None:
         if self.dropped:
@@ -118,9 +135,10 @@ class Hub:
     def connections(self) -> int:
         return sum(len(v) for v in self.listeners.values())
 
-    async def subscribe(self, user_id: str) -> Listener:
+    async def subscribe(self, user_id: str, expires: float | None = None) -> Listener:
+        """A listener for the user's events (``expires``: when to end it, seconds since the epoch)."""
         channel = user_channel(self.settings, user_id)
-        listener = Listener(user_id, self.mailbox_size)
+        listener = Listener(user_id, self.mailbox_size, expires)
         self.listeners.setdefault(channel, set()).add(listener)
         try:
             confirmed = self.confirmed.get(channel)
@@ -166,7 +184,15 @@ class Hub:
                 notification = payload["notification"]
                 item = ("notification", notification["id"], encode_notification(notification, payload["unread"]))
             elif payload["event"] == "read":
-                item = ("read", None, encode_read(payload["ids"], payload["all"], payload["unread"]))
+                item = ("read", None, encode_read(payload["ids"], payload["all"], payload["unread"],
+                                                  payload.get("unseen")))
+            elif payload["event"] == "seen":
+                item = ("seen", None, encode_seen(payload["ids"], payload["all"], payload["unread"], payload["unseen"]))
+            elif payload["event"] == "unread":
+                item = ("unread", None, encode_unread(payload["ids"], payload["unread"], payload["unseen"]))
+            elif payload["event"] == "archived":
+                item = ("archived", None, encode_archived(payload["id"], payload["archived"], payload["unread"],
+                                                          payload["unseen"], payload["total"]))
             elif payload["event"] == "updated":
                 item = ("updated", None, encode_updated(payload["notification"], payload["unread"]))
             elif payload["event"] == "removed":
@@ -180,14 +206,20 @@ class Hub:
             listener.put(item)
 
     async def _tick(self) -> None:
-        """Once a second: heartbeats for quiet streams, and cancel writes stuck too long."""
+        """Once a second: heartbeats for quiet streams, cancel writes stuck too long, end streams whose
+        token has expired."""
         loop = asyncio.get_running_loop()
         interval = min(1.0, self.ping_seconds / 2)
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
+            wall = time.time()
             for listeners in tuple(self.listeners.values()):
                 for listener in tuple(listeners):
+                    if listener.expires is not None and wall >= listener.expires:
+                        listener.expires = None  # (once)
+                        listener.put(EXPIRED)
+                        continue
                     stuck = listener.sending_since
                     if stuck is not None and now - stuck > self.send_timeout and not listener.timed_out:
                         listener.timed_out = True

@@ -89,6 +89,9 @@ def test_reconnecting_replays_exactly_what_was_missed_then_goes_live(http, rt, h
     with open_stream(http, "dave", last=first, header=header) as response:
         sse = connected(response)
         replayed = [int(sse.next()["id"]) for _ in missed]
+        counts = sse.next()  # then the counts now, for the badges
+        assert (counts["event"], json.loads(counts["data"])) == \
+            ("counts", {"unread_count": 4, "unseen_count": 4, "total_count": 4})
         live = publish(rt, "dave")
         after = int(sse.next()["id"])
     assert replayed == missed
@@ -105,6 +108,7 @@ def test_replay_includes_an_older_id_published_after_the_last_one_seen(http, rt)
         sse = connected(response)
         event = sse.next()
         assert int(event["id"]) == older.id
+        assert sse.next()["event"] == "counts"
         live = publish(rt, "fay")
         assert int(sse.next()["id"]) == live  # and nothing else was replayed
 
@@ -115,12 +119,13 @@ def test_marking_read_updates_every_tab_of_that_user(http, rt):
     with open_stream(http, "gus") as response:
         sse = connected(response)
         answer = http.post(f"/api/notifications/{nid}/read", headers=auth("gus")).json()
-        assert answer == {"id": nid, "read": True, "unread": 1}
+        assert answer == {"id": nid, "read": True, "unread": 1, "unseen": 1}
         event = sse.next()
         assert event["event"] == "read" and "id" not in event
-        assert json.loads(event["data"]) == {"ids": [nid], "all": False, "unread_count": 1}
-        assert http.post("/api/notifications/read-all", headers=auth("gus")).json() == {"marked": 1, "unread": 0}
-        assert json.loads(sse.next()["data"]) == {"ids": [], "all": True, "unread_count": 0}
+        assert json.loads(event["data"]) == {"ids": [nid], "all": False, "unread_count": 1, "unseen_count": 1}
+        assert http.post("/api/notifications/read-all", headers=auth("gus")).json() == \
+            {"marked": 1, "unread": 0, "unseen": 0}
+        assert json.loads(sse.next()["data"]) == {"ids": [], "all": True, "unread_count": 0, "unseen_count": 0}
 
 
 def test_nobody_can_mark_another_users_notification(http, rt):
@@ -128,7 +133,7 @@ def test_nobody_can_mark_another_users_notification(http, rt):
     response = http.post(f"/api/notifications/{nid}/read", headers=auth("ivy"))
     assert response.status_code == 404
     assert Notification.get_by_id(nid).read_at is None
-    assert http.post("/api/notifications/read-all", headers=auth("ivy")).json() == {"marked": 0, "unread": 0}
+    assert http.post("/api/notifications/read-all", headers=auth("ivy")).json() == {"marked": 0, "unread": 0, "unseen": 0}
     assert Notification.get_by_id(nid).read_at is None
 
 

@@ -83,6 +83,9 @@ def test_an_expired_notification_leaves_the_api_the_count_and_the_replay(http, s
     with stream(http, "max", last=0) as response:
         sse = connected(response)
         replayed = sse.next()
+        counts = sse.next()
+        assert (counts["event"], json.loads(counts["data"])) == \
+            ("counts", {"unread_count": 0, "unseen_count": 0, "total_count": 1})  # the expired one is not counted
         send(literal("max", "after"))
         live = sse.next()
     keeps = Notification.get(key="keeps").id
