@@ -14,15 +14,24 @@ VISIBLE = ("(send_at IS NULL OR send_at <= now() AT TIME ZONE 'utc') AND digest_
            "AND (expires_at IS NULL OR expires_at > now() AT TIME ZONE 'utc')")
 QUERIES = {
     "inbox page (GET /api/notifications?limit=20)":
-        f"SELECT * FROM notif_notification WHERE user_id = 'user-4242' AND {VISIBLE} ORDER BY id DESC LIMIT 21",
-    "next page (?cursor=)":
-        f"SELECT * FROM notif_notification WHERE user_id = 'user-4242' AND {VISIBLE} AND id < {{cursor}} "
+        f"SELECT * FROM notif_notification WHERE user_id = 'user-4242' AND {VISIBLE} AND archived_at IS NULL "
         "ORDER BY id DESC LIMIT 21",
+    "next page (?cursor=)":
+        f"SELECT * FROM notif_notification WHERE user_id = 'user-4242' AND {VISIBLE} AND archived_at IS NULL "
+        "AND id < {cursor} ORDER BY id DESC LIMIT 21",
     "unread page (?unread=1)":
         f"SELECT * FROM notif_notification WHERE user_id = 'user-4242' AND {VISIBLE} AND read_at IS NULL "
         "ORDER BY id DESC LIMIT 21",
     "unread count":
         f"SELECT COUNT(*) FROM notif_notification WHERE user_id = 'user-4242' AND read_at IS NULL AND {VISIBLE}",
+    "unseen count (GET /api/notifications/counts)":
+        f"SELECT COUNT(*) FROM notif_notification WHERE user_id = 'user-4242' AND seen_at IS NULL AND read_at IS NULL "
+        f"AND {VISIBLE}",
+    "total count (GET /api/notifications/counts)":
+        f"SELECT COUNT(*) FROM notif_notification WHERE user_id = 'user-4242' AND archived_at IS NULL AND {VISIBLE}",
+    "archive page (?status=archived)":
+        f"SELECT * FROM notif_notification WHERE user_id = 'user-4242' AND {VISIBLE} AND archived_at IS NOT NULL "
+        "ORDER BY id DESC LIMIT 21",
     "read-all (POST /api/notifications/read-all)":
         f"UPDATE notif_notification SET read_at = now() AT TIME ZONE 'utc' WHERE user_id = 'user-4243' AND {VISIBLE} "
         "AND read_at IS NULL",
