@@ -220,6 +220,7 @@ notif dev is running. Ctrl-C stops it.
   send one    notif send --user u1 --title Hi --message 'Hello from notif' --priority high
   a token     notif token u1
   look        curl -H "Authorization: Bearer $(notif token u1)" http://127.0.0.1:{web_port}/api/notifications
+  embed       make host-app   (another origin with <notif-inbox>: http://127.0.0.1:8100, NOTIF_URL if not :8000)
 (run those in another terminal in this folder: they read {path})
 """, flush=True)
         try:

@@ -315,6 +315,9 @@ button { font: inherit; color: inherit; }
 .item .body { overflow-wrap: anywhere; }
 .item .body p { margin: 2px 0; }
 .item .body img { max-width: 100%; }
+.item .body a { color: var(--notif-accent); }
+.item .body blockquote { margin: 4px 0; padding-left: 8px; border-left: 3px solid var(--notif-border); color: var(--notif-muted); }
+.item .body ul, .item .body ol { margin: 2px 0; padding-left: 18px; }
 .item .meta { font-size: 12px; color: var(--notif-muted); margin-top: 2px; }
 .item .actions, .item .tools { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; }
 .item .actions a, .item .actions button { font-size: 13px; border: 1px solid var(--notif-border); border-radius: 6px;
@@ -643,7 +646,7 @@ class NotifInbox extends HTMLElement {
         if (this.open) this._markShownSeen();
       })
       .catch((error) => this._fail(error))
-      .finally(() => { this._loading = null; });
+      .finally(() => { this._loading = null; this._updateEmpty(); });
     return this._loading;
   }
 
