@@ -226,3 +226,41 @@ def test_an_origin_not_in_cors_origins_is_refused_by_the_browser(stack, browser)
         context.close()
     finally:
         stranger.close()
+
+
+def test_keyboard_screen_reader_strings_and_load_more(stack, browser):
+    from notif.models import Notification
+    for n in range(25):
+        Notification.create(user_id="eve", key=f"k{n}", title=f"Item {n}", message="m", priority="normal",
+                            correlation_id="c")
+    context = browser.new_context()
+    page = stack.host.sign_in(context, "eve")
+    bell = page.locator("notif-inbox .bell")
+    expect(page.locator(BADGE)).to_have_text("25")
+    expect(bell).to_have_attribute("aria-label", "Notifications, 25 unseen")
+
+    bell.focus()
+    page.keyboard.press("Enter")  # a real button: the keyboard opens it
+    expect(bell).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(ITEM)).to_have_count(20)  # a page
+    expect(page.locator(BADGE)).to_have_text("5", timeout=10000)  # what it showed is seen, the rest not yet
+    page.click('notif-inbox [data-action="more"]')
+    expect(page.locator(ITEM)).to_have_count(25)
+    expect(page.locator(ITEM).last.locator(".title")).to_have_text("Item 0")  # newest first, down to the oldest
+    expect(page.locator(BADGE)).to_be_hidden(timeout=10000)
+    expect(page.locator('notif-inbox [data-action="more"]')).to_be_hidden()
+
+    page.keyboard.press("Escape")  # closes, and gives the focus back to the bell
+    expect(page.locator("notif-inbox [part=panel]")).to_be_hidden()
+    assert page.evaluate("document.querySelector('notif-inbox').shadowRoot.activeElement.className") == "bell"
+
+    report(stack.env, "eve")  # announced to screen readers as it arrives
+    expect(page.locator("notif-inbox [aria-live=polite][role=status]").first).to_have_text(
+        "New notification: New report submitted", timeout=30000)
+
+    page.evaluate("document.querySelector('notif-inbox').strings = {heading: 'Benachrichtigungen', tabAll: 'Alle'}")
+    bell.click()
+    expect(page.locator("notif-inbox h2")).to_have_text("Benachrichtigungen")
+    expect(page.locator('notif-inbox [role=tab][data-status="inbox"]')).to_have_text("Alle")
+    expect(page.locator('notif-inbox [role=tab][data-status="archived"]')).to_have_text("Archived")  # the rest kept
+    context.close()

@@ -417,12 +417,14 @@ class NotifInbox extends HTMLElement {
   connectedCallback() {
     if (!this.client) this._showState("closed");
     document.addEventListener("click", this._outside);
+    document.addEventListener("keydown", this._escape);
     document.addEventListener("visibilitychange", this._visible);
     this._start();
   }
 
   disconnectedCallback() {
     document.removeEventListener("click", this._outside);
+    document.removeEventListener("keydown", this._escape);
     document.removeEventListener("visibilitychange", this._visible);
     if (this.client) this.client.close();
     this.client = null;
@@ -464,15 +466,17 @@ class NotifInbox extends HTMLElement {
     this._empty = el("p", { class: "empty", part: "empty", hidden: true });
     this._message = el("p", { class: "loading", part: "message", hidden: true });
     this._more = el("button", { class: "link-button more", type: "button", "data-action": "more", part: "more", hidden: true,
-                                onclick: () => this._loadPage() });
+                                onclick: () => this._loadMore() });
     this._inboxView = el("div", { class: "view", part: "inbox", role: "tabpanel" }, this._message, this._list, this._empty, this._more);
     this._prefsView = el("div", { class: "view prefs", part: "preferences", hidden: true });
     this._announcer = el("div", { class: "sr", "aria-live": "polite", role: "status" });
-    this._panel = el("div", { class: "panel", id: "panel", part: "panel", role: "dialog", "aria-labelledby": "heading", hidden: true,
-                              onkeydown: (e) => { if (e.key === "Escape" && !this.hasAttribute("inline")) { this.open = false; this._bell.focus(); } } },
+    this._panel = el("div", { class: "panel", id: "panel", part: "panel", role: "dialog", "aria-labelledby": "heading", hidden: true },
       head, this._tabs, this._inboxView, this._prefsView);
     root.append(this._bell, this._panel, this._announcer);
     this._outside = (event) => { if (this.open && !this.hasAttribute("inline") && !event.composedPath().includes(this)) this.open = false; };
+    this._escape = (event) => { // wherever the focus is (a button that just went away leaves it on the page)
+      if (event.key === "Escape" && this.open && !this.hasAttribute("inline")) { this.open = false; this._bell.focus(); }
+    };
     this._visible = () => { if (document.visibilityState === "visible" && this.open) this._markShownSeen(); };
     this._relabel();
   }
@@ -648,6 +652,14 @@ class NotifInbox extends HTMLElement {
       .catch((error) => this._fail(error))
       .finally(() => { this._loading = null; this._updateEmpty(); });
     return this._loading;
+  }
+
+  /** "Load more": the next page, and the keyboard's focus on its first item (the button may go away). */
+  async _loadMore() {
+    const before = this._items.size;
+    await this._loadPage();
+    const first = this._list.children[before];
+    if (first) first.focus();
   }
 
   /** After a reconnect or a new token: the loaded items' states as the server has them now (nothing missed). */
