@@ -6,6 +6,10 @@ process, against real PostgreSQL and Redis, a push service and an SMTP server on
 trace is read through the web app (in process) with a service token.
 """
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -407,3 +411,44 @@ def test_only_a_service_token_may_read_a_trace_and_bad_paging_is_refused(client,
     send(rt, sqs, queues, {"id": slashed, "user_id": "u1", "title": "t", "message": "m"})
     assert traced(client, "orders%2F2024%2F7")["key"] == slashed
     assert traced(client, slashed)["key"] == slashed
+
+
+# -- notif trace -------------------------------------------------------------------------
+@pytest.mark.processes  # runs `notif trace` as a process
+def test_notif_trace_prints_a_table_and_with_json_the_apis_document(client, rt, env, sqs, queues, smtp):
+    Preference.create(user_id="kim", settings={"channels": {"email": False}})
+    deliver_all(rt, send(rt, sqs, queues, {"id": "weekly", "title": "Weekly report", "message": "m", "type": "WEEKLY",
+                                           "channels": ["in_app", "email"],
+                                           "recipients": [{"user_id": "kim", "email": "kim@example.com"},
+                                                          {"user_id": "lee", "email": "nobody@example.com"}]}))
+
+    def notif(*args):
+        return subprocess.run([sys.executable, "-m", "notif.cli", "trace", *args], env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=60)
+
+    as_json = notif("weekly", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == traced(client, "weekly")  # the same document
+    table = notif("weekly")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0] == "message    weekly" and lines[1].startswith("type       WEEKLY   priority normal   correlation ")
+    assert "summary    2 recipients" in lines and any(line.split() == ["email", "failed", "1,", "skipped", "1"]
+                                                        for line in lines)
+    rows = {tuple(line.split()[:3]): line for line in lines if line.startswith(("kim ", "lee "))}
+    assert rows[("kim", "email", "skipped")].endswith(
+        "opted_out: preference: the user opted out of the email channel (channels.email)")
+    assert rows[("lee", "email", "failed")].split()[3] == "1" and "failed: SMTP 550" in rows[("lee", "email", "failed")]
+    attempt = lines[lines.index(rows[("lee", "email", "failed")]) + 1]
+    assert attempt.split()[:2] == ["attempt", "1"] and "permanent_error  SMTP 550" in attempt
+    assert ("kim", "in_app", "sent") in rows and lines[-1] == "2 recipients shown"
+
+    first = notif("weekly", "--limit", "1")
+    assert first.stdout.splitlines()[-1].startswith("1 recipient shown; more with --cursor ")
+    cursor = first.stdout.split("--cursor ")[-1].strip()
+    rest = notif("weekly", "--limit", "1", "--cursor", cursor).stdout
+    assert "lee " in rest and "kim " not in rest and "summary" not in rest
+    only = notif("weekly", "--user", "kim").stdout
+    assert "kim " in only and "lee " not in only
+    missing = notif("no-such-key")
+    assert missing.returncode == 1 and "'no-such-key'" in missing.stderr and missing.stdout == ""

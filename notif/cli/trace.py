@@ -87,7 +87,7 @@ def render(doc: dict) -> str:
             rows.append((r["user_id"], d["channel"], d["state"], str(d["attempts"]),
                          _when(d["sent_at"] or d["updated_at"]), f"{why['code']}: {why['text']}" if why else ""))
             below[len(rows) - 1] = [
-                f"    attempt {a['attempt']}  {_when(a['started_at']) or '?':<23} -> {_when(a['finished_at']):<23}  "
+                f"    attempt {a['attempt']}  {_when(a['started_at']) or '-':<23} -> {_when(a['finished_at']):<23}  "
                 f"{a['outcome']}" + ("" if a["logged"] else " (bulk, from sent_at)")
                 + (f"  {a['error'][:MAX_ERROR]}" if a["error"] else "") for a in d["attempt_log"]]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]

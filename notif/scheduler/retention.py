@@ -1,7 +1,8 @@
 """Retention: the database stays bounded (``NOTIF_RETENTION_DAYS``, default 90; ``0`` keeps everything).
 
 Once a minute the leading scheduler deletes notifications created more than that many days
-ago, with their deliveries, in small batches (one short transaction each, oldest first, by
+ago, with their deliveries (and their deliveries' attempt log, by its foreign key's ON DELETE
+CASCADE), in small batches (one short transaction each, oldest first, by
 the ``created_at`` index), so no pass holds locks or bloats a transaction for long. A
 notification that still owes a delivery (``pending``, ``sending``, ``scheduled``,
 ``deferred``: :data:`notif.delivery_states.OWED`) or is an item of a digest window still
