@@ -149,7 +149,7 @@ class DeliveryAttempt(BaseModel):
     retention and cancels keep the log bounded."""
 
     id = peewee.BigAutoField()
-    delivery = peewee.ForeignKeyField(Delivery, on_delete="CASCADE", column_name="delivery_id")
+    delivery = peewee.ForeignKeyField(Delivery, on_delete="CASCADE", column_name="delivery_id", index=False)
     delivery_id: int  # the foreign key's column (for the type checker only)
     attempt = peewee.IntegerField()
     started_at = peewee.DateTimeField(null=True)  # when the worker claimed it (None: not known)
@@ -159,7 +159,7 @@ class DeliveryAttempt(BaseModel):
 
     class Meta:
         table_name = "notif_delivery_attempt"
-        indexes = ((("delivery", "id"), False),)  # a delivery's attempts in order; the cascade's lookup
+        indexes = ((("delivery", "id"), False),)  # a delivery's attempts in order; the cascade's lookup (the only one)
 
 
 class PushSubscription(BaseModel):

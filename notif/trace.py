@@ -24,10 +24,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
+import peewee
+from peewee import fn
+
 from . import attempts as attempt_log
 from . import delivery_states as states
 from . import reasons
-from .db import database
 from .fanout import RUNNING, restored
 from .models import Amendment, Cancellation, Delivery, Digest, Fanout, Notification, TopicMember, isoformat, utcnow
 from .topics import decode_cursor, encode_cursor
@@ -35,13 +37,6 @@ from .topics import decode_cursor, encode_cursor
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
-_SUMMARY = """
-SELECT d.channel, d.status, COUNT(*)
-FROM notif_notification n JOIN notif_delivery d ON d.notification_id = n.id
-WHERE n.key = %s
-GROUP BY d.channel, d.status
-"""
-_RECIPIENTS = "SELECT COUNT(*), COUNT(digest_id) FROM notif_notification WHERE key = %s"
 _COLUMNS = (Notification.id, Notification.user_id, Notification.type, Notification.created_at, Notification.read_at,
             Notification.send_at, Notification.digest_id, Notification.expires_at, Notification.retracted_at)
 
@@ -110,11 +105,20 @@ def _progress(fanout: Fanout) -> dict:
             "finished_at": isoformat(fanout.finished_at)}
 
 
+def summary_query(key: str) -> peewee.SelectQuery:
+    """The message's deliveries counted by channel and state: one GROUP BY over its rows only (by the
+    ``notif_notification_key`` index to its notifications, by the notification's to their deliveries)."""
+    return (Delivery.select(Delivery.channel, Delivery.status, fn.COUNT(Delivery.id)).join(Notification)
+            .where(Notification.key == key).group_by(Delivery.channel, Delivery.status))
+
+
 def _summary(key: str) -> dict:
     channels: dict[str, dict[str, int]] = {}
-    for channel, status, count in database.execute_sql(_SUMMARY, (key,)).fetchall():
+    for channel, status, count in cast("list[tuple[str, str, int]]", list(summary_query(key).tuples())):
         channels.setdefault(channel, {})[status] = int(count)
-    recipients, held = database.execute_sql(_RECIPIENTS, (key,)).fetchone()
+    recipients, held = cast("tuple[int, int]", Notification.select(fn.COUNT(Notification.id),
+                                                                    fn.COUNT(Notification.digest_id))
+                            .where(Notification.key == key).tuples().get())
     return {"recipients": int(recipients), "held_in_digest": int(held),
             "channels": {channel: dict(sorted(counts.items())) for channel, counts in sorted(channels.items())}}
 

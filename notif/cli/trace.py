@@ -53,6 +53,13 @@ def _when(value: str | None) -> str:
     return (value or "")[:23]
 
 
+def _attempt(a: dict, last_error: str | None) -> str:
+    """One attempt, beneath its delivery (its error only when the delivery's line does not say it already)."""
+    error = a["error"] if a["error"] and a["error"] != last_error else ""
+    return (f"    attempt {a['attempt']}  {_when(a['started_at']) or '-':<23} -> {_when(a['finished_at']):<23}  "
+            f"{a['outcome']}" + ("" if a["logged"] else " (in bulk: from sent_at)") + f"  {error[:MAX_ERROR]}")
+
+
 def render(doc: dict) -> str:
     m = doc["message"]
     lines = [f"message    {m['key']}",
@@ -76,7 +83,7 @@ def render(doc: dict) -> str:
         for channel, counts in s["channels"].items():
             lines.append(f"           {channel.ljust(width)}  " + ", ".join(f"{state} {n}" for state, n in counts.items()))
     lines.append("")
-    rows = [("USER", "CHANNEL", "STATE", "TRIES", "WHEN", "REASON")]
+    rows = [("USER", "CHANNEL", "STATE", "ATTEMPTS", "WHEN", "REASON")]
     below: dict[int, list[str]] = {}
     for r in doc["recipients"]:
         if r["reason"] is not None or not r["deliveries"]:
@@ -86,10 +93,7 @@ def render(doc: dict) -> str:
             why = d["reason"]
             rows.append((r["user_id"], d["channel"], d["state"], str(d["attempts"]),
                          _when(d["sent_at"] or d["updated_at"]), f"{why['code']}: {why['text']}" if why else ""))
-            below[len(rows) - 1] = [
-                f"    attempt {a['attempt']}  {_when(a['started_at']) or '-':<23} -> {_when(a['finished_at']):<23}  "
-                f"{a['outcome']}" + ("" if a["logged"] else " (bulk, from sent_at)")
-                + (f"  {a['error'][:MAX_ERROR]}" if a["error"] else "") for a in d["attempt_log"]]
+            below[len(rows) - 1] = [_attempt(a, d["last_error"]) for a in d["attempt_log"]]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row[:5])) + "  " + row[5])
