@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .. import trace as tracing
 from ..db import database
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/messages", tags=["trace"])
 class Reason(BaseModel):
     """Why it was not sent (or not yet): a stable ``code`` and a sentence; the other fields as the code needs."""
 
-    code: str
+    code: str = Field(description="stable (new ones may be added): " + "; ".join(f"`{c}`: {m}" for c, m in CODES.items()))
     text: str
     until: str | None = None  # rate_limited, scheduled, retrying, held_in_digest (while open)
     at: str | None = None  # cancelled, retracted, expired, shadow
@@ -40,8 +40,6 @@ class Reason(BaseModel):
     error: str | None = None  # failed, discarded, retrying
     dead_letter: str | None = None  # failed: the id `notif dlq replay` takes
 
-
-Reason.__doc__ = (Reason.__doc__ or "") + " Codes: " + "; ".join(f"`{c}`: {m}" for c, m in CODES.items()) + "."
 
 
 class Attempt(BaseModel):
