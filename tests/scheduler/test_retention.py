@@ -56,6 +56,15 @@ def test_the_attempt_log_goes_with_its_deliveries(pg):
     assert [a.delivery_id for a in DeliveryAttempt.select()] == [Delivery.get(Delivery.notification == recent).id] * 2
 
 
+def test_old_attempts_of_a_delivery_still_owed_go_and_the_delivery_stays(pg):
+    stuck = Delivery.get(Delivery.notification == stored(statuses=("pending",)))  # its worker dies on it, every time
+    DeliveryAttempt.create(delivery=stuck, attempt=1, outcome="abandoned", finished_at=OLD)
+    DeliveryAttempt.create(delivery=stuck, attempt=2, outcome="abandoned")
+    counts = prune(None, days=90)
+    assert (counts["notifications"], counts["attempts"]) == (0, 1)
+    assert [a.attempt for a in DeliveryAttempt.select()] == [2] and Delivery.get_by_id(stuck.id).status == "pending"
+
+
 def test_a_pass_stops_after_its_batches_and_the_next_goes_on(pg):
     for _ in range(5):
         stored()
