@@ -38,7 +38,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 _COLUMNS = (Notification.id, Notification.user_id, Notification.type, Notification.created_at, Notification.read_at,
-            Notification.send_at, Notification.digest_id, Notification.expires_at, Notification.retracted_at)
+            Notification.seen_at, Notification.archived_at, Notification.send_at, Notification.digest_id, Notification.expires_at, Notification.retracted_at)
 
 
 def trace(key: str, limit: int = DEFAULT_PAGE, cursor: str | None = None, user: str | None = None,
@@ -140,7 +140,8 @@ def _recipients(rows: list[Notification], now: dt.datetime) -> list[dict]:
         owner, type_ = (digest.notification_id or 0, digest.type) if digest is not None else (n.id, n.type)
         out.append({
             "user_id": n.user_id, "notification_id": n.id, "created_at": isoformat(n.created_at),
-            "read_at": isoformat(n.read_at), "reason": _held(n, digest) or _lapsed(n, now),
+            "read_at": isoformat(n.read_at), "seen_at": isoformat(n.seen_at or n.read_at),  # (read implies seen)
+            "archived_at": isoformat(n.archived_at), "reason": _held(n, digest) or _lapsed(n, now),
             "digest": None if digest is None else {
                 "id": digest.id, "batch_key": digest.batch_key, "closes_at": isoformat(digest.closes_at),
                 "closed_at": isoformat(digest.closed_at), "notification_id": digest.notification_id},
@@ -253,5 +254,6 @@ def _absent(user: str, message: dict, fanout: Fanout | None) -> dict:
                                                       f"ingested ({fanout.outcome})"}
     else:
         why = {"code": "not_a_recipient", "text": "not among the message's recipients"}
-    return {"user_id": user, "notification_id": None, "created_at": None, "read_at": None, "reason": why,
+    return {"user_id": user, "notification_id": None, "created_at": None, "read_at": None, "seen_at": None,
+            "archived_at": None, "reason": why,
             "digest": None, "deliveries": []}

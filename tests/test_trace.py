@@ -138,6 +138,16 @@ def test_a_sent_message_shows_what_was_received_and_each_attempt_with_its_time(c
     assert got["in_app"]["attempt_log"] == [{"attempt": 1, "started_at": None, "finished_at": iso(rows["in_app"].sent_at),
                                              "outcome": "sent", "error": None, "logged": False}]
 
+    # what the user did with it since: seen (the bell opened), read, archived
+    (ana,) = doc["recipients"]
+    assert (ana["seen_at"], ana["read_at"], ana["archived_at"]) == (None, None, None)
+    user = {"Authorization": f"Bearer {token('ana')}"}
+    assert client.post("/api/notifications/seen", json={"ids": [stored.id]}, headers=user).status_code == 200
+    assert traced(client, "report-42")["recipients"][0]["seen_at"] is not None
+    assert client.post(f"/api/notifications/{stored.id}/archive", headers=user).status_code == 200
+    (ana,) = traced(client, "report-42")["recipients"]
+    assert ana["read_at"] is not None and ana["archived_at"] is not None
+
 
 # -- opted out, skipped ------------------------------------------------------------------
 def test_an_opt_out_names_the_preference_that_applied(client, rt, sqs, queues, push_service):

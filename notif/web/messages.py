@@ -80,6 +80,8 @@ class Recipient(BaseModel):
     notification_id: int | None  # None: `?user=` named someone with nothing stored (the reason says why)
     created_at: str | None
     read_at: str | None
+    seen_at: str | None  # the inbox states (a read notification was seen)
+    archived_at: str | None
     reason: Reason | None  # the notification's own: held in a digest, retracted, expired, scheduled, …
     digest: DigestInfo | None
     deliveries: list[DeliveryTrace]
