@@ -38,7 +38,8 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 _COLUMNS = (Notification.id, Notification.user_id, Notification.type, Notification.created_at, Notification.read_at,
-            Notification.seen_at, Notification.archived_at, Notification.send_at, Notification.digest_id, Notification.expires_at, Notification.retracted_at)
+            Notification.seen_at, Notification.archived_at, Notification.send_at, Notification.digest_id,
+            Notification.expires_at, Notification.retracted_at)
 
 
 def trace(key: str, limit: int = DEFAULT_PAGE, cursor: str | None = None, user: str | None = None,
