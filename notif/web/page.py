@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -35,18 +36,22 @@ async def static_file(name: str) -> FileResponse:
 
 
 @functools.cache
-def component_bundle() -> tuple[bytes, str]:
+def component_bundle() -> tuple[bytes, bytes, str]:
     """notif-inbox.js with the link rules it shares with the page's service worker (links.js), in one function
-    so that the host page gains only ``NotifClient``, ``NotifInbox`` and the element: (body, ETag)."""
+    so that the host page gains only ``NotifClient``, ``NotifInbox`` and the element: (body, body gzipped, ETag)."""
     parts = [(STATIC / name).read_text(encoding="utf-8") for name in ("links.js", "notif-inbox.js")]
     body = ("(() => {\n" + "\n".join(parts) + "\n})();\n").encode()
-    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return body, gzip.compress(body, mtime=0), '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
 @router.get("/notif-inbox.js")
 async def component(request: Request) -> Response:
-    body, etag = component_bundle()
-    headers = {"Cache-Control": "no-cache", "ETag": etag}  # revalidated on each load: a release reaches hosts at once
+    body, compressed, etag = component_bundle()
+    # revalidated on each load: a release reaches every host page at once
+    headers = {"Cache-Control": "no-cache", "ETag": etag, "Vary": "Accept-Encoding"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(compressed, media_type="text/javascript; charset=utf-8",
+                        headers={**headers, "Content-Encoding": "gzip"})
     return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
