@@ -79,7 +79,8 @@ class Sender:
     def from_settings(cls, settings: Settings) -> Sender:
         return cls(endpoints=frozenset(settings.webhook_urls),
                    key=secret_key(settings.webhook_secret) if settings.webhook_secret else None,
-                   session=OutboundSession(OutboundPolicy(allow=_allowance(settings))),
+                   session=OutboundSession(OutboundPolicy(allow=_allowance(settings),
+                                                          plain=Allowance.parse(settings.outbound_allow))),
                    retry=RetryPolicy(max_attempts=max(1, settings.webhook_max_attempts), base_seconds=2.0,
                                      cap_seconds=3600.0),
                    timeout=(min(CONNECT_TIMEOUT, settings.webhook_timeout), settings.webhook_timeout))
