@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.port = port or free_port()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self.up()
 
     @property
@@ -54,6 +56,16 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint would
+
+            def setup(self):
+                super().setup()
+                with receiver.lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self):
+                with receiver.lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -79,11 +91,18 @@ class Receiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def down(self) -> None:
-        """Stop listening: connections are refused until :meth:`up`."""
+        """Stop listening and drop the open (keep-alive) connections: connections are refused until :meth:`up`."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.lock:
+            open_now = list(self._connections)
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # -- what it got ---------------------------------------------------------------------
     def all(self) -> list[Request]:
