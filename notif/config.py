@@ -94,6 +94,14 @@ def _webhook_urls(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part for part in re.split(r"[\s,]+", text) if part))
 
 
+def _webhook_timeout(text: str) -> float:
+    """Seconds for a webhook receiver's answer: more than 0, at most 50 (the sender's actor has 60 in all)."""
+    value = float(text)
+    if not 0 < value <= 50:
+        raise ValueError(f"expected seconds above 0 and at most 50, got {text!r}")
+    return value
+
+
 def _check_webhooks(values: dict[str, Any]) -> None:
     """The webhook settings together: a secret for any URL, and each URL fit for the outbound policy (http(s),
     a host, no credentials; plain http only to a host NOTIF_OUTBOUND_ALLOW lists). ConfigError names the URL."""
@@ -262,7 +270,7 @@ class Settings:
     webhook_events: frozenset = env("NOTIF_WEBHOOK_EVENTS", "all", parse_events, doc="which events are sent: `all`, or a list of types (`delivery.failed,notification.read`), `delivery.*`, or `all,-notification.seen`")
     webhook_topic_recipients: bool = env("NOTIF_WEBHOOK_TOPIC_RECIPIENTS", False, _bool, doc="a topic message's events per recipient (`notification.stored`, `delivery.sent`: one row each, a million for a million members); off: one `notification.stored` per topic message, with the recipient count")
     webhook_max_attempts: int = env("NOTIF_WEBHOOK_MAX_ATTEMPTS", 15, int, doc="tries of one webhook event (exponential backoff with jitter, from 2 s up to an hour apart: about 3 hours in all) before it is dead-lettered (`notif dlq`)")
-    webhook_timeout: float = env("NOTIF_WEBHOOK_TIMEOUT", 15.0, float, doc="seconds a webhook receiver has to answer (connecting: at most 5 of them)")
+    webhook_timeout: float = env("NOTIF_WEBHOOK_TIMEOUT", 15.0, _webhook_timeout, doc="seconds a webhook receiver has to answer, at most 50 (connecting: at most 5 of them)")
     smtp_url: str | None = env("SMTP_URL", doc="email: `smtp://user:pass@host:587` (STARTTLS when offered) or `smtps://…:465`", secret=True)
     email_from: str | None = env("EMAIL_FROM", doc="email: the From address")
     smtp_timeout: float = env("NOTIF_SMTP_TIMEOUT", 15.0, float, doc="seconds for the SMTP conversation's each step")

@@ -13,6 +13,10 @@ keys of :data:`TRANSITIONS` are the only moves there are)::
     scheduled ──due──▶ pending ◀──due── deferred
     failed ──replay──▶ pending;  failed ──purge──▶ discarded
     pending | scheduled | deferred ──▶ withdrawn  (its notification was retracted or expired)
+
+A move into ``sent`` or ``failed`` is what the host app's webhooks hear of (``delivery.sent``,
+``delivery.failed``: :data:`REPORTED`): when the process's webhook outbox wants it, the move and
+its events are one transaction, and the events go to the sender after the commit.
 """
 from __future__ import annotations
 

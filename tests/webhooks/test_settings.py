@@ -66,3 +66,10 @@ def test_the_event_filter():
         "notification.stored", "notification.read", "notification.archived"}
     with pytest.raises(ConfigError, match="NOTIF_WEBHOOK_EVENTS=.*unknown webhook event 'notification.opened'"):
         settings(NOTIF_WEBHOOK_EVENTS="notification.opened")
+
+
+def test_the_timeout_fits_inside_the_senders_time_limit():
+    assert settings(NOTIF_WEBHOOK_TIMEOUT="2.5").webhook_timeout == 2.5
+    for wrong in ("0", "90", "-1"):
+        with pytest.raises(ConfigError, match="NOTIF_WEBHOOK_TIMEOUT=.*at most 50"):
+            settings(NOTIF_WEBHOOK_TIMEOUT=wrong)
