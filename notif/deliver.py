@@ -5,7 +5,8 @@ copies of the same Dramatiq message (a redelivery, a sweep) cannot both send. Su
 marks it ``sent``; a permanent error marks it ``failed`` with the reason (a dead letter);
 a transient one puts it back to ``pending`` with the time of its next attempt and raises
 :class:`RetryLater` — until the channel's retry policy is exhausted, when it is ``failed``
-too, with its last error. Nothing is left without a status.
+too, with its last error. Nothing is left without a status. Every try that claimed the row is
+logged with its outcome (:mod:`notif.attempts`), and a skipped row keeps its reason's code.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import datetime as dt
 import logging
 import time
 
+from . import attempts as attempt_log
 from . import delivery_states as states
+from . import reasons
 from .channels import Channel
 from .db import is_postgres
 from .delivery_states import SENDING, claim, claim_current, claim_many, move, move_many
@@ -33,12 +36,13 @@ class RetryLater(NotifError):
         self.delay = delay
 
 
-def _defer(rt: Runtime, delivery: Delivery, wait: float, context: dict) -> str:
+def _defer(rt: Runtime, delivery: Delivery, wait: float, context: dict, claimed_at: dt.datetime) -> str:
     """Over the user's limit: park the delivery until its reserved slot (the scheduler releases it)."""
     until = utcnow() + dt.timedelta(seconds=wait)
     reason = (f"rate limited ({rt.limiter.describe(delivery.channel)} per user): "
               f"deferred until {until.isoformat(timespec='seconds')}Z")
     move(delivery.id, SENDING, states.DEFERRED, next_attempt_at=until, deferred_until=until, last_error=reason)
+    attempt_log.record(delivery.id, delivery.attempts + 1, attempt_log.RATE_LIMITED, claimed_at, reason)
     rt.recorder.delivery(delivery.channel, "deferred")
     log.info("delivery deferred by rate limit", extra={**context, "defer_s": round(wait, 2)})
     return states.DEFERRED
@@ -68,16 +72,18 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
         return states.WITHDRAWN
     channel = rt.channels.get(delivery.channel)
     if channel is None:
-        move(delivery_id, states.PENDING, states.SKIPPED,
+        move(delivery_id, states.PENDING, states.SKIPPED, reason_code=reasons.CHANNEL_UNAVAILABLE,
              last_error=f"channel {delivery.channel!r} is not installed or is disabled")
         rt.recorder.delivery(delivery.channel, "skipped")
         log.warning("delivery skipped: channel not available", extra=context)
         return states.SKIPPED
     if not claim(delivery_id):
         return "claimed-elsewhere"
+    claimed_at = utcnow()
     attempts = delivery.attempts + 1
     if rt.settings.shadow:  # beside the old worker: record what would go out, send nothing
-        move(delivery_id, SENDING, states.SHADOW, attempts=attempts, sent_at=utcnow(), next_attempt_at=None)
+        move(delivery_id, SENDING, states.SHADOW, attempts=attempts, sent_at=claimed_at, next_attempt_at=None)
+        attempt_log.record(delivery_id, attempts, attempt_log.SHADOW, claimed_at, finished_at=claimed_at)
         rt.recorder.delivery(delivery.channel, "shadow")
         log.info("shadow: would deliver", extra=context)
         return states.SHADOW
@@ -86,10 +92,11 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
                 and not rt.templates.is_critical(notification.type)):  # security alerts are never held back
             wait = rt.limiter.wait(notification.user_id, delivery.channel, delivery_id)
             if wait > 0:
-                return _defer(rt, delivery, wait, context)
+                return _defer(rt, delivery, wait, context, claimed_at)
         channel.send(notification, delivery, rt.channel_context(log))
     except Skipped as skip:
-        move(delivery_id, SENDING, states.SKIPPED, attempts=attempts, last_error=skip.reason)
+        move(delivery_id, SENDING, states.SKIPPED, attempts=attempts, last_error=skip.reason, reason_code=skip.code)
+        attempt_log.record(delivery_id, attempts, attempt_log.SKIPPED, claimed_at, skip.reason)
         rt.recorder.delivery(delivery.channel, "skipped")
         log.info("delivery skipped", extra={**context, "reason": skip.reason})
         return states.SKIPPED
@@ -102,6 +109,8 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
             reason = error.reason if isinstance(error, PermanentError) else \
                 f"gave up after {attempts} attempts; last error: {error.reason}"
             move(delivery_id, SENDING, states.FAILED, attempts=attempts, last_error=reason, next_attempt_at=None)
+            attempt_log.record(delivery_id, attempts, attempt_log.PERMANENT if kind == "permanent" else attempt_log.TRANSIENT,
+                               claimed_at, error.reason)
             log.error("delivery dead-lettered", extra={**context, "reason": reason, "attempts": attempts,
                                                       "error_kind": kind})
             rt.recorder.delivery(delivery.channel, "failed")
@@ -109,12 +118,14 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
         delay = policy.delay(attempts, error.retry_after if isinstance(error, TransientError) else None)
         move(delivery_id, SENDING, states.PENDING, attempts=attempts, last_error=error.reason,
              next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
+        attempt_log.record(delivery_id, attempts, attempt_log.TRANSIENT, claimed_at, error.reason)
         log.warning("delivery failed; will retry", extra={**context, "reason": error.reason, "attempts": attempts,
                                                           "retry_in_s": round(delay, 1)})
         rt.recorder.delivery(delivery.channel, "retry")
         raise RetryLater(delay, error.reason) from exc
     now = utcnow()
     move(delivery_id, SENDING, states.SENT, attempts=attempts, sent_at=now, last_error=None, next_attempt_at=None)
+    attempt_log.record(delivery_id, attempts, attempt_log.SENT, claimed_at, finished_at=now)
     with rt.recorder.batched() as recorder:
         latency = _observe_sent(rt.settings.sla_seconds, recorder, notification, delivery, attempts, now)
     log.info("delivered", extra={**context, "attempts": attempts, "end_to_end_ms": latency,
@@ -143,7 +154,8 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
     Claimed in one UPDATE, sent with the channel's ``send_many``, marked sent in one
     UPDATE. Returns the ids left for the usual one-at-a-time path: all of them when the
     batch cannot be done this way (shadow mode, a rate limit, a channel that does not
-    batch) or ``send_many`` failed — they are back to ``pending`` by then.
+    batch) or ``send_many`` failed — they are back to ``pending`` by then. No attempt is
+    logged: the trace shows each one's single try from its ``sent_at`` (:mod:`notif.attempts`).
     """
     rows = list(Delivery.select(Delivery, Notification).join(Notification).where(Delivery.id.in_(delivery_ids)))
     lapsed = [d.id for d in rows if d.notification.lapsed() is not None]  # the one-at-a-time path withdraws them
@@ -195,7 +207,8 @@ def deliver_copies(rt: Runtime, delivery_ids: list[int], row: dict, channel_name
     Returns the ids left for the one-at-a-time path: those not claimed (it reads each afresh:
     an update, a retract, a read, or another worker's claim since the chunk was stored), or
     all of them when ``send_copies`` failed (back to ``pending`` by then). Anything else —
-    SQLite, shadow mode, a rate limit — goes through :func:`deliver_batch`.
+    SQLite, shadow mode, a rate limit — goes through :func:`deliver_batch`. As there, no
+    attempt is logged (a million copies would be a million more rows).
     """
     template = Notification(**row)
     channel = rt.channels.get(channel_name)

@@ -44,11 +44,15 @@ class PermanentError(DeliveryError):
 
 
 class Skipped(NotifError):
-    """Nothing to do for this channel (no push subscription, no email address): recorded, not retried."""
+    """Nothing to do for this channel (no push subscription, no email address): recorded, not retried.
 
-    def __init__(self, reason: str) -> None:
+    ``code`` is what the delivery row keeps and the trace answers (a :mod:`notif.reasons` code
+    such as ``no_push_subscription``; at most 32 characters, else ``skipped``)."""
+
+    def __init__(self, reason: str, code: str = "skipped") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code if 0 < len(code) <= 32 else "skipped"
 
 
 class InvalidMessage(PermanentError):

@@ -94,7 +94,8 @@ def _jsonable(value):
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-def _restored(name: str, value):
+def restored(name: str, value):
+    """A column of a fan-out's ``row`` as the notification holds it (its times were stored as ISO text)."""
     if value is not None and name in ("sqs_sent_at", "created_at", "send_at", "expires_at", "updated_at"):
         return dt.datetime.fromisoformat(value)
     return value
@@ -128,7 +129,7 @@ def _store_chunk(rt: Runtime, fanout_id: int, written: list[int]) -> Chunk:
             written += _stored_events(rt, fanout, fanout.row, [], fanout.stored, now)
             _finish(fanout, DONE, now)
             return Chunk(fanout.priority, 0, [], False, DONE)
-        row = {name: _restored(name, fanout.row.get(name)) for name in COPIED}
+        row = {name: restored(name, fanout.row.get(name)) for name in COPIED}
         # an update or retract handled since ingest: later chunks carry it too (amend() changed the stored ones;
         # both hold the key's lock, so each sees the other's work)
         amended = apply_remembered(rt, [row])

@@ -21,6 +21,7 @@ from .db import database, is_postgres
 from .models import (
     Amendment,
     Cancellation,
+    DeliveryAttempt,
     Digest,
     Fanout,
     JSONField,
@@ -259,6 +260,31 @@ def _0010_down(db: peewee.Database) -> None:
     _drop(db, NOTIFICATION, "seen_at", "archived_at")
 
 
+KEY_INDEX = "notif_notification_key"
+#: 0011's backfill: the code of a skipped row from the reason its last_error gave (before rows kept a code)
+_SKIP_CODES = (("preference:%", "opted_out"), ("feature % is off%", "channel_off"),
+               ("channel % is not installed%", "channel_unavailable"), ("%no push subscription%", "no_push_subscription"),
+               ("no email address%", "no_email_address"))
+
+
+def _0011_up(db: peewee.Database) -> None:
+    # The trace (GET /api/messages/{key}, notif trace): each delivery's attempts, why a skipped row was skipped,
+    # and a message's notifications found by key, in id order (a page of recipients), without a scan.
+    db.create_tables([DeliveryAttempt], safe=True)  # with its (delivery_id, id) index
+    _add(db, DELIVERY, "reason_code", peewee.CharField(max_length=32, null=True))
+    for pattern, code in _SKIP_CODES:
+        db.execute_sql(f"UPDATE {DELIVERY} SET reason_code = {db.param} "
+                       f"WHERE status = 'skipped' AND reason_code IS NULL AND last_error LIKE {db.param}", (code, pattern))
+    db.execute_sql(f"UPDATE {DELIVERY} SET reason_code = 'skipped' WHERE status = 'skipped' AND reason_code IS NULL")
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {KEY_INDEX} ON {NOTIFICATION} (key, id)")
+
+
+def _0011_down(db: peewee.Database) -> None:
+    db.execute_sql(f"DROP INDEX IF EXISTS {KEY_INDEX}")
+    _drop(db, DELIVERY, "reason_code")
+    db.drop_tables([DeliveryAttempt], safe=True)
+
+
 def _0012_up(db: peewee.Database) -> None:
     # Webhooks (notif.webhooks): the outbox of events owed to the host app's endpoints, with its (status, updated_at)
     # index. A table of its own, touching no other: the step is independent of its neighbours.
@@ -282,6 +308,7 @@ MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (9, "update, retract, expiry (expires_at, updated_at, retracted_at, amendments); unread and age indexes",
      _0009_up, _0009_down),
     (10, "inbox states: seen_at, archived_at; unseen index", _0010_up, _0010_down),
+    (11, "the trace: delivery attempts, skipped deliveries' reason codes, notifications by key", _0011_up, _0011_down),
     (12, "webhooks: the outbox of events owed to the host app's endpoints", _0012_up, _0012_down),
 ]
 DOWN_LOSES = {  # what going below a version takes away, for the operator to confirm
@@ -298,6 +325,7 @@ DOWN_LOSES = {  # what going below a version takes away, for the operator to con
     9: "expiry times and retractions (expired and retracted notifications are deleted), remembered "
        "updates/retracts; 'withdrawn' deliveries become 'skipped'",
     10: "seen and archived states (archived notifications are back in the inbox, read; seen times are dropped)",
+    11: "the delivery attempt log and skipped deliveries' reason codes (their last_error keeps the reason's text)",
     12: "webhook events not sent yet and the webhook dead letters (they are never sent)",
 }
 

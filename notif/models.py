@@ -147,6 +147,7 @@ class Delivery(BaseModel):
     sent_at = peewee.DateTimeField(null=True)
     next_attempt_at = peewee.DateTimeField(null=True)  # when a pending retry is due (the sweeper waits for it)
     deferred_until = peewee.DateTimeField(null=True)  # the slot a rate limit last deferred it to (kept after release)
+    reason_code = peewee.CharField(max_length=32, null=True)  # why a skipped row was skipped, as a code (notif.reasons)
 
     @property
     def idempotency_key(self) -> str:
@@ -159,6 +160,28 @@ class Delivery(BaseModel):
             (("notification", "channel"), True),
             (("status", "updated_at"), False),
         )
+
+
+class DeliveryAttempt(BaseModel):
+    """One try at sending a delivery and what came of it (:mod:`notif.attempts` writes them).
+
+    ``attempt`` is the delivery's attempt count that try made (a rate-limit deferral does not
+    count, so the try after it carries the same number; a replay from the dead letters starts
+    again at 1); ``error`` is bounded. Rows go with their delivery (ON DELETE CASCADE), so
+    retention and cancels keep the log bounded."""
+
+    id = peewee.BigAutoField()
+    delivery = peewee.ForeignKeyField(Delivery, on_delete="CASCADE", column_name="delivery_id", index=False)
+    delivery_id: int  # the foreign key's column (for the type checker only)
+    attempt = peewee.IntegerField()
+    started_at = peewee.DateTimeField(null=True)  # when the worker claimed it (None: not known)
+    finished_at = peewee.DateTimeField(default=utcnow)
+    outcome = peewee.CharField(max_length=16)
+    error = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "notif_delivery_attempt"
+        indexes = ((("delivery", "id"), False),)  # a delivery's attempts in order; the cascade's lookup (the only one)
 
 
 class PushSubscription(BaseModel):
@@ -192,13 +215,21 @@ class Preference(BaseModel):
 
     @staticmethod
     def allows(settings: dict | None, type_: str | None, channel: str) -> bool:
+        return Preference.opted_out(settings, type_, channel) is None
+
+    @staticmethod
+    def opted_out(settings: dict | None, type_: str | None, channel: str) -> str | None:
+        """Which opt-out keeps this (type, channel) from the user: ``"channel"``, ``"type"`` or
+        ``"type_channel"`` (the first that applies, in that order), or None when none does."""
         if not settings:
-            return True
+            return None
         if settings.get("channels", {}).get(channel) is False:
-            return False
+            return "channel"
         if type_ and settings.get("types", {}).get(type_) is False:
-            return False
-        return not (type_ and settings.get("type_channels", {}).get(type_, {}).get(channel) is False)
+            return "type"
+        if type_ and settings.get("type_channels", {}).get(type_, {}).get(channel) is False:
+            return "type_channel"
+        return None
 
 
 class Digest(BaseModel):
@@ -356,5 +387,5 @@ class WebhookEvent(BaseModel):
         indexes = ((("status", "updated_at"), False),)  # the sweep's and retention's way in
 
 
-MODELS = [Notification, Delivery, PushSubscription, Preference, Digest, Cancellation, Topic, TopicMember, Fanout,
-          Amendment, WebhookEvent]
+MODELS = [Notification, Delivery, DeliveryAttempt, PushSubscription, Preference, Digest, Cancellation, Topic,
+          TopicMember, Fanout, Amendment, WebhookEvent]

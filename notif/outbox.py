@@ -2,7 +2,8 @@
 transaction that stores the notification, so the database alone says what is owed.
 
 A user's opt-out, a channel turned off by a feature flag, or a channel not installed is
-decided here and recorded on the row (``skipped``, with why); scheduled sends start as
+decided here and recorded on the row (``skipped``, with why: a sentence in ``last_error``, a
+:mod:`notif.reasons` code in ``reason_code``, naming the opt-out); scheduled sends start as
 ``scheduled``; everything else is ``pending`` and is enqueued after the commit, as a
 :class:`QueuedDelivery`, through an :data:`Enqueue` (the worker's
 :meth:`notif.worker.tasks.Tasks.enqueue_deliveries`).
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import delivery_states as states
+from . import reasons
 from .db import database, is_postgres
 from .models import Delivery, Preference
 from .runtime import Runtime
@@ -73,10 +75,10 @@ def delivery_rows(rt: Runtime, owed: Sequence[OwedDelivery], now: dt.datetime) -
         for channel in item.channels:
             row = {"notification": item.notification_id, "channel": channel,
                    "status": states.SCHEDULED if item.send_at else states.PENDING, "next_attempt_at": item.send_at,
-                   "last_error": None, "created_at": now, "updated_at": now}  # same keys in every row
+                   "last_error": None, "reason_code": None, "created_at": now, "updated_at": now}  # same keys in every row
             skipped = _skip_reason(rt, prefs.get(item.user_id), item, channel, available)
             if skipped:
-                row.update(status=states.SKIPPED, next_attempt_at=None, last_error=skipped)
+                row.update(status=states.SKIPPED, next_attempt_at=None, reason_code=skipped[0], last_error=skipped[1])
             rows.append((row, item.priority))
     queued: list[QueuedDelivery] = []
     for chunk in chunks(rows):
@@ -90,16 +92,17 @@ def delivery_rows(rt: Runtime, owed: Sequence[OwedDelivery], now: dt.datetime) -
 #: one statement for a chunk of one message's notifications: each (notification, channel) gets the channel's
 #: status (``c``), or ``skipped`` with the user's reason where ``o`` has one (an opt-out)
 _COPY_ROWS = """
-INSERT INTO notif_delivery (notification_id, channel, status, attempts, last_error, next_attempt_at,
+INSERT INTO notif_delivery (notification_id, channel, status, attempts, last_error, reason_code, next_attempt_at,
                             created_at, updated_at)
 SELECT n.id, c.channel, CASE WHEN o.id IS NULL THEN c.status ELSE %(skipped)s END, 0,
        CASE WHEN o.id IS NULL THEN c.last_error ELSE o.last_error END,
+       CASE WHEN o.id IS NULL THEN c.code ELSE o.code END,
        CASE WHEN o.id IS NULL AND c.status <> %(skipped)s THEN %(send_at)s::timestamp END, %(now)s, %(now)s
 FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS n(id, i)
-CROSS JOIN unnest(%(channels)s::text[], %(statuses)s::text[], %(errors)s::text[]) WITH ORDINALITY
-    AS c(channel, status, last_error, j)
-LEFT JOIN unnest(%(o_ids)s::bigint[], %(o_channels)s::text[], %(o_errors)s::text[])
-    AS o(id, channel, last_error) ON o.id = n.id AND o.channel = c.channel
+CROSS JOIN unnest(%(channels)s::text[], %(statuses)s::text[], %(errors)s::text[], %(codes)s::text[]) WITH ORDINALITY
+    AS c(channel, status, last_error, code, j)
+LEFT JOIN unnest(%(o_ids)s::bigint[], %(o_channels)s::text[], %(o_errors)s::text[], %(o_codes)s::text[])
+    AS o(id, channel, last_error, code) ON o.id = n.id AND o.channel = c.channel
 ORDER BY n.i, c.j
 RETURNING id, channel, status
 """
@@ -125,6 +128,7 @@ def copy_rows(rt: Runtime, notifications: Sequence[tuple[int, str]], template: O
     o_ids: list[int] = []
     o_channels: list[str] = []
     o_errors: list[str | None] = []
+    o_codes: list[str | None] = []
     for nid, user in notifications:
         if user in prefs:
             for channel, reason in zip(channels, default, strict=True):
@@ -132,12 +136,15 @@ def copy_rows(rt: Runtime, notifications: Sequence[tuple[int, str]], template: O
                 if own != reason:  # (an opt-out: a reason the default lacks, or one that comes first)
                     o_ids.append(nid)
                     o_channels.append(channel)
-                    o_errors.append(own)
+                    o_codes.append(own[0] if own else None)
+                    o_errors.append(own[1] if own else None)
     first = states.SCHEDULED if template.send_at else states.PENDING
     cursor = database.execute_sql(_COPY_ROWS, {
         "ids": [nid for nid, _ in notifications], "channels": channels,
-        "statuses": [states.SKIPPED if reason else first for reason in default], "errors": default,
-        "o_ids": o_ids, "o_channels": o_channels, "o_errors": o_errors, "skipped": states.SKIPPED,
+        "statuses": [states.SKIPPED if reason else first for reason in default],
+        "errors": [reason[1] if reason else None for reason in default],
+        "codes": [reason[0] if reason else None for reason in default],
+        "o_ids": o_ids, "o_channels": o_channels, "o_errors": o_errors, "o_codes": o_codes, "skipped": states.SKIPPED,
         "send_at": template.send_at, "now": now})
     return [QueuedDelivery(delivery_id, template.priority, channel)
             for delivery_id, channel, status in cursor.fetchall() if status == states.PENDING]
@@ -167,11 +174,14 @@ def hand_off(rt: Runtime, queued: Sequence[QueuedDelivery], enqueue: Enqueue,
     return left
 
 
-def _skip_reason(rt: Runtime, prefs: dict | None, item: OwedDelivery, channel: str, available) -> str | None:
-    if not item.critical and not Preference.allows(prefs, item.type, channel):
-        return "preference: the user opted out"
+def _skip_reason(rt: Runtime, prefs: dict | None, item: OwedDelivery, channel: str,
+                 available) -> tuple[str, str] | None:
+    """Why this row is skipped from the start, as (code, sentence), or None."""
+    kind = None if item.critical else Preference.opted_out(prefs, item.type, channel)
+    if kind is not None:
+        return reasons.opted_out(kind, item.type, channel)
     if channel in FLAGGED_CHANNELS and not rt.settings.feature(channel):
-        return f"feature {channel} is off (NOTIF_FEATURES)"
+        return reasons.CHANNEL_OFF, f"feature {channel} is off (NOTIF_FEATURES)"
     if channel not in available:
-        return f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)"
+        return reasons.CHANNEL_UNAVAILABLE, f"channel {channel!r} is not installed or is disabled (NOTIF_DISABLE_PLUGINS)"
     return None

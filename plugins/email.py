@@ -28,6 +28,7 @@ from notif.errors import PermanentError, Skipped, TransientError, from_smtp_code
 from notif.hookspecs import hookimpl
 from notif.inputs import html_link_problem, is_safe_link
 from notif.plugin_manager import manager_for
+from notif.reasons import NO_EMAIL_ADDRESS
 from notif.templates import builtin_dir
 
 _env = ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(str(builtin_dir() / "email")),
@@ -112,7 +113,8 @@ class EmailChannel(Channel):
             raise PermanentError("email is not configured: set SMTP_URL and EMAIL_FROM")
         to = address_for(notification, settings, manager_for(settings))
         if not to:
-            raise Skipped("no email address for the user (none in the message, none from notif_email_address)")
+            raise Skipped("no email address for the user (none in the message, none from notif_email_address)",
+                          code=NO_EMAIL_ADDRESS)
         send_smtp(compose(notification, delivery, settings, to), settings)
 
 

@@ -27,6 +27,7 @@ from notif.hookspecs import hookimpl
 from notif.inputs import is_safe_link
 from notif.models import PushSubscription, utcnow
 from notif.outbound import OutboundRefused, matches_suffix
+from notif.reasons import NO_PUSH_SUBSCRIPTION
 
 MAX_PAYLOAD = 3800  # bytes of JSON, leaving room for encryption overhead under 4096
 TTL = {"high": 3600, "normal": 24 * 3600, "low": 7 * 24 * 3600}
@@ -90,7 +91,7 @@ class PushChannel(Channel):
             raise PermanentError("VAPID_PRIVATE_KEY is not set; `notif vapid` makes a key pair")
         subscriptions = list(PushSubscription.select().where(PushSubscription.user_id == notification.user_id))
         if not subscriptions:
-            raise Skipped("the user has no push subscription")
+            raise Skipped("the user has no push subscription", code=NO_PUSH_SUBSCRIPTION)
         data = payload(notification, settings.public_url)
         topic = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:32]
         transient: list[TransientError] = []

@@ -70,8 +70,9 @@ def pg(_pg_schema):
     with conn.cursor() as cur:  # webhook events: a table of their own (no foreign key)
         cur.execute("TRUNCATE notif_webhook_event RESTART IDENTITY")
     with conn.cursor() as cur:
-        cur.execute("TRUNCATE notif_delivery, notif_notification, notif_push_subscription, notif_preference, notif_digest, "
-                    "notif_cancellation, notif_amendment, notif_topic, notif_topic_member, notif_fanout "
+        cur.execute("TRUNCATE notif_delivery_attempt, notif_delivery, notif_notification, notif_push_subscription, "
+                    "notif_preference, notif_digest, notif_cancellation, notif_amendment, notif_topic, notif_topic_member, "
+                    "notif_fanout "
                     "RESTART IDENTITY CASCADE")
     conn.close()
 

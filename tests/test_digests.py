@@ -125,7 +125,8 @@ def test_preferences_apply_to_the_digest(runtime, sqs, queues):
     ingest_batch(runtime, receive(sqs, queues["normal"], expect=2), Enqueued())
     got = close_when_due(runtime)
     statuses = {d.channel: (d.status, d.last_error) for d in Delivery.select()}
-    assert statuses == {"in_app": ("pending", None), "push": ("skipped", "preference: the user opted out")}
+    assert statuses == {"in_app": ("pending", None),
+                        "push": ("skipped", "preference: the user opted out of the push channel (channels.push)")}
     assert len(got) == 1
 
 

@@ -38,7 +38,8 @@ def notifications(users, key):
 def outbox_of(ids):
     """The rows written for these notifications, by user and channel (ids aside)."""
     users = dict(Notification.select(Notification.id, Notification.user_id).where(Notification.id.in_(ids)).tuples())
-    return sorted((users[d.notification_id], d.channel, d.status, d.last_error, d.next_attempt_at, d.attempts)
+    return sorted((users[d.notification_id], d.channel, d.status, d.last_error, d.reason_code, d.next_attempt_at,
+                   d.attempts)
                   for d in Delivery.select().where(Delivery.notification.in_(ids)))
 
 
@@ -72,6 +73,10 @@ def test_a_chunks_outbox_rows_are_those_row_by_row_gives(runtime, pg, critical, 
         assert statuses[("plain", "in_app")] == statuses[("plain", "push")] == "pending"
     assert statuses[("no-push", "push")] == ("skipped" if not critical else "scheduled" if send_at else "pending")
     assert statuses[("plain", "email")] == statuses[("plain", "carrier-pigeon")] == "skipped"
+    codes = {(u, c): code for u, c, _, _, code, *_ in outbox_of([n for n, _ in bulk])}
+    assert (codes[("plain", "email")], codes[("plain", "carrier-pigeon")]) == ("channel_off", "channel_unavailable")
+    assert codes[("no-news", "in_app")] == (None if critical else "opted_out_type")
+    assert codes[("no-push", "push")] == (None if critical else "opted_out_channel")
 
 
 def test_no_notifications_no_rows(runtime, pg):

@@ -9,7 +9,7 @@ import pytest
 from helpers import POSTGRES_ADMIN, pg_admin
 from notif.db import database, init_database
 from notif.migrations import MIGRATIONS, current_version, latest_version, migrate
-from notif.models import Delivery, Digest, Notification, Preference, PushSubscription, utcnow
+from notif.models import Delivery, DeliveryAttempt, Digest, Notification, Preference, PushSubscription, utcnow
 from notif.topics import change
 
 
@@ -187,3 +187,31 @@ def test_0010_inbox_states_come_and_go_and_an_archived_notification_returns_to_t
     migrate()
     assert Notification.get(Notification.key == "archived").archived_at is None  # in the inbox again, read
     assert "notif_notification_unseen" in {i.name for i in database.get_indexes("notif_notification")}
+
+
+def test_0011_keeps_an_attempt_log_and_a_skipped_rows_code_and_goes_back(fresh_db):
+    """0011 (the trace): the attempt log, reason codes (rows skipped before it get theirs from their
+    text), and notifications by key; going back drops them and keeps every delivery's text."""
+    migrate(to=10)
+    n = Notification.create(user_id="u1", key="k", title="t", message="m", priority="normal", correlation_id="c")
+    texts = {"in_app": None, "push": "the user has no push subscription", "email": "preference: the user opted out",
+             "sms": "feature sms is off (NOTIF_FEATURES)", "fax": "channel 'fax' is not installed or is disabled",
+             "pigeon": "the pigeon flew away"}
+    for channel, text in texts.items():
+        database.execute_sql(f"INSERT INTO notif_delivery (notification_id, channel, status, attempts, last_error, "
+                             f"created_at, updated_at) VALUES ({n.id}, {database.param}, {database.param}, 0, "
+                             f"{database.param}, {database.param}, {database.param})",
+                             (channel, "sent" if text is None else "skipped", text, utcnow(), utcnow()))
+    migrate()
+    assert {d.channel: d.reason_code for d in Delivery.select()} == {
+        "in_app": None, "push": "no_push_subscription", "email": "opted_out", "sms": "channel_off",
+        "fax": "channel_unavailable", "pigeon": "skipped"}
+    assert "notif_notification_key" in {i.name for i in database.get_indexes("notif_notification")}
+    DeliveryAttempt.create(delivery=Delivery.get(Delivery.channel == "in_app"), attempt=1, outcome="sent")
+    migrate(to=10)
+    assert not database.table_exists("notif_delivery_attempt") and "reason_code" not in columns("notif_delivery")
+    assert "notif_notification_key" not in {i.name for i in database.get_indexes("notif_notification")}
+    rows = dict(database.execute_sql("SELECT channel, last_error FROM notif_delivery").fetchall())
+    assert rows == texts
+    migrate()
+    assert DeliveryAttempt.select().count() == 0 and Delivery.select().count() == len(texts)

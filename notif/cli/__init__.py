@@ -29,6 +29,7 @@ from ..web.server import run_web
 from . import dlq as dlq_command
 from . import stats as stats_command
 from . import topics as topics_command
+from . import trace as trace_command
 
 
 def cmd_migrate(args, settings) -> int:
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_command.add_parser(sub)
     stats_command.add_parser(sub)
     topics_command.add_parser(sub)
+    trace_command.add_parser(sub)
 
     p = sub.add_parser("token", help="print a JWT for a user (for testing), or a service token")
     p.add_argument("user", help="the user id (with --service: the calling service's name)")

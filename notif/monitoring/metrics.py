@@ -41,7 +41,7 @@ FANOUT_CHUNK_SECONDS = Histogram("notif_fanout_chunk_seconds", "Time one fan-out
 DIGEST_ITEMS = Counter("notif_digest_items_total", "Notifications folded into digests")
 RETENTION_DELETED = Counter("notif_retention_deleted_total",
                             "Rows the retention pass deleted (NOTIF_RETENTION_DAYS), by table: notifications, "
-                            "deliveries, digests, cancellations, amendments", ["table"])
+                            "deliveries, digests, cancellations, amendments, attempts", ["table"])
 RETENTION_PASS = Histogram("notif_retention_pass_seconds", "Time one retention pass took (the leading scheduler)",
                            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300))
 WEBHOOKS = Counter("notif_webhooks_total", "Webhook attempts by event type and outcome (sent: the receiver answered "

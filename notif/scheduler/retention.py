@@ -1,12 +1,15 @@
 """Retention: the database stays bounded (``NOTIF_RETENTION_DAYS``, default 90; ``0`` keeps everything).
 
 Once a minute the leading scheduler deletes notifications created more than that many days
-ago, with their deliveries, in small batches (one short transaction each, oldest first, by
+ago, with their deliveries (and their deliveries' attempt log, by its foreign key's ON DELETE
+CASCADE), in small batches (one short transaction each, oldest first, by
 the ``created_at`` index), so no pass holds locks or bloats a transaction for long. A
 notification that still owes a delivery (``pending``, ``sending``, ``scheduled``,
 ``deferred``: :data:`notif.delivery_states.OWED`) or is an item of a digest window still
 open is never deleted, however old; the check is repeated in the DELETE itself, so a
-delivery replayed from the dead letters meanwhile keeps its notification. Closed digest
+delivery replayed from the dead letters meanwhile keeps its notification. Attempts logged
+that long ago go too, a batch a pass by id (oldest first), even of a delivery still owed:
+one that never settles (its worker dies on it every time) cannot grow the log forever. Closed digest
 windows past the same age go too, and webhook events sent or purged that long ago (a pending
 one or a dead letter stays until it is handled); remembered cancels and updates/retracts are forgotten
 after their ``KEEP_DAYS`` whatever the setting. Each pass is one metric observation and one
@@ -23,7 +26,7 @@ from peewee import fn
 
 from .. import delivery_states as states
 from ..db import database
-from ..models import Amendment, Cancellation, Delivery, Digest, Notification, WebhookEvent, utcnow
+from ..models import Amendment, Cancellation, Delivery, DeliveryAttempt, Digest, Notification, WebhookEvent, utcnow
 from ..monitoring.record import Recorder
 from ..webhooks import states as webhook_states
 
@@ -47,7 +50,8 @@ def prune(recorder: Recorder | None, days: int, batch: int = BATCH, max_batches:
     """One retention pass; returns the rows deleted by table."""
     started = time.monotonic()
     now = now or utcnow()
-    counts = dict.fromkeys(("notifications", "deliveries", "digests", "cancellations", "amendments", "webhook_events"), 0)
+    counts = dict.fromkeys(("notifications", "deliveries", "digests", "cancellations", "amendments", "attempts",
+                            "webhook_events"), 0)
     if days > 0:
         cutoff = now - dt.timedelta(days=days)
         for _ in range(max_batches):
@@ -66,6 +70,9 @@ def prune(recorder: Recorder | None, days: int, batch: int = BATCH, max_batches:
                 break
         old_windows = Digest.select(Digest.id).where(Digest.closed_at.is_null(False) & (Digest.closed_at < cutoff))
         counts["digests"] = Digest.delete().where(Digest.id.in_(old_windows.limit(batch * 10))).execute()
+        oldest = DeliveryAttempt.select(DeliveryAttempt.id).order_by(DeliveryAttempt.id).limit(batch)
+        counts["attempts"] = DeliveryAttempt.delete().where(
+            DeliveryAttempt.id.in_(oldest) & (DeliveryAttempt.finished_at < cutoff)).execute()
         # webhook events sent or purged that long ago (pending ones and dead letters stay until handled)
         old_events = WebhookEvent.select(WebhookEvent.id).where(
             WebhookEvent.status.in_([webhook_states.SENT, webhook_states.DISCARDED]) & (WebhookEvent.updated_at < cutoff))

@@ -21,11 +21,14 @@ from typing import cast
 
 import peewee
 
+from .. import attempts as attempt_log
 from .. import delivery_states as states
 from ..models import Cancellation, Delivery, Notification, utcnow
 from ..outbox import Enqueue, QueuedDelivery
 
 log = logging.getLogger(__name__)
+
+ABANDONED = "reclaimed: the worker sending it stopped (lease expired)"
 
 
 @dataclass(frozen=True)
@@ -38,14 +41,17 @@ def sweep(enqueue: Enqueue, grace: float = 120.0, lease: float = 300.0, limit: i
     """One pass; returns how many deliveries were reclaimed and re-enqueued."""
     now = utcnow()
     # (peewee's stubs type a .tuples() query's rows as model instances: the casts say what they are)
-    stale_sending = cast("list[tuple[int, str, str]]", list(
-        Delivery.select(Delivery.id, Notification.priority, Delivery.channel).join(Notification)
+    stale_sending = cast("list[tuple[int, str, str, int, dt.datetime]]", list(
+        Delivery.select(Delivery.id, Notification.priority, Delivery.channel, Delivery.attempts, Delivery.updated_at)
+        .join(Notification)
         .where((Delivery.status == states.SENDING) & (Delivery.updated_at < now - dt.timedelta(seconds=lease)))
         .limit(limit).tuples()))
-    reclaimed = [QueuedDelivery(delivery_id, priority, channel) for delivery_id, priority, channel in stale_sending
-                 if states.move(delivery_id, states.SENDING, states.PENDING, updated_at=now,
-                                attempts=Delivery.attempts + 1,
-                                last_error="reclaimed: the worker sending it stopped (lease expired)")]
+    reclaimed = []
+    for delivery_id, priority, channel, attempts, claimed_at in stale_sending:
+        if states.move(delivery_id, states.SENDING, states.PENDING, updated_at=now, attempts=Delivery.attempts + 1,
+                       last_error=ABANDONED):
+            attempt_log.record(delivery_id, attempts + 1, attempt_log.ABANDONED, claimed_at, ABANDONED, now)
+            reclaimed.append(QueuedDelivery(delivery_id, priority, channel))
     due = peewee.fn.COALESCE(Delivery.next_attempt_at, Delivery.updated_at)
     lost_rows = cast("list[tuple[int, str, str]]", list(
         Delivery.select(Delivery.id, Notification.priority, Delivery.channel).join(Notification)

@@ -17,7 +17,7 @@ from ..plugin_manager import channels_for, manager_for, template_dirs
 from ..redis_client import async_client, async_queued_client, sync_client
 from ..templates import TemplateStore
 from ..webhooks.outbox import WebhookOutbox
-from . import events, health, inbox, metrics, page, preferences, push, responses, scheduled, topics
+from . import events, health, inbox, messages, metrics, page, preferences, push, responses, scheduled, topics
 from .body_limit import BodyLimit
 from .cors import CORS
 from .headers import SecurityHeaders
@@ -109,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(preferences.router, responses=responses.SIGNED_IN)
     app.include_router(scheduled.router, responses=responses.SIGNED_IN)
     app.include_router(topics.router, responses=responses.SIGNED_IN)
+    app.include_router(messages.router, responses=responses.SIGNED_IN)
     # Starlette routes a class instance as a raw ASGI app; add_route's annotation names request handlers only
     app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)  # type: ignore[arg-type]
     app.include_router(page.router)

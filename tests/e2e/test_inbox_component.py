@@ -230,9 +230,13 @@ def test_an_origin_not_in_cors_origins_is_refused_by_the_browser(stack, browser)
 
 def test_keyboard_screen_reader_strings_and_load_more(stack, browser):
     from notif.models import Notification
-    for n in range(25):
+    for n in range(24):
         Notification.create(user_id="eve", key=f"k{n}", title=f"Item {n}", message="m", priority="normal",
                             correlation_id="c")
+    # markup that would run in a host page without a Content-Security-Policy, were it inserted as it is
+    Notification.create(user_id="eve", key="evil", title="Evil", message="m", priority="normal", correlation_id="c",
+                        html='<img src="/x.png" onerror="window.pwned = 1"><script>window.pwned = 2</script>'
+                             '<a href="javascript:window.pwned = 3">link</a><svg onload="window.pwned = 4"></svg>')
     context = browser.new_context()
     page = stack.host.sign_in(context, "eve")
     bell = page.locator("notif-inbox .bell")
@@ -243,6 +247,11 @@ def test_keyboard_screen_reader_strings_and_load_more(stack, browser):
     page.keyboard.press("Enter")  # a real button: the keyboard opens it
     expect(bell).to_have_attribute("aria-expanded", "true")
     expect(page.locator(ITEM)).to_have_count(20)  # a page
+    evil = page.locator(ITEM).first
+    expect(evil.locator(".title")).to_have_text("Evil")
+    evil.locator(".body a").click()
+    assert evil.locator(".body").inner_html() == '<img src="/x.png"><a>link</a>'
+    assert page.evaluate("window.pwned") is None  # the host page has no policy: the component's sanitizer held
     expect(page.locator(BADGE)).to_have_text("5", timeout=10000)  # what it showed is seen, the rest not yet
     page.click('notif-inbox [data-action="more"]')
     expect(page.locator(ITEM)).to_have_count(25)

@@ -106,5 +106,6 @@ def test_held_work_survives_two_of_everything_with_one_of_each_killed(processes,
     assert keep.sent_at >= due.replace(tzinfo=None)
     assert "sched-cancel-msg" not in by_key and "sched-cancel-http" not in by_key
     news = Delivery.select().join(Notification).where(Notification.key == "news").get()
-    assert (news.status, news.last_error) == ("skipped", "preference: the user opted out")
+    assert (news.status, news.reason_code) == ("skipped", "opted_out_channel")
+    assert news.last_error == "preference: the user opted out of the recorder channel (channels.recorder)"
     assert Preference.get_by_id("quiet").settings["channels"] == {"recorder": False}

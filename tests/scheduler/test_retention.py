@@ -5,7 +5,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from notif.models import Amendment, Cancellation, Delivery, Digest, Notification, utcnow
+from notif.models import Amendment, Cancellation, Delivery, DeliveryAttempt, Digest, Notification, utcnow
 from notif.monitoring.record import Recorder
 from notif.scheduler.retention import prune
 
@@ -43,6 +43,26 @@ def test_old_notifications_go_in_batches_with_their_deliveries_and_recent_ones_s
     assert [n.id for n in Notification.select()] == [recent.id]
     assert deleted_total("notifications") - before == len(old)
     assert [r for r in caplog.records if r.getMessage() == "retention pass"][0].notifications == len(old)
+
+
+def test_the_attempt_log_goes_with_its_deliveries(pg):
+    old, recent = stored(statuses=("sent", "failed")), stored(age=utcnow() - dt.timedelta(days=1))
+    for n in (old, recent):
+        for d in Delivery.select().where(Delivery.notification == n):
+            for i in (1, 2):
+                DeliveryAttempt.create(delivery=d, attempt=i, outcome="transient_error", error="HTTP 503")
+    assert DeliveryAttempt.select().count() == 6
+    assert prune(None, days=90)["notifications"] == 1
+    assert [a.delivery_id for a in DeliveryAttempt.select()] == [Delivery.get(Delivery.notification == recent).id] * 2
+
+
+def test_old_attempts_of_a_delivery_still_owed_go_and_the_delivery_stays(pg):
+    stuck = Delivery.get(Delivery.notification == stored(statuses=("pending",)))  # its worker dies on it, every time
+    DeliveryAttempt.create(delivery=stuck, attempt=1, outcome="abandoned", finished_at=OLD)
+    DeliveryAttempt.create(delivery=stuck, attempt=2, outcome="abandoned")
+    counts = prune(None, days=90)
+    assert (counts["notifications"], counts["attempts"]) == (0, 1)
+    assert [a.attempt for a in DeliveryAttempt.select()] == [2] and Delivery.get_by_id(stuck.id).status == "pending"
 
 
 def test_a_pass_stops_after_its_batches_and_the_next_goes_on(pg):

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 from redis.exceptions import LockNotOwnedError
 
-from notif.models import Delivery, Notification, utcnow
+from notif.models import Delivery, DeliveryAttempt, Notification, utcnow
 from notif.scheduler.leader import Leadership
 from notif.scheduler.sweeper import Swept, sweep
 
@@ -44,8 +44,12 @@ def test_deliveries_stuck_in_sending_are_reclaimed(pg):
     assert sweep(enqueued, lease=300).reclaimed == 1
     assert enqueued == [(dead.id, "low")]
     row = Delivery.get_by_id(dead.id)
-    assert row.status == "pending" and "reclaimed" in row.last_error
+    assert row.status == "pending" and "reclaimed" in row.last_error and row.attempts == 1
     assert Delivery.get_by_id(busy.id).status == "sending"
+    (attempt,) = DeliveryAttempt.select()  # the try its worker never finished, in the attempt log (the trace shows it)
+    assert (attempt.delivery_id, attempt.attempt, attempt.outcome) == (dead.id, 1, "abandoned")
+    assert attempt.started_at == dead.updated_at and attempt.finished_at > attempt.started_at
+    assert attempt.error == row.last_error
 
 
 def test_only_one_leader_and_a_standby_takes_over(redis_server, redis_prefix):

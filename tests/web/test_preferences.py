@@ -43,9 +43,12 @@ def test_opt_outs_are_applied_at_ingest_and_critical_types_ignore_them(runtime, 
     ingest_batch(runtime, receive(sqs, queues["normal"], expect=2), enqueued)
     rows = {(d.notification.key, d.channel): d for d in Delivery.select(Delivery, Notification).join(Notification)}
     assert rows[("r1", "in_app")].status == "pending"
-    for channel in ("push", "email"):
-        assert (rows[("r1", channel)].status, rows[("r1", channel)].last_error) == \
-            ("skipped", "preference: the user opted out")
+    got = {channel: (rows[("r1", channel)].status, rows[("r1", channel)].reason_code, rows[("r1", channel)].last_error)
+           for channel in ("push", "email")}
+    assert got == {  # the row names the opt-out that applied
+        "push": ("skipped", "opted_out_type_channel", "preference: the user opted out of REPORT_SUBMITTED notifications "
+                                                      "by push (type_channels.REPORT_SUBMITTED.push)"),
+        "email": ("skipped", "opted_out_channel", "preference: the user opted out of the email channel (channels.email)")}
     assert {rows[("s1", c)].status for c in ("in_app", "push", "email")} == {"pending"}  # critical
     assert Notification.select().count() == 2  # the inbox record is written either way
 

@@ -242,8 +242,8 @@ const DROP_TAGS = new Set(["SCRIPT", "STYLE", "TEMPLATE", "NOSCRIPT", "IFRAME", 
 const KEEP_ATTRIBUTES = new Set(["href", "src", "alt", "title", "colspan", "rowspan", "lang", "dir"]);
 
 function sanitize(html) {
-  const inert = document.createElement("template");
-  inert.innerHTML = html;
+  // parsed into a document of its own, without a browsing context: nothing in it loads or runs
+  const parsed = new DOMParser().parseFromString(`<!doctype html><body>${html}`, "text/html");
   const walk = (parent) => {
     for (const node of [...parent.childNodes]) {
       if (node.nodeType === Node.TEXT_NODE) continue;
@@ -261,8 +261,10 @@ function sanitize(html) {
       if (tag === "A" && node.hasAttribute("href")) node.setAttribute("rel", "noopener noreferrer");
     }
   };
-  walk(inert.content);
-  return inert.content;
+  walk(parsed.body);
+  const fragment = document.createDocumentFragment();
+  fragment.append(...[...parsed.body.childNodes].map((node) => document.adoptNode(node)));
+  return fragment;
 }
 
 const STYLE = `
