@@ -83,7 +83,7 @@ def _reported(to: str, run: Callable[[], list[int]]) -> list[int]:
     (inside a caller's transaction, the sweep sends them once that commits). Otherwise just the move."""
     outbox = webhook_outbox.installed()
     kind = REPORTED.get(to)
-    if kind is None or not outbox.wants(kind):
+    if kind is None or not outbox.reports_moves(kind):
         return run()
     outer = database.in_transaction()
     with database.atomic():

@@ -43,6 +43,7 @@ from ..runtime import Runtime
 from ..sqs import Received
 from ..webhooks import send as webhook_send
 from ..webhooks.outbox import ACTOR as WEBHOOK_ACTOR
+from ..webhooks.outbox import topic_copies
 from .broker import enqueue_many, make_broker
 
 INGEST_RETRIES = 8
@@ -112,8 +113,9 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
             # its in-app deliveries are copies of one notification: delivered together, with no model per row
             rt.webhooks.hand_off(chunk.webhooks)
             row = chunk.notification
-            hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch if row is None else
-                     lambda rt, ids: deliver_mod.deliver_copies(rt, ids, row, IN_APP))
+            with topic_copies():  # (their delivery.sent: per recipient only, and then by the usual query)
+                hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch if row is None else
+                         lambda rt, ids: deliver_mod.deliver_copies(rt, ids, row, IN_APP))
 
     def deliver(delivery_id: int) -> None:
         rt = runtime()
