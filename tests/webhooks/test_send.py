@@ -10,6 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from prometheus_client import REGISTRY
 
 from helpers import free_port
 from notif.deliver import RetryLater
@@ -43,6 +44,7 @@ def test_a_2xx_is_delivered_signed_byte_for_byte(to, receiver, pg, caplog):
     rt = to()
     (event,) = write(rt)
     before = counted("delivery.failed", "sent")
+    latencies = REGISTRY.get_sample_value("notif_webhook_latency_seconds_count", {"event": "delivery.failed"}) or 0
     with caplog.at_level(logging.DEBUG):
         assert send(rt, event.id) == "sent"
     (got,) = receiver.all()
@@ -54,6 +56,7 @@ def test_a_2xx_is_delivered_signed_byte_for_byte(to, receiver, pg, caplog):
     row = WebhookEvent.get_by_id(event.id)
     assert (row.status, row.attempts, row.last_error) == ("sent", 1, None) and row.sent_at is not None
     assert counted("delivery.failed", "sent") == before + 1
+    assert REGISTRY.get_sample_value("notif_webhook_latency_seconds_count", {"event": "delivery.failed"}) == latencies + 1
     line = [r for r in caplog.records if r.getMessage() == "webhook sent"][0]
     assert (line.correlation_id, line.webhook_id, line.event_type, line.status_code) == (
         "corr-42", event.webhook_id, "delivery.failed", 204)
