@@ -8,6 +8,7 @@ terminal with nothing configured.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -18,7 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .outbound import Allowance
+from .outbound import Allowance, OutboundPolicy, OutboundRefused
+from .webhooks.events import parse_events
+from .webhooks.signing import parse_secret
 
 PRIORITIES = ("high", "normal", "low")
 
@@ -83,6 +86,49 @@ def _origins(text: str) -> tuple[str, ...] | None:
     """``NOTIF_CORS_ORIGINS``: origins separated by commas and/or spaces; None when there are none."""
     entries = [part for part in re.split(r"[\s,]+", text) if part]
     return tuple(dict.fromkeys(_origin(entry) for entry in entries)) or None
+
+
+def _webhook_urls(text: str) -> tuple[str, ...]:
+    """``NOTIF_WEBHOOK_URL``: one or several URLs, separated by commas and/or spaces (each checked with the rest
+    of the settings, in :func:`_check_webhooks`)."""
+    return tuple(dict.fromkeys(part for part in re.split(r"[\s,]+", text) if part))
+
+
+def _webhook_timeout(text: str) -> float:
+    """Seconds for a webhook receiver's answer: more than 0, at most 50 (the sender's actor has 60 in all)."""
+    value = float(text)
+    if not 0 < value <= 50:
+        raise ValueError(f"expected seconds above 0 and at most 50, got {text!r}")
+    return value
+
+
+def _check_webhooks(values: dict[str, Any]) -> None:
+    """The webhook settings together: a secret for any URL, and each URL fit for the outbound policy (http(s),
+    a host, no credentials; plain http only to a host NOTIF_OUTBOUND_ALLOW lists). ConfigError names the URL."""
+    urls = values["webhook_urls"]
+    if not urls:
+        return
+    if not values["webhook_secret"]:
+        raise ConfigError("NOTIF_WEBHOOK_URL is set but NOTIF_WEBHOOK_SECRET is not: webhooks are signed (Standard "
+                          "Webhooks); set it to whsec_ and 24 to 64 random bytes in base64, e.g. "
+                          "`python -c 'import base64, secrets; print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())'`")
+    allow = Allowance.parse(values["outbound_allow"])
+    policy = OutboundPolicy(allow=allow)
+    for url in urls:
+        try:
+            scheme, host, port = policy.parse(url)
+        except OutboundRefused as exc:
+            raise ConfigError(f"NOTIF_WEBHOOK_URL: {url!r} cannot be used: {exc.reason}") from None
+        if scheme == "http" and not (allow.host(host, port) or _allowed_literal(allow, host, port)):
+            raise ConfigError(f"NOTIF_WEBHOOK_URL: {url!r} uses plain http, which goes only to a host "
+                              f"NOTIF_OUTBOUND_ALLOW lists (add `{host}` there, or use https)")
+
+
+def _allowed_literal(allow: Allowance, host: str, port: int) -> bool:
+    try:
+        return allow.address(ipaddress.ip_address(host.strip("[]")), port)
+    except ValueError:
+        return False
 
 
 def _bool(text: str) -> bool:
@@ -219,6 +265,12 @@ class Settings:
     push_services: tuple = env("NOTIF_PUSH_SERVICES", "", _csv, doc="Web Push: accept only endpoints on these host suffixes (e.g. `fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com`); empty: any public https host")
     push_max_per_user: int = env("NOTIF_PUSH_MAX_PER_USER", 10, int, doc="Web Push: most subscriptions (browsers) kept per user; a new one beyond it drops the oldest")
     outbound_allow: tuple = env("NOTIF_OUTBOUND_ALLOW", "", _outbound_allow, doc="hosts, `host:port`s and CIDRs that outbound calls (push, webhooks, plugins) may reach although private or loopback, and the only ones plain http may reach (e.g. `127.0.0.1` for a local push service; `notif dev` sets loopback)")
+    webhook_urls: tuple = env("NOTIF_WEBHOOK_URL", "", _webhook_urls, doc="the host app's webhook endpoint(s), separated by commas or spaces: notif POSTs events (README › Webhooks) to each, signed as Standard Webhooks says; https, or plain http to a host NOTIF_OUTBOUND_ALLOW lists; a bad one stops start-up naming it; unset: no webhooks, nothing written")
+    webhook_secret: str | None = env("NOTIF_WEBHOOK_SECRET", None, parse_secret, doc="the webhooks' signing secret: `whsec_` and 24 to 64 random bytes in base64 (required with NOTIF_WEBHOOK_URL; never logged)", secret=True)
+    webhook_events: frozenset = env("NOTIF_WEBHOOK_EVENTS", "all", parse_events, doc="which events are sent: `all`, or a list of types (`delivery.failed,notification.read`), `delivery.*`, or `all,-notification.seen`")
+    webhook_topic_recipients: bool = env("NOTIF_WEBHOOK_TOPIC_RECIPIENTS", False, _bool, doc="a topic message's events per recipient (`notification.stored`, `delivery.sent`: one row each, a million for a million members); off: one `notification.stored` per topic message, with the recipient count")
+    webhook_max_attempts: int = env("NOTIF_WEBHOOK_MAX_ATTEMPTS", 15, int, doc="tries of one webhook event (exponential backoff with jitter, from 2 s up to an hour apart: about 3 hours in all) before it is dead-lettered (`notif dlq`)")
+    webhook_timeout: float = env("NOTIF_WEBHOOK_TIMEOUT", 15.0, _webhook_timeout, doc="seconds a webhook receiver has to answer, at most 50 (connecting: at most 5 of them)")
     smtp_url: str | None = env("SMTP_URL", doc="email: `smtp://user:pass@host:587` (STARTTLS when offered) or `smtps://…:465`", secret=True)
     email_from: str | None = env("EMAIL_FROM", doc="email: the From address")
     smtp_timeout: float = env("NOTIF_SMTP_TIMEOUT", 15.0, float, doc="seconds for the SMTP conversation's each step")
@@ -243,7 +295,7 @@ class Settings:
     sweep_interval_seconds: float = env("NOTIF_SWEEP_INTERVAL", 15.0, float, doc="seconds between outbox sweeps (scheduler)")
     sweep_grace_seconds: float = env("NOTIF_SWEEP_GRACE", 120.0, float, doc="a pending delivery this overdue is enqueued again (its message was lost)")
     sweep_lease_seconds: float = env("NOTIF_SWEEP_LEASE", 300.0, float, doc="a delivery `sending` this long is reclaimed (its worker died)")
-    retention_days: int = env("NOTIF_RETENTION_DAYS", 90, _count, doc="notifications older than this many days are deleted with their deliveries by the leading scheduler, in small batches, unless a delivery is still owed (`0`: keep everything); see docs/runbook.md › Retention")
+    retention_days: int = env("NOTIF_RETENTION_DAYS", 90, _count, doc="notifications older than this many days are deleted with their deliveries by the leading scheduler, in small batches, unless a delivery is still owed, and so are webhook events sent that long ago (`0`: keep everything); see docs/runbook.md › Retention")
     leader_ttl: float = env("NOTIF_LEADER_TTL", 10.0, float, doc="seconds a scheduler's leadership lasts without renewal (failover time)")
     sla_seconds: dict = env("NOTIF_SLA_SECONDS", "high=5,normal=60,low=900", _weights, doc="end-to-end target per priority (SQS send to first delivery); slower counts as a breach")
     heartbeat_seconds: float = env("NOTIF_HEARTBEAT_SECONDS", 5.0, float, doc="how often each process reports it is alive; three missed beats mark it stopped")
@@ -327,9 +379,10 @@ def load_settings(environ: Mapping[str, str] | None = None, use_state: bool = Tr
         else:
             try:
                 value = cast(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+            except ValueError as exc:  # (a secret's value is never shown, nor does its cast's message quote it)
+                raise ConfigError(f"{name}={'***' if f.metadata['secret'] else repr(raw)} is invalid: {exc}") from None
         values[f.name] = value
+    _check_webhooks(values)
     return Settings(**values)
 
 

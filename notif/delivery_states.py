@@ -13,16 +13,22 @@ keys of :data:`TRANSITIONS` are the only moves there are)::
     scheduled ──due──▶ pending ◀──due── deferred
     failed ──replay──▶ pending;  failed ──purge──▶ discarded
     pending | scheduled | deferred ──▶ withdrawn  (its notification was retracted or expired)
+
+A move into ``sent`` or ``failed`` is what the host app's webhooks hear of (``delivery.sent``,
+``delivery.failed``: :data:`REPORTED`): when the process's webhook outbox wants it, the move and
+its events are one transaction, and the events go to the sender after the commit.
 """
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import peewee
 
 from .db import database, is_postgres
 from .models import Delivery, Notification, utcnow
+from .webhooks import outbox as webhook_outbox
+from .webhooks.events import DELIVERY_FAILED, DELIVERY_SENT
 
 PENDING = "pending"  # owed: a Dramatiq message is (or will be, by the sweeper) on its way
 SENDING = "sending"  # claimed by one worker, which is calling the channel
@@ -34,6 +40,9 @@ SHADOW = "shadow"  # shadow mode: would have been sent (see `notif shadow report
 SCHEDULED = "scheduled"  # waits for its notification's send_at (`next_attempt_at`)
 DEFERRED = "deferred"  # over a per-user rate limit: waits for the slot it reserved (`next_attempt_at`)
 WITHDRAWN = "withdrawn"  # never sent: its notification was retracted or expired first; `last_error` says which
+
+#: the moves into these states are reported to the host app's webhooks (notif.webhooks), in the move's transaction
+REPORTED = {SENT: DELIVERY_SENT, FAILED: DELIVERY_FAILED}
 
 INITIAL = frozenset({PENDING, SCHEDULED, SKIPPED})
 FINAL = frozenset({SENT, SKIPPED, DISCARDED, SHADOW, WITHDRAWN})
@@ -68,12 +77,29 @@ def _check(frm: str, to: str) -> None:
         raise IllegalTransition(f"a delivery cannot go from {frm!r} to {to!r}")
 
 
+def _reported(to: str, run: Callable[[], list[int]]) -> list[int]:
+    """Run a move (``run`` returns the ids it moved); a move into a :data:`REPORTED` state that the process's
+    webhooks want writes its events in the same transaction and hands them to the sender after the commit
+    (inside a caller's transaction, the sweep sends them once that commits). Otherwise just the move."""
+    outbox = webhook_outbox.installed()
+    kind = REPORTED.get(to)
+    if kind is None or not outbox.reports_moves(kind):
+        return run()
+    outer = database.in_transaction()
+    with database.atomic():
+        moved = run()
+        events = outbox.deliveries(kind, moved)
+    if not outer:
+        outbox.hand_off(events)
+    return moved
+
+
 def move(delivery_id: int, frm: str, to: str, **values) -> bool:
     """Move one row from ``frm`` to ``to`` (setting ``values`` too); False if it was not in ``frm``."""
     _check(frm, to)
     values.setdefault("updated_at", utcnow())
-    return Delivery.update(status=to, **values).where(
-        (Delivery.id == delivery_id) & (Delivery.status == frm)).execute() == 1
+    query = Delivery.update(status=to, **values).where((Delivery.id == delivery_id) & (Delivery.status == frm))
+    return bool(_reported(to, lambda: [delivery_id] if query.execute() == 1 else []))
 
 
 def move_many(delivery_ids: Iterable[int], frm: str, to: str, **values) -> list[int]:
@@ -85,7 +111,7 @@ def move_many(delivery_ids: Iterable[int], frm: str, to: str, **values) -> list[
     values.setdefault("updated_at", utcnow())
     query = (Delivery.update(status=to, **values)
              .where(_among(ids) & (Delivery.status == frm)).returning(Delivery.id))
-    return [delivery_id for (delivery_id,) in query.tuples().execute()]
+    return _reported(to, lambda: [delivery_id for (delivery_id,) in query.tuples().execute()])
 
 
 def _among(ids: list[int]):

@@ -17,6 +17,9 @@ Races, and why none can lose or double an item:
 - if the closer wins, the ingest's update matches nothing and it opens a new window;
 - the grouped notification's key is ``digest-<window id>``: closing twice stores it once.
 
+The grouped notification is what the host app's webhooks hear of (``notification.stored``, with
+the batch key and item count, written in the closing transaction); its items are not reported.
+
 HIGH priority and scheduled (``send_at``) messages are never digested.
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .models import Digest, Notification, isoformat, utcnow
 from .outbox import Enqueue, OwedDelivery, QueuedDelivery, delivery_rows
 from .runtime import Runtime
 from .templates import Rendered, output_problem, render_digest
+from .webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,13 @@ def close(rt: Runtime, digest_id: int, now: dt.datetime | None = None) -> list[Q
     """Close one due window: store its grouped notification and deliveries. Returns the
     pending deliveries to enqueue, or None if it was not open and due (another closer won)."""
     now = now or utcnow()
+    written: list[int] = []
+    pending = _close(rt, digest_id, now, written)
+    rt.webhooks.hand_off(written)  # committed by now
+    return pending
+
+
+def _close(rt: Runtime, digest_id: int, now: dt.datetime, written: list[int]) -> list[QueuedDelivery] | None:
     with database.atomic():
         closed = (Digest.update(open_key=None, closed_at=now)
                   .where((Digest.id == digest_id) & Digest.open_key.is_null(False) & (Digest.closes_at <= now))
@@ -112,6 +123,10 @@ def close(rt: Runtime, digest_id: int, now: dt.datetime | None = None) -> list[Q
         Digest.update(notification_id=notification_id).where(Digest.id == digest_id).execute()
         pending = delivery_rows(rt, [OwedDelivery(notification_id, digest.user_id, digest.priority, digest.channels,
                                                   digest.type, rt.templates.is_critical(digest.type))], now)
+        if rt.webhooks.wants(webhook_events.NOTIFICATION_STORED):
+            written += rt.webhooks.write([(webhook_events.NOTIFICATION_STORED, now, webhook_events.stored(
+                notification_id, row["key"], digest.user_id, digest.type, digest.priority, row["correlation_id"],
+                digest.channels, None, digest={"batch_key": digest.batch_key, "count": len(items)}))])
     rt.recorder.digest_closed("sent" if len(items) > 1 else "single", len(items))
     log.info("digest sent", extra={
         "digest_id": digest_id, "user_id": digest.user_id, "batch_key": digest.batch_key, "count": len(items),

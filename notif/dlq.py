@@ -1,9 +1,12 @@
-"""Dead letters, one place to look: poison inputs (the SQS DLQ) and failed deliveries (rows).
+"""Dead letters, one place to look: poison inputs (the SQS DLQ), failed deliveries and failed
+webhook events (rows).
 
 Ids say which is which: ``sqs:<MessageId>`` for an input message that could never be
-stored, ``delivery:<id>`` for a delivery that gave up. ``replay`` sends either back through
-the normal path — an input to the queue it came from (keeping its idempotency key, so a
-replay stores nothing twice), a delivery back to ``pending`` and its worker queue.
+stored, ``delivery:<id>`` for a delivery that gave up, ``webhook:<id>`` for a webhook event
+that did. ``replay`` sends each back through the normal path — an input to the queue it came
+from (keeping its idempotency key, so a replay stores nothing twice), a delivery or a webhook
+event back to ``pending`` and its worker queue (an event keeps its body and its webhook-id, so
+a receiver that already has it can tell).
 """
 from __future__ import annotations
 
@@ -13,9 +16,12 @@ from dataclasses import asdict, dataclass, field
 
 from . import delivery_states as states
 from .config import PRIORITIES, Settings
-from .models import Delivery, Notification, isoformat
+from .models import Delivery, Notification, WebhookEvent, isoformat
 from .outbox import Enqueue, QueuedDelivery
 from .sqs import REPLAY_ATTRIBUTE, client_for
+from .webhooks import states as webhook_states
+from .webhooks.outbox import Enqueue as EnqueueWebhooks
+from .webhooks.send import shown
 
 PEEK_VISIBILITY = 30  # seconds the DLQ messages stay hidden while a command looks at them
 
@@ -23,12 +29,12 @@ PEEK_VISIBILITY = 30  # seconds the DLQ messages stay hidden while a command loo
 @dataclass
 class Letter:
     id: str
-    kind: str  # "input" or "delivery"
+    kind: str  # "input", "delivery" or "webhook"
     reason: str
     error: str
     when: str | None
     priority: str | None
-    where: str  # the queue or the channel
+    where: str  # the queue, the channel or the webhook endpoint
     correlation_id: str | None
     details: dict = field(default_factory=dict)
     receipt: str | None = field(default=None, repr=False)
@@ -44,11 +50,13 @@ def _attr(message: dict, name: str) -> str | None:
 
 
 class DeadLetters:
-    def __init__(self, settings: Settings, enqueue: Enqueue | None = None) -> None:
+    def __init__(self, settings: Settings, enqueue: Enqueue | None = None,
+                 enqueue_webhooks: EnqueueWebhooks | None = None) -> None:
         self.settings = settings
         self.sqs = client_for(settings)
         self.dlq = settings.require("queue_dead_letter")
         self.enqueue = enqueue
+        self.enqueue_webhooks = enqueue_webhooks
         self._peeked: list[Letter] | None = None
 
     # -- reading ------------------------------------------------------------------------
@@ -99,8 +107,23 @@ class DeadLetters:
                      "channel": d.channel, "attempts": d.attempts, "title": d.notification.title,
                      "created_at": isoformat(d.created_at)}) for d in rows]
 
+    def webhooks(self, limit: int = 1000) -> list[Letter]:
+        rows = (WebhookEvent.select().where(WebhookEvent.status == webhook_states.FAILED)
+                .order_by(WebhookEvent.updated_at).limit(limit))
+        return [Letter(
+            id=f"webhook:{e.id}", kind="webhook", reason=e.last_error or "", error="webhook_failed",
+            when=isoformat(e.updated_at), priority=None, where=f"webhook:{e.type}", correlation_id=e.correlation_id,
+            details={"event_type": e.type, "webhook_id": e.webhook_id, "endpoint": shown(e.endpoint),
+                     "attempts": e.attempts, "created_at": isoformat(e.created_at), "body": e.body}) for e in rows]
+
+    def of_kind(self, kind: str | None) -> list[Letter]:
+        """Every dead letter, or those of one kind (input, delivery, webhook)."""
+        if kind is None:
+            return self.all()
+        return {"input": self.inputs, "delivery": self.deliveries, "webhook": self.webhooks}[kind]()
+
     def all(self) -> list[Letter]:
-        return self.inputs() + self.deliveries()
+        return self.inputs() + self.deliveries() + self.webhooks()
 
     def find(self, ids: Iterable[str]) -> tuple[list[Letter], list[str]]:
         wanted = list(ids)
@@ -111,6 +134,7 @@ class DeadLetters:
     def replay(self, letters: list[Letter]) -> int:
         done = 0
         pending: list[QueuedDelivery] = []
+        events: list[int] = []
         for letter in letters:
             if letter.kind == "input":
                 source = self.settings.queue_url(letter.priority if letter.priority in PRIORITIES else "normal")
@@ -122,6 +146,13 @@ class DeadLetters:
                 self.sqs.delete_message(QueueUrl=self.dlq, ReceiptHandle=letter.receipt)
                 letter.receipt = None
                 done += 1
+            elif letter.kind == "webhook":
+                event_id = int(letter.id.split(":", 1)[1])
+                if webhook_states.move(event_id, webhook_states.FAILED, webhook_states.PENDING, attempts=0,
+                                       next_attempt_at=None,
+                                       last_error=f"replayed from the dead letters; was: {letter.reason}"[:2000]):
+                    events.append(event_id)
+                    done += 1
             else:
                 delivery_id = int(letter.id.split(":", 1)[1])
                 if states.move(delivery_id, states.FAILED, states.PENDING, attempts=0, next_attempt_at=None,
@@ -133,6 +164,10 @@ class DeadLetters:
             if self.enqueue is None:
                 raise RuntimeError("replaying deliveries needs a broker")
             self.enqueue(pending)
+        if events:
+            if self.enqueue_webhooks is None:
+                raise RuntimeError("replaying webhook events needs a broker")
+            self.enqueue_webhooks(events)
         return done
 
     def purge(self, letters: list[Letter]) -> int:
@@ -142,6 +177,9 @@ class DeadLetters:
                 self.sqs.delete_message(QueueUrl=self.dlq, ReceiptHandle=letter.receipt)
                 letter.receipt = None
                 done += 1
+            elif letter.kind == "webhook":
+                done += webhook_states.move(int(letter.id.split(":", 1)[1]), webhook_states.FAILED,
+                                            webhook_states.DISCARDED)
             else:
                 delivery_id = int(letter.id.split(":", 1)[1])
                 done += states.move(delivery_id, states.FAILED, states.DISCARDED)

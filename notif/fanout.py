@@ -15,6 +15,11 @@
    there. A chunk stored twice inserts nothing (unique ``(user, key)``), so every member
    gets it exactly once.
 
+Webhooks (:mod:`notif.webhooks`): a topic message is reported once, ``notification.stored``
+with the recipient count, written by the step that finishes its fan-out; with
+``NOTIF_WEBHOOK_TOPIC_RECIPIENTS`` each chunk writes one event per recipient instead, in one
+statement with the chunk. A fan-out stopped by a cancel or retract reports nothing.
+
 An unknown or empty topic is not an error: the fan-out is recorded as finished with that
 outcome, logged and counted, and the message is acknowledged.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import peewee
@@ -33,6 +38,7 @@ from .db import database, is_postgres
 from .models import Fanout, Notification, Topic, TopicMember, utcnow
 from .outbox import OwedDelivery, QueuedDelivery, copy_rows
 from .runtime import Runtime
+from .webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class Chunk:
     more: bool  # members are left: run another step
     outcome: str  # the fan-out's outcome after this step
     notification: dict | None = None  # the columns every notification of the chunk shares (all but id and user)
+    webhooks: list[int] = field(default_factory=list)  # webhook events written, to hand to the sender (after the commit)
 
 
 def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime) -> Begun:
@@ -95,7 +102,14 @@ def restored(name: str, value):
 
 
 def step(rt: Runtime, fanout_id: int) -> Chunk:
-    """Store the next chunk of a fan-out in one transaction; idempotent, resumable."""
+    """Store the next chunk of a fan-out in one transaction; idempotent, resumable. The chunk's webhook
+    events (:func:`_stored_events`) are written in that transaction, their ids returned with it."""
+    written: list[int] = []
+    chunk = _store_chunk(rt, fanout_id, written)
+    return replace(chunk, webhooks=written) if written else chunk
+
+
+def _store_chunk(rt: Runtime, fanout_id: int, written: list[int]) -> Chunk:
     now = utcnow()
     with database.atomic():
         query = Fanout.select().where(Fanout.id == fanout_id)
@@ -112,6 +126,7 @@ def step(rt: Runtime, fanout_id: int) -> Chunk:
                    .order_by(TopicMember.id).limit(rt.settings.fanout_chunk))
         end = cast("int | None", Fanout.select(peewee.fn.MAX(members.c.id)).from_(members).scalar())
         if end is None:  # the rest left the topic (or it was deleted) since ingest
+            written += _stored_events(rt, fanout, fanout.row, [], fanout.stored, now)
             _finish(fanout, DONE, now)
             return Chunk(fanout.priority, 0, [], False, DONE)
         row = {name: restored(name, fanout.row.get(name)) for name in COPIED}
@@ -135,12 +150,34 @@ def step(rt: Runtime, fanout_id: int) -> Chunk:
         template = OwedDelivery(0, "", fanout.priority, fanout.channels, row["type"], fanout.critical, row["send_at"])
         queued = copy_rows(rt, inserted, template, now)
         more = end < fanout.upto
+        written += _stored_events(rt, fanout, row, inserted, None if more else fanout.stored + len(inserted), now)
         Fanout.update(cursor=end, stored=Fanout.stored + len(inserted), updated_at=now,
                       outcome=RUNNING if more else DONE, finished_at=None if more else now).where(
             Fanout.id == fanout_id).execute()
     if not more:
         log.info("fan-out done", extra={**_context(fanout), "stored": fanout.stored + len(inserted)})
     return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE, row)
+
+
+def _stored_events(rt: Runtime, fanout: Fanout, row: dict, inserted: list[tuple[int, str]], done: int | None,
+                   now: dt.datetime) -> list[int]:
+    """``notification.stored`` for a chunk (inside its transaction): per recipient of ``inserted`` with
+    NOTIF_WEBHOOK_TOPIC_RECIPIENTS, else once for the message when the fan-out is ``done`` (with that many
+    recipients, if any). Returns the events' ids."""
+    kind = webhook_events.NOTIFICATION_STORED
+    if not rt.webhooks.wants(kind):
+        return []
+    send_at = row.get("send_at")  # (ISO text in a fan-out's stored row)
+    send_at = dt.datetime.fromisoformat(send_at) if isinstance(send_at, str) else send_at
+    if rt.webhooks.topic_recipients:
+        return rt.webhooks.write([(kind, now, webhook_events.stored(
+            notification_id, fanout.key, user_id, row.get("type"), fanout.priority, fanout.correlation_id,
+            fanout.channels, send_at, topic=fanout.topic)) for notification_id, user_id in inserted])
+    if not done:
+        return []
+    return rt.webhooks.write([(kind, now, webhook_events.topic_stored(
+        fanout.key, fanout.topic, row.get("type"), fanout.priority, fanout.correlation_id, fanout.channels, done,
+        send_at))])
 
 
 def _finish(fanout: Fanout, outcome: str, now: dt.datetime) -> None:

@@ -3,8 +3,9 @@
 Order of events, and why:
 1. validate and render every message (:mod:`notif.prepare`); a permanent failure becomes a dead letter;
 2. in ONE transaction, insert the notifications (a duplicate idempotency key inserts
-   nothing) and one delivery row per (new notification, channel) — the outbox;
-3. after the commit, enqueue one ``deliver`` per pending delivery;
+   nothing) and one delivery row per (new notification, channel) — the outbox — and, when
+   the host app's webhooks want it, a ``notification.stored`` event per new notification;
+3. after the commit, enqueue one ``deliver`` per pending delivery (and the webhook events);
 4. send the dead letters, then delete from SQS what is stored, duplicated or dead-lettered.
 
 A crash before step 4 leaves the SQS message to be received again; step 2 then inserts
@@ -33,6 +34,7 @@ from .prepare import Amend, Cancel, Prepared, prepare
 from .redis_keys import ingest_error
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
+from .webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class StoreResult:
     queued: list[QueuedDelivery]  # pending deliveries to enqueue once committed
     dropped: int  # notifications not stored: a cancel or retract for their key came first
     fanouts: list[Begun] = field(default_factory=list)  # topic messages recorded (id None: a duplicate)
+    webhooks: list[int] = field(default_factory=list)  # webhook events written, to hand to the sender once committed
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Outcome:
     dropped: int = 0  # notifications not stored: a cancel for their key came first
     deliveries: list[QueuedDelivery] = field(default_factory=list)  # pending, to enqueue (or deliver now)
     fanouts: list[Begun] = field(default_factory=list)  # topic messages recorded, to start once committed
+    webhooks: list[int] = field(default_factory=list)  # webhook events written, to hand off once committed
     done: list[Received] = field(default_factory=list)  # safe to delete from SQS
 
     def add(self, prepared: list[Prepared], result: StoreResult) -> None:
@@ -91,6 +95,7 @@ class Outcome:
                 self.duplicate_messages += 1
         self.deliveries.extend(result.queued)
         self.fanouts.extend(result.fanouts)
+        self.webhooks.extend(result.webhooks)
         self.done.extend(item.message for item in prepared)
 
 
@@ -130,13 +135,20 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
                      .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
             inserted.extend(query.tuples().execute())
         owed = []
+        stored: list = []  # webhook events (a digest item is reported as its digest, when the window closes)
+        report = rt.webhooks.wants(webhook_events.NOTIFICATION_STORED)
         for notification_id, user_id, key, priority in inserted:
             p = of[(user_id, key)]
             if p.digest is None:  # a digest item is delivered with its digest
                 first = p.notifications[0]
                 owed.append(OwedDelivery(notification_id, user_id, priority, p.channels, first["type"],
                                          p.critical, first["send_at"]))
+                if report:
+                    stored.append((webhook_events.NOTIFICATION_STORED, now, webhook_events.stored(
+                        notification_id, key, user_id, first["type"], priority, first["correlation_id"], p.channels,
+                        first["send_at"])))
         queued = delivery_rows(rt, owed, now)
+        webhooks = rt.webhooks.write(stored) if stored else []
         # a topic message: its fan-out is recorded here, its members' rows are stored chunk by chunk after;
         # an update that overtook it changes what every member gets, a retract drops it
         each = apply_remembered(rt, [p.each for p in topics if p.each and p.each["key"] not in cancelled])
@@ -145,7 +157,7 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
                    if p.topic and p.each and id(p.each) in sending]
         dropped += len(topics) - len(fanouts)
     return StoreResult({(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), queued, dropped,
-                       fanouts)
+                       fanouts, webhooks)
 
 
 def _is_data_error(exc: Exception) -> bool:
@@ -297,6 +309,7 @@ def ingest_batch(rt: Runtime, messages: list[Received], enqueue: Enqueue, delive
             outcome.retry.append(item.message)
     _amend_all(rt, amends, outcome)  # after the batch's own rows too: an update may follow its send closely
 
+    rt.webhooks.hand_off(outcome.webhooks)  # (before the in-app deliveries made here report theirs)
     outcome.deliveries = hand_off(rt, outcome.deliveries, enqueue, deliver_now)
     _start_fanouts(rt, outcome.fanouts, start_fanouts)
 

@@ -30,6 +30,7 @@ from .models import (
     PushSubscription,
     Topic,
     TopicMember,
+    WebhookEvent,
     utcnow,
 )
 
@@ -284,6 +285,16 @@ def _0011_down(db: peewee.Database) -> None:
     db.drop_tables([DeliveryAttempt], safe=True)
 
 
+def _0012_up(db: peewee.Database) -> None:
+    # Webhooks (notif.webhooks): the outbox of events owed to the host app's endpoints, with its (status, updated_at)
+    # index. A table of its own, touching no other: the step is independent of its neighbours.
+    db.create_tables([WebhookEvent], safe=True)
+
+
+def _0012_down(db: peewee.Database) -> None:
+    db.drop_tables([WebhookEvent], safe=True)
+
+
 Step = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (1, "initial: notifications and deliveries", _0001_up, _0001_down),
@@ -298,6 +309,7 @@ MIGRATIONS: list[tuple[int, str, Step, Step]] = [
      _0009_up, _0009_down),
     (10, "inbox states: seen_at, archived_at; unseen index", _0010_up, _0010_down),
     (11, "the trace: delivery attempts, skipped deliveries' reason codes, notifications by key", _0011_up, _0011_down),
+    (12, "webhooks: the outbox of events owed to the host app's endpoints", _0012_up, _0012_down),
 ]
 DOWN_LOSES = {  # what going below a version takes away, for the operator to confirm
     1: "DROPS every notification and delivery",
@@ -314,6 +326,7 @@ DOWN_LOSES = {  # what going below a version takes away, for the operator to con
        "updates/retracts; 'withdrawn' deliveries become 'skipped'",
     10: "seen and archived states (archived notifications are back in the inbox, read; seen times are dropped)",
     11: "the delivery attempt log and skipped deliveries' reason codes (their last_error keeps the reason's text)",
+    12: "webhook events not sent yet and the webhook dead letters (they are never sent)",
 }
 
 

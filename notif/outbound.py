@@ -166,6 +166,9 @@ class Target:
 class OutboundPolicy:
     allow: Allowance = field(default_factory=Allowance)
     resolver: Resolver = system_resolver
+    #: what plain http may reach, when narrower than ``allow`` (the webhook sender allows its https endpoints'
+    #: hosts, never plain http to them unless NOTIF_OUTBOUND_ALLOW lists them); None: ``allow``
+    plain: Allowance | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> OutboundPolicy:
@@ -202,7 +205,7 @@ class OutboundPolicy:
                                           "write an IPv4 address as four decimal numbers") from None
                 if not _HOST.match(host):
                     raise OutboundRefused(f"the host `{host}` is not a valid host name") from None
-        if scheme == "http" and not self.allow:  # with a list, each address is checked against it at connect
+        if scheme == "http" and not self._plain():  # with a list, each address is checked against it at connect
             raise OutboundRefused("the URL must use https; plain http is allowed only to hosts NOTIF_OUTBOUND_ALLOW "
                                   "lists")
         return scheme, host, port
@@ -213,7 +216,8 @@ class OutboundPolicy:
         Raises OutboundRefused when an answer is not allowed, ``socket.gaierror`` when the
         name does not resolve. ``plain`` (http): every address must be explicitly allowed.
         """
-        host_allowed = self.allow.host(host, port)
+        allow = self._plain() if plain else self.allow
+        host_allowed = allow.host(host, port)
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
@@ -223,7 +227,7 @@ class OutboundPolicy:
             raise socket.gaierror(socket.EAI_NONAME, f"{host} has no address")
         for answer in answers:
             ip = ipaddress.ip_address(answer.split("%")[0])
-            if host_allowed or self.allow.address(ip, port):
+            if host_allowed or allow.address(ip, port):
                 continue
             if plain:
                 raise OutboundRefused(f"plain http to {host} ({ip}) is not allowed: NOTIF_OUTBOUND_ALLOW does not "
@@ -234,6 +238,9 @@ class OutboundPolicy:
                 raise OutboundRefused(f"{shown} is a {reason} address; outbound calls go only to public addresses "
                                       "(NOTIF_OUTBOUND_ALLOW lists exceptions)")
         return answers
+
+    def _plain(self) -> Allowance:
+        return self.allow if self.plain is None else self.plain
 
     def check(self, url: str) -> Target:
         """Validate ``url`` and resolve its host now: the Target, or OutboundRefused with the reason.

@@ -22,6 +22,11 @@ def deliver_queue(priority: str) -> str:
     return f"notif.deliver.{priority}"
 
 
+def webhook_queue() -> str:
+    """Dramatiq queue of webhook events to send (notif.webhooks)."""
+    return "notif.webhook"
+
+
 def dramatiq_messages_key(settings: Settings, queue: str) -> str:
     """The Redis hash where Dramatiq's Redis broker keeps a queue's messages until acked."""
     return f"{dramatiq_namespace(settings)}:{queue}.msgs"

@@ -22,6 +22,7 @@ from .ratelimit import RateLimiter
 from .redis_client import sync_client
 from .sqs import client_for
 from .templates import TemplateStore
+from .webhooks.outbox import WebhookOutbox, install
 
 
 @dataclass
@@ -31,19 +32,24 @@ class Runtime:
     channels: dict[str, Channel]
     templates: TemplateStore
     recorder: Recorder = field(default_factory=lambda: Recorder(None))
+    webhooks: WebhookOutbox = field(default_factory=WebhookOutbox.disabled)  # what the host app's webhooks want
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
+        """The process's runtime; its webhook outbox becomes the process's (for notif.delivery_states)."""
         init_database(settings.database_url)
         pm = manager_for(settings)
         client = sync_client(settings)
-        return cls(
+        rt = cls(
             settings=settings,
             redis=client,
             channels=channels_for(settings),
             templates=TemplateStore.from_settings(settings, template_dirs(pm, settings)),
             recorder=Recorder(RollingCounters(client, settings)),
+            webhooks=WebhookOutbox(settings),
         )
+        install(rt.webhooks)
+        return rt
 
     @property
     def sqs(self):

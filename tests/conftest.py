@@ -67,6 +67,8 @@ def pg(_pg_schema):
     database.close()
     conn = psycopg2.connect(_pg_schema)
     conn.autocommit = True
+    with conn.cursor() as cur:  # webhook events: a table of their own (no foreign key)
+        cur.execute("TRUNCATE notif_webhook_event RESTART IDENTITY")
     with conn.cursor() as cur:
         cur.execute("TRUNCATE notif_delivery_attempt, notif_delivery, notif_notification, notif_push_subscription, "
                     "notif_preference, notif_digest, notif_cancellation, notif_amendment, notif_topic, notif_topic_member, "
@@ -167,6 +169,15 @@ def runtime(settings):
     rt = Runtime.start(settings)
     yield rt
     rt.redis.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_webhook_outbox_left_installed():
+    """Runtime.start installs its webhook outbox process-wide (for notif.delivery_states): no test hands
+    its own to the next one."""
+    yield
+    from notif.webhooks.outbox import WebhookOutbox, install
+    install(WebhookOutbox.disabled())
 
 
 

@@ -12,16 +12,16 @@ from ..worker.tasks import Tasks, producer
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("dlq", help="dead letters: poison inputs (SQS DLQ) and failed deliveries")
+    p = sub.add_parser("dlq", help="dead letters: poison inputs (SQS DLQ), failed deliveries and webhook events")
     dsub = p.add_subparsers(dest="action", required=True)
     for name, text in (("list", "list dead letters"), ("show", "show one dead letter"),
                        ("replay", "send dead letters back through the normal path"),
-                       ("purge", "delete input dead letters; mark failed deliveries discarded")):
+                       ("purge", "delete input dead letters; mark failed deliveries and webhook events discarded")):
         q = dsub.add_parser(name, help=text)
         q.add_argument("--json", action="store_true", help="machine-readable output")
-        q.add_argument("--kind", choices=("input", "delivery"), help="only this kind")
+        q.add_argument("--kind", choices=("input", "delivery", "webhook"), help="only this kind")
         if name == "show":
-            q.add_argument("id", help="sqs:<MessageId> or delivery:<id>, as `notif dlq list` shows")
+            q.add_argument("id", help="sqs:<MessageId>, delivery:<id> or webhook:<id>, as `notif dlq list` shows")
         elif name in ("replay", "purge"):
             q.add_argument("ids", nargs="*", metavar="ID")
             q.add_argument("--all", action="store_true", help="every dead letter (of --kind)")
@@ -46,12 +46,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     init_database(settings.database_url)
     tasks: list[Tasks] = []  # the broker is made only when a delivery is replayed
 
-    def enqueue(work):
+    def broker() -> Tasks:
         if not tasks:
             tasks.append(producer(settings))
-        tasks[0].enqueue_deliveries(work)
+        return tasks[0]
 
-    letters = DeadLetters(settings, enqueue)
+    letters = DeadLetters(settings, lambda work: broker().enqueue_deliveries(work),
+                          lambda events: broker().enqueue_webhooks(events))
     with database.connection_context():
         try:
             return _act(args, letters)
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _select(args, letters):
-    pool = letters.all() if args.kind is None else letters.inputs() if args.kind == "input" else letters.deliveries()
+    pool = letters.of_kind(args.kind)
     if getattr(args, "all", False):
         if args.ids:
             raise SystemExit("notif: give IDs or --all, not both")
@@ -73,7 +74,7 @@ def _select(args, letters):
 
 def _act(args, letters) -> int:
     if args.action == "list":
-        pool = letters.all() if args.kind is None else letters.inputs() if args.kind == "input" else letters.deliveries()
+        pool = letters.of_kind(args.kind)
         print(json.dumps([x.public() for x in pool], indent=2) if args.json else _table(pool))
         return 0
     if args.action == "show":

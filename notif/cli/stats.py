@@ -42,8 +42,9 @@ def render(snap: dict) -> str:
     lines.append("")
     lines.append("SLA BREACHES (15 min)  " + "  ".join(f"{p} {rates['15m'][f'sla_breach_{p}']}" for p in PRIORITIES))
     dead = snap["dead_letters"]
-    lines.append(f"DEAD LETTERS           inputs {_n(dead['input'])}, deliveries {_n(dead['delivery'])}"
-                 + ("   (see `notif dlq list`)" if (dead["input"] or dead["delivery"]) else ""))
+    lines.append(f"DEAD LETTERS           inputs {_n(dead['input'])}, deliveries {_n(dead['delivery'])}, "
+                 f"webhook events {_n(dead.get('webhook'))}"
+                 + ("   (see `notif dlq list`)" if (dead["input"] or dead["delivery"] or dead.get("webhook")) else ""))
     held = snap.get("held")
     if held is not None:
         lines.append(f"HELD                   scheduled {held['scheduled']}, deferred {held['deferred']}, "

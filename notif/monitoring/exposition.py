@@ -45,7 +45,8 @@ class SnapshotCollector:
         for queue, count in snap["dramatiq"].items():
             dramatiq.add_metric([queue], count)
         yield dramatiq
-        dead = GaugeMetricFamily("notif_dead_letters", "Dead letters: inputs on the SQS DLQ, failed deliveries",
+        dead = GaugeMetricFamily("notif_dead_letters", "Dead letters: inputs on the SQS DLQ, failed deliveries, failed "
+                                 "webhook events",
                                  labels=["kind"])
         for kind, count in snap["dead_letters"].items():
             if count is not None:

@@ -44,4 +44,11 @@ RETENTION_DELETED = Counter("notif_retention_deleted_total",
                             "deliveries, digests, cancellations, amendments, attempts", ["table"])
 RETENTION_PASS = Histogram("notif_retention_pass_seconds", "Time one retention pass took (the leading scheduler)",
                            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300))
+WEBHOOKS = Counter("notif_webhooks_total", "Webhook attempts by event type and outcome (sent: the receiver answered "
+                   "2xx; retry: a transient failure, tried again later; failed: dead-lettered)", ["event", "outcome"])
+WEBHOOK_LATENCY = Histogram("notif_webhook_latency_seconds",
+                            "From the event to the receiver's 2xx (retries included), by event type", ["event"],
+                            buckets=LATENCY_BUCKETS)
+WEBHOOK_REQUEST = Histogram("notif_webhook_request_seconds", "One webhook attempt's HTTP round trip, by event type",
+                            ["event"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 SSE_CONNECTIONS = Gauge("notif_sse_connections", "Open SSE streams on this web process", multiprocess_mode="livesum")

@@ -137,6 +137,17 @@ class Recorder:
         """An error at ``stage`` (poll, ingest, deliver), ``kind`` transient or permanent."""
         metrics.ERRORS.labels(stage, kind, error).inc(n)
 
+    # -- webhooks ----------------------------------------------------------------------
+    def webhook(self, event: str, outcome: str, request_seconds: float | None = None,
+                latency_seconds: float | None = None) -> None:
+        """One attempt at a webhook event: ``sent``, ``retry`` or ``failed``; its HTTP round trip when one was
+        made, and for a sent one the time since the event happened."""
+        metrics.WEBHOOKS.labels(event, outcome).inc()
+        if request_seconds is not None:
+            metrics.WEBHOOK_REQUEST.labels(event).observe(request_seconds)
+        if latency_seconds is not None:
+            metrics.WEBHOOK_LATENCY.labels(event).observe(max(0.0, latency_seconds))
+
     # -- retention ---------------------------------------------------------------------
     def pruned(self, counts: dict[str, int], seconds: float) -> None:
         """One retention pass: rows deleted by table (notifications, deliveries, digests, …)."""

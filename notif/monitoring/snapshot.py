@@ -1,7 +1,7 @@
 """The read side of monitoring: how things stand, for `notif stats`, /readyz and /metrics.
 
 Rates come from the rolling counters that :mod:`notif.monitoring.record` writes; depths
-from SQS and Redis; dead letters from the DLQ and the deliveries table; what is held on
+from SQS and Redis; dead letters from the DLQ and the deliveries and webhook events tables; what is held on
 purpose from the database; processes from their heartbeats. Nothing here writes.
 """
 from __future__ import annotations
@@ -11,9 +11,10 @@ import time
 from .. import delivery_states as states
 from ..config import PRIORITIES, Settings
 from ..db import database
-from ..models import Delivery, Digest, Notification
-from ..redis_keys import deliver_queue, dramatiq_messages_key, ingest_queue, stats_counter
+from ..models import Delivery, Digest, Notification, WebhookEvent
+from ..redis_keys import deliver_queue, dramatiq_messages_key, ingest_queue, stats_counter, webhook_queue
 from ..sqs import client_for
+from ..webhooks import states as webhook_states
 from .heartbeat import live_processes
 from .record import BUCKET_SECONDS, COUNTERS
 
@@ -58,7 +59,7 @@ def _sqs_depths(settings: Settings) -> dict:
 
 
 def _dramatiq_depths(redis_client, settings: Settings) -> dict:
-    queues = [ingest_queue(p) for p in PRIORITIES] + [deliver_queue(p) for p in PRIORITIES]
+    queues = [ingest_queue(p) for p in PRIORITIES] + [deliver_queue(p) for p in PRIORITIES] + [webhook_queue()]
     pipe = redis_client.pipeline(transaction=False)
     for q in queues:
         pipe.hlen(dramatiq_messages_key(settings, q))
@@ -69,6 +70,14 @@ def _failed_deliveries() -> int | None:
     try:
         with database.connection_context():
             return Delivery.select().where(Delivery.status == states.FAILED).count()
+    except Exception:
+        return None
+
+
+def _failed_webhooks() -> int | None:
+    try:
+        with database.connection_context():
+            return WebhookEvent.select().where(WebhookEvent.status == webhook_states.FAILED).count()
     except Exception:
         return None
 
@@ -96,7 +105,7 @@ def snapshot(settings: Settings, redis_client, rates: bool = True) -> dict:
         "sqs": sqs,
         "dramatiq": _dramatiq_depths(redis_client, settings),
         "dead_letters": {"input": None if dlq is None else dlq["visible"] + dlq["in_flight"],
-                         "delivery": _failed_deliveries()},
+                         "delivery": _failed_deliveries(), "webhook": _failed_webhooks()},
         "held": _held(),
         "features": settings.feature_states(),
         "shadow": settings.shadow,

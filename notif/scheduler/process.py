@@ -1,7 +1,8 @@
 """``notif scheduler``: the periodic jobs, run by whichever scheduler process is leader.
 
 Any number may run; one acts at a time (see :mod:`notif.scheduler.leader`), and every job is safe to
-run twice, so a hand-over overlap sends nothing twice. Jobs: the outbox sweep, the release
+run twice, so a hand-over overlap sends nothing twice. Jobs: the outbox sweeps (deliveries, and
+webhook events: :mod:`notif.webhooks.sweep`), the release
 of scheduled sends and rate-limit deferrals when they fall due, and the closing of due
 digest windows (both four times a second), and retention (:mod:`.retention`, once a minute).
 """
@@ -24,6 +25,7 @@ from ..monitoring.exposition import serve as serve_metrics
 from ..monitoring.heartbeat import Heartbeat
 from ..redis_keys import scheduler_leader_lock
 from ..runtime import Runtime
+from ..webhooks.sweep import sweep as sweep_webhooks
 from ..worker.tasks import producer
 from .leader import Leadership
 from .release import release_due
@@ -71,6 +73,8 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
 
     sweep_job = leader_job("outbox sweep", lambda: sweep(
         enqueue, grace=settings.sweep_grace_seconds, lease=settings.sweep_lease_seconds))
+    webhook_job = leader_job("webhook sweep", lambda: sweep_webhooks(
+        tasks.enqueue_webhooks, grace=settings.sweep_grace_seconds, lease=settings.sweep_lease_seconds))
     release_job = leader_job("releasing scheduled deliveries", lambda: release_due(enqueue))
     digest_job = leader_job("closing digest windows", lambda: close_due(rt, enqueue))
     retention_job = leader_job("retention", lambda: prune(rt.recorder, settings.retention_days))
@@ -81,13 +85,14 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(sweep_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-outbox")
+    scheduler.add_job(webhook_job, "interval", seconds=settings.sweep_interval_seconds, id="sweep-webhooks")
     scheduler.add_job(release_job, "interval", seconds=RELEASE_INTERVAL, id="release-scheduled")
     scheduler.add_job(digest_job, "interval", seconds=RELEASE_INTERVAL, id="close-digests")
     scheduler.add_job(retention_job, "interval", seconds=RETENTION_INTERVAL, id="retention")
     scheduler.add_job(fanout_job, "interval", seconds=settings.sweep_interval_seconds, id="resume-fanouts")
     scheduler.start()
-    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "release-scheduled", "close-digests", "retention",
-                                                  "resume-fanouts"],
+    log.info("scheduler started", extra={"jobs": ["sweep-outbox", "sweep-webhooks", "release-scheduled", "close-digests",
+                                                  "retention", "resume-fanouts"],
                                          "retention_days": settings.retention_days})
     try:
         stop.wait()

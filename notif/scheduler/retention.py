@@ -10,7 +10,8 @@ open is never deleted, however old; the check is repeated in the DELETE itself, 
 delivery replayed from the dead letters meanwhile keeps its notification. Attempts logged
 that long ago go too, a batch a pass by id (oldest first), even of a delivery still owed:
 one that never settles (its worker dies on it every time) cannot grow the log forever. Closed digest
-windows past the same age go too; remembered cancels and updates/retracts are forgotten
+windows past the same age go too, and webhook events sent or purged that long ago (a pending
+one or a dead letter stays until it is handled); remembered cancels and updates/retracts are forgotten
 after their ``KEEP_DAYS`` whatever the setting. Each pass is one metric observation and one
 log line (docs/runbook.md › Retention, with the PostgreSQL maintenance it implies).
 """
@@ -25,8 +26,9 @@ from peewee import fn
 
 from .. import delivery_states as states
 from ..db import database
-from ..models import Amendment, Cancellation, Delivery, DeliveryAttempt, Digest, Notification, utcnow
+from ..models import Amendment, Cancellation, Delivery, DeliveryAttempt, Digest, Notification, WebhookEvent, utcnow
 from ..monitoring.record import Recorder
+from ..webhooks import states as webhook_states
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ def prune(recorder: Recorder | None, days: int, batch: int = BATCH, max_batches:
     """One retention pass; returns the rows deleted by table."""
     started = time.monotonic()
     now = now or utcnow()
-    counts = dict.fromkeys(("notifications", "deliveries", "digests", "cancellations", "amendments", "attempts"), 0)
+    counts = dict.fromkeys(("notifications", "deliveries", "digests", "cancellations", "amendments", "attempts",
+                            "webhook_events"), 0)
     if days > 0:
         cutoff = now - dt.timedelta(days=days)
         for _ in range(max_batches):
@@ -70,6 +73,11 @@ def prune(recorder: Recorder | None, days: int, batch: int = BATCH, max_batches:
         oldest = DeliveryAttempt.select(DeliveryAttempt.id).order_by(DeliveryAttempt.id).limit(batch)
         counts["attempts"] = DeliveryAttempt.delete().where(
             DeliveryAttempt.id.in_(oldest) & (DeliveryAttempt.finished_at < cutoff)).execute()
+        # webhook events sent or purged that long ago (pending ones and dead letters stay until handled)
+        old_events = WebhookEvent.select(WebhookEvent.id).where(
+            WebhookEvent.status.in_([webhook_states.SENT, webhook_states.DISCARDED]) & (WebhookEvent.updated_at < cutoff))
+        counts["webhook_events"] = WebhookEvent.delete().where(
+            WebhookEvent.id.in_(old_events.limit(batch * 10))).execute()
     counts["cancellations"] = Cancellation.delete().where(
         Cancellation.created_at < now - dt.timedelta(days=Cancellation.KEEP_DAYS)).execute()
     counts["amendments"] = Amendment.delete().where(

@@ -16,6 +16,7 @@ from ..monitoring.heartbeat import Heartbeat
 from ..plugin_manager import channels_for, manager_for, template_dirs
 from ..redis_client import async_client, async_queued_client, sync_client
 from ..templates import TemplateStore
+from ..webhooks.outbox import WebhookOutbox
 from . import events, health, inbox, messages, metrics, page, preferences, push, responses, scheduled, topics
 from .body_limit import BodyLimit
 from .cors import CORS
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
     # what preferences may name: the channels this deployment loads, the notification types its templates define
     app.state.channels = frozenset(channels_for(settings))
     app.state.templates = TemplateStore.from_settings(settings, template_dirs(manager_for(settings), settings))
+    app.state.webhooks = WebhookOutbox(settings)  # the inbox routes report read, seen and archived (notif.webhooks)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:

@@ -6,6 +6,12 @@ archived implies read, marking unread brings an item back from the archive. Ever
 is published on the user's channel (notif.live) with the counts it left, so every tab and
 device of that user follows. An id that is not the user's answers as a missing one: 404
 (or, marking seen by ids, is simply not marked), so ids reveal nothing.
+
+The host app's webhooks (notif.webhooks) hear of each change in the transaction that makes it,
+one event per notification changed: ``notification.read`` (read, read-all), ``notification.seen``
+(seen by ids or all) and ``notification.archived`` (archive; un-archive and a mark-unread that
+brings an item out of the archive, with ``"archived": false``). The states an action implies
+(archiving reads, reading sees) are in the event's notification, not events of their own.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from peewee import fn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..db import database
+from ..db import database, is_postgres
 from ..live import (
     archived_event,
     counts,
@@ -29,6 +35,8 @@ from ..live import (
     unseen_count,
 )
 from ..models import Notification, utcnow
+from ..webhooks import events as webhook_events
+from ..webhooks.outbox import WebhookOutbox
 from .deps import current_user
 
 log = logging.getLogger(__name__)
@@ -165,11 +173,31 @@ def _exists(user_id: str, notification_id: int) -> bool:
     return Notification.select().where(_mine(user_id) & (Notification.id == notification_id)).exists()
 
 
-def _mark_read(user_id: str, notification_id: int | None) -> tuple[int, int, int] | None:
+#: the column whose new value each inbox event reports
+_EVENT_TIME = {webhook_events.NOTIFICATION_READ: Notification.read_at, webhook_events.NOTIFICATION_SEEN: Notification.seen_at,
+               webhook_events.NOTIFICATION_ARCHIVED: Notification.archived_at}
+
+
+def _update(outbox: WebhookOutbox, kind: str, query, written: list[int], archived: bool | None = None) -> int:
+    """Run an inbox UPDATE; the rows it changed. When the webhooks want ``kind``, the UPDATE returns the
+    changed rows and one event per row is written (in the caller's transaction) into ``written``."""
+    if not outbox.wants(kind):
+        return query.execute()
+    rows = list(query.returning(Notification.id, Notification.key, Notification.user_id, Notification.type,
+                                Notification.correlation_id, _EVENT_TIME[kind]).tuples().execute())
+    now = utcnow()
+    written += outbox.write([(kind, at or now, webhook_events.inbox(kind, nid, key, user, type_, correlation_id, at,
+                                                                      archived))
+                             for nid, key, user, type_, correlation_id, at in rows])
+    return len(rows)
+
+
+def _mark_read(outbox: WebhookOutbox, user_id: str, notification_id: int | None) -> tuple[int, int, int] | None:
     """Mark one (or, with None, every) unread notification of the user read, and seen where it was not.
 
     Returns (rows changed, unread count after, unseen count after), or None when the id is not this user's.
     """
+    written: list[int] = []
     with database.atomic():
         mine = _mine(user_id)
         if notification_id is not None:
@@ -177,15 +205,19 @@ def _mark_read(user_id: str, notification_id: int | None) -> tuple[int, int, int
                 return None
             mine = mine & (Notification.id == notification_id)
         now = utcnow()
-        changed = (Notification.update(read_at=now, seen_at=fn.COALESCE(Notification.seen_at, Notification.seen_at.to_value(now)))
-                   .where(mine & Notification.read_at.is_null()).execute())
-        return changed, unread_count(user_id), unseen_count(user_id)
+        changed = _update(outbox, webhook_events.NOTIFICATION_READ, Notification.update(
+            read_at=now, seen_at=fn.COALESCE(Notification.seen_at, Notification.seen_at.to_value(now)))
+            .where(mine & Notification.read_at.is_null()), written)
+        result = changed, unread_count(user_id), unseen_count(user_id)
+    outbox.hand_off(written)
+    return result
 
 
-def _mark_seen(user_id: str, ids: list[int] | None) -> tuple[list[int] | None, int, int, int]:
+def _mark_seen(outbox: WebhookOutbox, user_id: str, ids: list[int] | None) -> tuple[list[int] | None, int, int, int]:
     """Mark the given (or, with None, every) unseen notification of the user seen.
 
     Returns (the ids marked, or None for all; rows changed; unread count after; unseen count after)."""
+    written: list[int] = []
     with database.atomic():
         unseen = _mine(user_id) & Notification.seen_at.is_null() & Notification.read_at.is_null()
         marked: list[int] | None = None
@@ -193,26 +225,40 @@ def _mark_seen(user_id: str, ids: list[int] | None) -> tuple[list[int] | None, i
             found = Notification.select(Notification.id).where(unseen & Notification.id.in_(sorted(set(ids))))
             marked = [row.id for row in found.order_by(Notification.id)]
             unseen = unseen & Notification.id.in_(marked)
-        changed = Notification.update(seen_at=utcnow()).where(unseen).execute() if marked != [] else 0
-        return marked, changed, unread_count(user_id), unseen_count(user_id)
+        changed = _update(outbox, webhook_events.NOTIFICATION_SEEN, Notification.update(seen_at=utcnow()).where(unseen),
+                          written) if marked != [] else 0
+        result = marked, changed, unread_count(user_id), unseen_count(user_id)
+    outbox.hand_off(written)
+    return result
 
 
-def _mark_unread(user_id: str, notification_id: int) -> tuple[int, int, int] | None:
+def _mark_unread(outbox: WebhookOutbox, user_id: str, notification_id: int) -> tuple[int, int, int] | None:
     """Mark one notification unread: out of the archive too, still seen. (changed, unread, unseen), or None."""
+    written: list[int] = []
     with database.atomic():
         if not _exists(user_id, notification_id):
             return None
         mine = _mine(user_id) & (Notification.id == notification_id)
-        changed = (Notification.update(read_at=None, archived_at=None,
-                                       seen_at=fn.COALESCE(Notification.seen_at, Notification.read_at))
-                   .where(mine & (Notification.read_at.is_null(False) | Notification.archived_at.is_null(False)))
-                   .execute())
-        return changed, unread_count(user_id), unseen_count(user_id)
+        archived = False
+        if outbox.wants(webhook_events.NOTIFICATION_ARCHIVED):  # (locked: what it was is what this update changes)
+            before = Notification.select(Notification.archived_at).where(mine)
+            archived = (before.for_update() if is_postgres() else before).scalar() is not None
+        query = (Notification.update(read_at=None, archived_at=None,
+                                     seen_at=fn.COALESCE(Notification.seen_at, Notification.read_at))
+                 .where(mine & (Notification.read_at.is_null(False) | Notification.archived_at.is_null(False))))
+        # out of the archive: the host app hears `notification.archived` with "archived": false
+        changed = _update(outbox, webhook_events.NOTIFICATION_ARCHIVED, query, written, False) if archived \
+            else query.execute()
+        result = changed, unread_count(user_id), unseen_count(user_id)
+    outbox.hand_off(written)
+    return result
 
 
-def _archive(user_id: str, notification_id: int, archived: bool) -> tuple[int, dict[str, int]] | None:
+def _archive(outbox: WebhookOutbox, user_id: str, notification_id: int,
+             archived: bool) -> tuple[int, dict[str, int]] | None:
     """Archive one notification (read and seen too, where it was not) or bring it back (still read).
     (changed, counts after), or None when the id is not this user's."""
+    written: list[int] = []
     with database.atomic():
         if not _exists(user_id, notification_id):
             return None
@@ -226,7 +272,9 @@ def _archive(user_id: str, notification_id: int, archived: bool) -> tuple[int, d
             ).where(mine & Notification.archived_at.is_null())
         else:
             query = Notification.update(archived_at=None).where(mine & Notification.archived_at.is_null(False))
-        return query.execute(), counts(user_id)
+        result = _update(outbox, webhook_events.NOTIFICATION_ARCHIVED, query, written, archived), counts(user_id)
+    outbox.hand_off(written)
+    return result
 
 
 async def _announce(request: Request, user_id: str, event: dict) -> None:
@@ -286,7 +334,8 @@ async def get_counts(user_id: str = Depends(current_user)) -> dict:
 
 @router.post("/seen", summary="Mark notifications seen (by ids, or all)", response_model=Marked)
 async def mark_seen(body: SeenRequest, request: Request, user_id: str = Depends(current_user)) -> dict:
-    ids, changed, unread, unseen = await run_in_threadpool(_mark_seen, user_id, None if body.all else body.ids)
+    ids, changed, unread, unseen = await run_in_threadpool(_mark_seen, request.app.state.webhooks, user_id,
+                                                           None if body.all else body.ids)
     if changed:
         await _announce(request, user_id, seen_event(ids, unread, unseen))
     return {"marked": changed, "unread": unread, "unseen": unseen}
@@ -295,7 +344,7 @@ async def mark_seen(body: SeenRequest, request: Request, user_id: str = Depends(
 @router.post("/{notification_id}/read", summary="Mark one notification read (and seen)", response_model=Read,
              responses=NOT_FOUND)
 async def mark_read(notification_id: int, request: Request, user_id: str = Depends(current_user)) -> dict:
-    result = await run_in_threadpool(_mark_read, user_id, notification_id)
+    result = await run_in_threadpool(_mark_read, request.app.state.webhooks, user_id, notification_id)
     if result is None:
         raise _not_found()
     changed, unread, unseen = result
@@ -306,7 +355,7 @@ async def mark_read(notification_id: int, request: Request, user_id: str = Depen
 
 @router.post("/read-all", summary="Mark every notification of the user read (and seen)", response_model=Marked)
 async def mark_all_read(request: Request, user_id: str = Depends(current_user)) -> dict:
-    result = await run_in_threadpool(_mark_read, user_id, None)
+    result = await run_in_threadpool(_mark_read, request.app.state.webhooks, user_id, None)
     if result is None:  # only a single id can be not found
         raise RuntimeError("marking every notification read returned no counts")
     changed, unread, unseen = result
@@ -318,7 +367,7 @@ async def mark_all_read(request: Request, user_id: str = Depends(current_user)) 
 @router.post("/{notification_id}/unread", summary="Mark one notification unread (it leaves the archive too)",
              response_model=Read, responses=NOT_FOUND)
 async def mark_unread(notification_id: int, request: Request, user_id: str = Depends(current_user)) -> dict:
-    result = await run_in_threadpool(_mark_unread, user_id, notification_id)
+    result = await run_in_threadpool(_mark_unread, request.app.state.webhooks, user_id, notification_id)
     if result is None:
         raise _not_found()
     changed, unread, unseen = result
@@ -328,7 +377,7 @@ async def mark_unread(notification_id: int, request: Request, user_id: str = Dep
 
 
 async def _set_archived(request: Request, user_id: str, notification_id: int, archived: bool) -> dict:
-    result = await run_in_threadpool(_archive, user_id, notification_id, archived)
+    result = await run_in_threadpool(_archive, request.app.state.webhooks, user_id, notification_id, archived)
     if result is None:
         raise _not_found()
     changed, counted = result

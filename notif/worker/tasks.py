@@ -11,6 +11,8 @@ HIGH's path.
   LOW announcement to a million takes a thread for one short transaction at a time.
 - ``deliver_<priority>(delivery_id)`` on ``notif.deliver.<priority>``: one delivery row →
   its channel.
+- ``webhook(event_id)`` on ``notif.webhook``: one attempt at one webhook event
+  (:mod:`notif.webhooks.send`), retried with the webhooks' backoff.
 
 Inside a worker process HIGH work is taken before NORMAL before LOW (the ``priority``
 option); LOW cannot starve because the poller stops admitting HIGH batches while the
@@ -36,13 +38,17 @@ from ..config import PRIORITIES, Settings
 from ..db import database
 from ..errors import PermanentError
 from ..outbox import IN_APP, QueuedDelivery, hand_off
-from ..redis_keys import deliver_queue, ingest_queue
+from ..redis_keys import deliver_queue, ingest_queue, webhook_queue
 from ..runtime import Runtime
 from ..sqs import Received
+from ..webhooks import send as webhook_send
+from ..webhooks.outbox import ACTOR as WEBHOOK_ACTOR
+from ..webhooks.outbox import topic_copies
 from .broker import enqueue_many, make_broker
 
 INGEST_RETRIES = 8
 DELIVER_RETRIES = 30  # a safety net: the channel's retry policy decides, counting attempts in the database
+WEBHOOK_RETRIES = 30  # likewise (NOTIF_WEBHOOK_MAX_ATTEMPTS decides; past this the sweep re-enqueues what is owed)
 PROCESS_PRIORITY = {"high": 0, "normal": 10, "low": 20}  # lower runs first within a worker
 
 
@@ -54,6 +60,7 @@ class Tasks:
     ingest: dict[str, dramatiq.Actor]
     deliver: dict[str, dramatiq.Actor]
     fanout: dict[str, dramatiq.Actor]
+    webhook: dramatiq.Actor
 
     def send_ingest(self, priority: str, batch: Sequence[Received]) -> None:
         """Hand a batch of received SQS messages to that priority's ingest actor."""
@@ -68,6 +75,11 @@ class Tasks:
         """One ``deliver`` message per pending delivery, in one Redis round trip (an ``Enqueue``)."""
         if queued:
             enqueue_many(self.broker, [self.deliver[q.priority].message(q.delivery_id) for q in queued])
+
+    def enqueue_webhooks(self, event_ids: Sequence[int]) -> None:
+        """One ``webhook`` message per webhook event, in one Redis round trip."""
+        if event_ids:
+            enqueue_many(self.broker, [self.webhook.message(event_id) for event_id in event_ids])
 
 
 def _retry_when(limit: int) -> Callable[[int, BaseException], bool]:
@@ -99,9 +111,11 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
                 tasks.start_fanouts([(fanout_id, chunk.priority)])
             rt.recorder.fanout_chunk(chunk.priority, chunk.stored, time.monotonic() - started)
             # its in-app deliveries are copies of one notification: delivered together, with no model per row
+            rt.webhooks.hand_off(chunk.webhooks)
             row = chunk.notification
-            hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch if row is None else
-                     lambda rt, ids: deliver_mod.deliver_copies(rt, ids, row, IN_APP))
+            with topic_copies():  # (their delivery.sent: per recipient only, and then by the usual query)
+                hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch if row is None else
+                         lambda rt, ids: deliver_mod.deliver_copies(rt, ids, row, IN_APP))
 
     def deliver(delivery_id: int) -> None:
         rt = runtime()
@@ -110,6 +124,14 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
                 deliver_mod.deliver(rt, delivery_id)
             except deliver_mod.RetryLater as retry:
                 # the channel's policy chose the delay (backoff with jitter, Retry-After honoured)
+                raise dramatiq.Retry(str(retry), delay=int(retry.delay * 1000)) from None
+
+    def webhook(event_id: int) -> None:
+        rt = runtime()
+        with database.connection_context():
+            try:
+                webhook_send.send(rt, event_id)
+            except deliver_mod.RetryLater as retry:  # the webhooks' retry policy chose the delay
                 raise dramatiq.Retry(str(retry), delay=int(retry.delay * 1000)) from None
 
     def actor(fn: Callable, name: str, queue: str, priority: str, retries: int, time_limit_ms: int) -> dramatiq.Actor:
@@ -123,6 +145,7 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
         ingest={p: actor(ingest, f"ingest_{p}", ingest_queue(p), p, INGEST_RETRIES, 120_000) for p in PRIORITIES},
         deliver={p: actor(deliver, f"deliver_{p}", deliver_queue(p), p, DELIVER_RETRIES, 60_000) for p in PRIORITIES},
         fanout={p: actor(fanout, f"fanout_{p}", ingest_queue(p), p, INGEST_RETRIES, 120_000) for p in PRIORITIES},
+        webhook=actor(webhook, WEBHOOK_ACTOR, webhook_queue(), "normal", WEBHOOK_RETRIES, 60_000),
     )
     return tasks
 

@@ -68,7 +68,7 @@ def test_one_message_reaches_inbox_push_email_and_a_plugin(webhook_plugin, webho
     try:
         processes.env.update({"VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private,
                               "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "EMAIL_FROM": "notify@example.com",
-                              "NOTIF_WEBHOOK_URL": webhook[0], "NOTIF_PUBLIC_URL": "https://app.example.com",
+                              "WEBHOOK_CHANNEL_URL": webhook[0], "NOTIF_PUBLIC_URL": "https://app.example.com",
                               "NOTIF_JWT_SECRET": "web-test-secret-at-least-32-bytes-long"})
         processes.start_worker()
         processes.start_poller()

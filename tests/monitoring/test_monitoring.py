@@ -98,7 +98,7 @@ def test_notif_stats_matches_what_was_sent(stack, sqs, queues, env, pg):
     window = snap["rates"]["15m"]
     assert {k: window[k] for k in ("received", "stored", "duplicate", "dead_lettered", "sent", "delivery_failed")} == \
         {"received": 8, "stored": 5, "duplicate": 1, "dead_lettered": 2, "sent": 5, "delivery_failed": 0}
-    assert snap["dead_letters"] == {"input": 2, "delivery": 0}
+    assert snap["dead_letters"] == {"input": 2, "delivery": 0, "webhook": 0}
     assert snap["sqs"]["high"] == {"visible": 0, "in_flight": 0}
     assert {p["kind"] for p in snap["processes"] if p["alive"]} == {"poller", "worker", "scheduler"}
     text = subprocess.run([sys.executable, "-m", "notif.cli", "stats"], env={**os.environ, **env},

@@ -1,4 +1,4 @@
-"""A webhook channel: POST the notification as JSON to NOTIF_WEBHOOK_URL.
+"""A webhook channel: POST the notification as JSON to WEBHOOK_CHANNEL_URL.
 
 It posts with ``ctx.http()``, notif's outbound client: https only, no private or loopback
 address unless NOTIF_OUTBOUND_ALLOW lists it, no redirects (docs/security.md). A channel
@@ -20,15 +20,15 @@ class WebhookChannel(Channel):
     name = "webhook"
 
     def send(self, notification, delivery, ctx):
-        url = os.environ.get("NOTIF_WEBHOOK_URL")
+        url = os.environ.get("WEBHOOK_CHANNEL_URL")
         if not url:
-            raise PermanentError("NOTIF_WEBHOOK_URL is not set")
+            raise PermanentError("WEBHOOK_CHANNEL_URL is not set")
         body = {"user_id": notification.user_id, **notification.to_dict()}
         try:
             response = ctx.http().post(url, json=body, timeout=10,
                                        headers={"Idempotency-Key": delivery.idempotency_key})
         except OutboundRefused as exc:
-            raise PermanentError(f"NOTIF_WEBHOOK_URL refused: {exc.reason}") from None
+            raise PermanentError(f"WEBHOOK_CHANNEL_URL refused: {exc.reason}") from None
         except requests.RequestException as exc:
             raise TransientError(f"webhook unreachable: {type(exc).__name__}") from None
         if response.status_code >= 300:

@@ -30,7 +30,7 @@ def receiver():
 
 def test_posts_the_notification(notif_channel_harness, receiver, monkeypatch):
     url, got = receiver
-    monkeypatch.setenv("NOTIF_WEBHOOK_URL", url)
+    monkeypatch.setenv("WEBHOOK_CHANNEL_URL", url)
     result = notif_channel_harness(WebhookChannel()).deliver(title="Hi", message="there")
     assert result.status == "sent"
     key, body = got[0]
@@ -39,14 +39,14 @@ def test_posts_the_notification(notif_channel_harness, receiver, monkeypatch):
 
 def test_a_5xx_is_retried(notif_channel_harness, receiver, monkeypatch):
     url, _ = receiver
-    monkeypatch.setenv("NOTIF_WEBHOOK_URL", url)
+    monkeypatch.setenv("WEBHOOK_CHANNEL_URL", url)
     result = notif_channel_harness(WebhookChannel()).deliver(title="fail")
     assert result.status == "retry" and result.delivery.last_error.startswith("HTTP 503")
 
 
 def test_a_private_address_is_refused_unless_allowed(notif_channel_harness, receiver, monkeypatch):
     url, got = receiver
-    monkeypatch.setenv("NOTIF_WEBHOOK_URL", url)
+    monkeypatch.setenv("WEBHOOK_CHANNEL_URL", url)
     result = notif_channel_harness(WebhookChannel(), settings={"NOTIF_OUTBOUND_ALLOW": "10.0.0.0/8"}).deliver(title="Hi")
     assert result.status == "failed" and "plain http to 127.0.0.1" in result.delivery.last_error
     assert got == []
