@@ -243,6 +243,7 @@ class Settings:
     sweep_interval_seconds: float = env("NOTIF_SWEEP_INTERVAL", 15.0, float, doc="seconds between outbox sweeps (scheduler)")
     sweep_grace_seconds: float = env("NOTIF_SWEEP_GRACE", 120.0, float, doc="a pending delivery this overdue is enqueued again (its message was lost)")
     sweep_lease_seconds: float = env("NOTIF_SWEEP_LEASE", 300.0, float, doc="a delivery `sending` this long is reclaimed (its worker died)")
+    escalation_interval_seconds: float = env("NOTIF_ESCALATION_INTERVAL", 1.0, float, doc="seconds between the leading scheduler's passes over due escalations (an escalation goes out within this long of its time)")
     retention_days: int = env("NOTIF_RETENTION_DAYS", 90, _count, doc="notifications older than this many days are deleted with their deliveries by the leading scheduler, in small batches, unless a delivery is still owed (`0`: keep everything); see docs/runbook.md › Retention")
     leader_ttl: float = env("NOTIF_LEADER_TTL", 10.0, float, doc="seconds a scheduler's leadership lasts without renewal (failover time)")
     sla_seconds: dict = env("NOTIF_SLA_SECONDS", "high=5,normal=60,low=900", _weights, doc="end-to-end target per priority (SQS send to first delivery); slower counts as a breach")

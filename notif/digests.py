@@ -30,6 +30,7 @@ import peewee
 
 from .db import database
 from .errors import NotifError, TemplateError
+from .escalations import follow_digest
 from .models import Digest, Notification, isoformat, utcnow
 from .outbox import Enqueue, OwedDelivery, QueuedDelivery, delivery_rows
 from .runtime import Runtime
@@ -110,6 +111,7 @@ def close(rt: Runtime, digest_id: int, now: dt.datetime | None = None) -> list[Q
             return []
         notification_id = inserted[0][0]
         Digest.update(notification_id=notification_id).where(Digest.id == digest_id).execute()
+        follow_digest(notification_id, [n.id for n in items], digest.channels, now)  # items asking to escalate
         pending = delivery_rows(rt, [OwedDelivery(notification_id, digest.user_id, digest.priority, digest.channels,
                                                   digest.type, rt.templates.is_critical(digest.type))], now)
     rt.recorder.digest_closed("sent" if len(items) > 1 else "single", len(items))

@@ -30,6 +30,8 @@ import peewee
 from .amendments import apply_remembered
 from .cancels import cancelled_keys
 from .db import database, is_postgres
+from .escalations import EscalationSpec
+from .escalations import schedule as schedule_escalations
 from .models import Fanout, Notification, Topic, TopicMember, utcnow
 from .outbox import OwedDelivery, QueuedDelivery, copy_rows
 from .runtime import Runtime
@@ -41,6 +43,7 @@ RUNNING, DONE, UNKNOWN, EMPTY, CANCELLED = "running", "done", "unknown_topic", "
 COPIED = ("key", "type", "title", "message", "html", "actions", "data", "recipient", "channel_content", "priority",
           "correlation_id", "sqs_message_id", "sqs_sent_at", "created_at", "send_at", "digest_id", "variables",
           "expires_at", "updated_at")
+ESCALATE = "escalate"  # beside COPIED in a fan-out's row: the message's escalation, which each member's gets
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,10 @@ class Chunk:
     notification: dict | None = None  # the columns every notification of the chunk shares (all but id and user)
 
 
-def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime) -> Begun:
-    """Record a topic message (inside ingest's transaction); nothing is stored for its members yet."""
+def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime,
+          escalate: EscalationSpec | None = None) -> Begun:
+    """Record a topic message (inside ingest's transaction); nothing is stored for its members yet.
+    Its escalation, if any, is kept beside the notification's columns in ``row``."""
     found = cast("tuple[int] | None", Topic.select(Topic.id).where(Topic.name == topic).tuples().first())
     topic_id = found[0] if found else None
     upto = 0
@@ -75,7 +80,8 @@ def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.da
         upto = TopicMember.select(peewee.fn.MAX(TopicMember.id)).where(TopicMember.topic == topic_id).scalar() or 0
     outcome = RUNNING if upto else UNKNOWN if topic_id is None else EMPTY
     values = {"key": row["key"], "topic": topic, "topic_id": topic_id, "priority": row["priority"],
-              "correlation_id": row["correlation_id"], "row": {k: _jsonable(row.get(k)) for k in COPIED},
+              "correlation_id": row["correlation_id"], "row": {k: _jsonable(row.get(k)) for k in COPIED}
+              | ({ESCALATE: {"after": escalate.after, "channels": list(escalate.channels)}} if escalate else {}),
               "channels": channels, "critical": critical, "upto": upto, "cursor": 0, "stored": 0,
               "outcome": outcome, "created_at": now, "updated_at": now,
               "finished_at": None if outcome == RUNNING else now}
@@ -132,6 +138,9 @@ def step(rt: Runtime, fanout_id: int) -> Chunk:
         inserted = cast("list[tuple[int, str]]", list(
             Notification.insert_from(source, [Notification.user_id, *fields]).on_conflict_ignore()
             .returning(Notification.id, Notification.user_id).tuples().execute()))
+        if fanout.row.get(ESCALATE):
+            spec = EscalationSpec(fanout.row[ESCALATE]["after"], tuple(fanout.row[ESCALATE]["channels"]))
+            schedule_escalations([(nid, spec, row["send_at"] or now) for nid, _ in inserted], now)
         template = OwedDelivery(0, "", fanout.priority, fanout.channels, row["type"], fanout.critical, row["send_at"])
         queued = copy_rows(rt, inserted, template, now)
         more = end < fanout.upto

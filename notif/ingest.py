@@ -26,6 +26,7 @@ from .cancels import cancel_scheduled, cancelled_keys
 from .db import database
 from .digests import join_window
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
+from .escalations import schedule as schedule_escalations
 from .fanout import RUNNING, UNKNOWN, Begun, begin
 from .models import Notification, utcnow
 from .outbox import DeliverNow, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows, hand_off
@@ -129,6 +130,10 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
             query = (Notification.insert_many(chunk).on_conflict_ignore()
                      .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
             inserted.extend(query.tuples().execute())
+        # escalations: due `after` seconds from when each becomes visible; a digest item's escalates with its digest
+        schedule_escalations([(nid, p.escalate, None if p.digest else p.notifications[0]["send_at"] or
+                               p.notifications[0]["created_at"])
+                              for nid, user_id, key, _ in inserted if (p := of[(user_id, key)]).escalate], now)
         owed = []
         for notification_id, user_id, key, priority in inserted:
             p = of[(user_id, key)]
@@ -141,7 +146,7 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
         # an update that overtook it changes what every member gets, a retract drops it
         each = apply_remembered(rt, [p.each for p in topics if p.each and p.each["key"] not in cancelled])
         sending = {id(row) for row in each}
-        fanouts = [begin(p.topic, p.each, p.channels, p.critical, now) for p in topics
+        fanouts = [begin(p.topic, p.each, p.channels, p.critical, now, p.escalate) for p in topics
                    if p.topic and p.each and id(p.each) in sending]
         dropped += len(topics) - len(fanouts)
     return StoreResult({(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), queued, dropped,

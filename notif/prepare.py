@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from .digests import DigestSpec, spec_for
 from .errors import InvalidMessage
+from .escalations import EscalationSpec
+from .escalations import spec_for as escalation_for
 from .inputs import link_problem
 from .messages import CancelMessage, RetractMessage, UpdateMessage, parse_message
 from .models import utcnow
@@ -35,6 +37,7 @@ class Prepared:
     variables: dict | None = None
     topic: str | None = None  # a topic message: ``notifications`` is empty, ``each`` is every member's row
     each: dict | None = None  # the row a topic's members get (``user_id`` filled in per member at fan-out)
+    escalate: EscalationSpec | None = None  # still unread after a while: sent on other channels (notif.escalations)
 
 
 @dataclass
@@ -118,9 +121,11 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel | Amend:
             "variables": None,
         })
     critical = bool(template and template.critical)
+    escalate = escalation_for(msg.escalate, template, channels, rt.channels)
     if msg.topic is not None:
-        return Prepared(received, [], channels, critical=critical, topic=msg.topic, each=rows[0])
-    return Prepared(received, rows, channels, critical=critical, digest=digest, variables=msg.variables)
+        return Prepared(received, [], channels, critical=critical, topic=msg.topic, each=rows[0], escalate=escalate)
+    return Prepared(received, rows, channels, critical=critical, digest=digest, variables=msg.variables,
+                    escalate=escalate)
 
 
 def check_output(content: Rendered, template_type: str | None, data: object) -> None:

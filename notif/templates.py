@@ -22,10 +22,12 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
+from pydantic import ValidationError
 
 from . import sandbox
 from .errors import TemplateError
 from .inputs import html_link_problem, link_problem, unstorable
+from .messages import MAX_ESCALATE_AFTER, MIN_ESCALATE_AFTER, Escalate
 from .sandbox import BoundedSandbox, LimitExceeded
 
 TEXT_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -49,6 +51,7 @@ class Template:
     overrides: dict = field(default_factory=dict)  # per channel: {"push": {"title", "body"}, "email": {...}}
     critical: bool = False  # delivered whatever the user's preferences say
     digest: dict = field(default_factory=dict)  # [digest]: window (seconds, digests by default), key, title, message, html
+    escalate: dict = field(default_factory=dict)  # [escalate]: after (seconds), channels — when a message gives none
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ def _load(path: str, mtime_ns: int) -> Template:
         raise TemplateError(f"template file {path}: [digest] window must be a whole number of seconds >= 1", field="type")
     return Template(
         type=Path(path).stem,
+        escalate=_escalate(path, raw.get("escalate")),
         digest={k: v for k, v in digest.items() if k in ("window", "key", "title", "message", "html")},
         title=raw["title"],
         message=raw["message"],
@@ -131,6 +135,21 @@ def _load(path: str, mtime_ns: int) -> Template:
         overrides={ch: {k: str(v) for k, v in raw[ch].items() if k in parts}
                    for ch, parts in OVERRIDES.items() if isinstance(raw.get(ch), dict)},
     )
+
+
+def _escalate(path: str, section: object) -> dict:
+    """A template's ``[escalate]`` (``after``, ``channels``), checked as a message's ``escalate`` is."""
+    if section is None:
+        return {}
+    try:
+        spec = Escalate.model_validate(section)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "section"
+        raise TemplateError(f"template file {path}: [escalate] {where}: {error['msg'].removeprefix('Value error, ')}"
+                            f" (after: whole seconds, {MIN_ESCALATE_AFTER} to {MAX_ESCALATE_AFTER})",
+                            field="type") from None
+    return {"after": spec.after, "channels": tuple(spec.channels)}
 
 
 @functools.lru_cache(maxsize=2048)

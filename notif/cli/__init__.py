@@ -15,10 +15,11 @@ from ..config import PRIORITIES, load_settings
 from ..db import database, init_database
 from ..dev import run_dev
 from ..errors import ConfigError, NotifError, TemplateError
+from ..escalations import spec_for as escalation_for
 from ..migrations import DOWN_LOSES, MIGRATIONS, applied_versions, current_version, migrate, plan
 from ..models import utcnow
 from ..outbound import OutboundPolicy, OutboundRefused
-from ..plugin_manager import manager_for, template_dirs
+from ..plugin_manager import channels_for, manager_for, template_dirs
 from ..poller.process import run_poller
 from ..scheduler.process import run_scheduler
 from ..shadow import parse_time, render, report
@@ -165,6 +166,7 @@ def cmd_templates(args, settings) -> int:
         for type_ in store.types():
             try:
                 template = store.get(type_)
+                escalation_for(None, template, (), channels_for(settings))  # [escalate] names loaded channels
                 problem = output_problem(store.render(type_, template.sample))  # what ingest would refuse
                 if problem:
                     raise TemplateError(f"{problem[0]}: {problem[1]} (with the [sample] variables)")
