@@ -122,16 +122,20 @@ def pending_of(notification_id):
 def escalate_due(rt: Runtime, enqueue: Enqueue, limit: int = BATCH, now: dt.datetime | None = None) -> Settled:
     """The scheduler's pass: settle every escalation due by now (at most ``limit``), once each; enqueue what it owes."""
     now = now or utcnow()
-    # (Notification.id too: without it peewee would set each row's notification_id from a model with no id)
-    due = list(Escalation.select(Escalation.notification, Escalation.after, Escalation.channels, Escalation.due_at,
-                                 Notification.id, Notification.user_id, Notification.key, Notification.type,
-                                 Notification.priority, Notification.correlation_id, Notification.read_at,
-                                 Notification.retracted_at, Notification.expires_at)
-               .join(Notification).where((Escalation.state == PENDING) & (Escalation.due_at <= now))
-               .order_by(Escalation.due_at).limit(limit))
+    due = list(Escalation.select(Escalation.notification, Escalation.after, Escalation.channels, Escalation.due_at)
+               .where((Escalation.state == PENDING) & (Escalation.due_at <= now))
+               .order_by(Escalation.due_at).limit(limit))  # by the partial index: only what is pending
     done = Settled()
     if not due:
         return done
+    # their notifications by primary key, in a query of its own: joined, the planner may hash the whole table
+    found = {n.id: n for n in Notification.select(
+        Notification.id, Notification.user_id, Notification.key, Notification.type, Notification.priority,
+        Notification.correlation_id, Notification.read_at, Notification.retracted_at, Notification.expires_at)
+        .where(Notification.id.in_([e.notification_id for e in due]))}
+    due = [e for e in due if e.notification_id in found]  # (one deleted since goes with its escalation)
+    for e in due:
+        e.notification = found[e.notification_id]
     read = [e for e in due if e.notification.read_at is not None]
     lapsed = {e.notification_id: why for e in due if e.notification.read_at is None
               and (why := e.notification.lapsed(now)) is not None}
