@@ -30,11 +30,15 @@ import peewee
 from .amendments import apply_remembered
 from .cancels import cancelled_keys
 from .db import database, is_postgres
+from .errors import TemplateError
 from .escalations import EscalationSpec
 from .escalations import schedule as schedule_escalations
+from .locales import preferences_of, preferred
 from .models import Fanout, Notification, Topic, TopicMember, utcnow
 from .outbox import OwedDelivery, QueuedDelivery, copy_rows
+from .prepare import in_locale
 from .runtime import Runtime
+from .templates import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ COPIED = ("key", "type", "title", "message", "html", "actions", "data", "recipie
           "correlation_id", "sqs_message_id", "sqs_sent_at", "created_at", "send_at", "digest_id", "variables",
           "expires_at", "updated_at")
 ESCALATE = "escalate"  # beside COPIED in a fan-out's row: the message's escalation, which each member's gets
+VARIABLES = "variables_for_locales"  # beside COPIED too: a localized template's variables (notif.locales)
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,10 @@ class Chunk:
 
 
 def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime,
-          escalate: EscalationSpec | None = None) -> Begun:
+          escalate: EscalationSpec | None = None, variables: dict | None = None) -> Begun:
     """Record a topic message (inside ingest's transaction); nothing is stored for its members yet.
-    Its escalation, if any, is kept beside the notification's columns in ``row``."""
+    Its escalation, and the variables its members' locales render it with, are kept beside the
+    notification's columns in ``row``."""
     found = cast("tuple[int] | None", Topic.select(Topic.id).where(Topic.name == topic).tuples().first())
     topic_id = found[0] if found else None
     upto = 0
@@ -81,7 +87,8 @@ def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.da
     outcome = RUNNING if upto else UNKNOWN if topic_id is None else EMPTY
     values = {"key": row["key"], "topic": topic, "topic_id": topic_id, "priority": row["priority"],
               "correlation_id": row["correlation_id"], "row": {k: _jsonable(row.get(k)) for k in COPIED}
-              | ({ESCALATE: {"after": escalate.after, "channels": list(escalate.channels)}} if escalate else {}),
+              | ({ESCALATE: {"after": escalate.after, "channels": list(escalate.channels)}} if escalate else {})
+              | ({VARIABLES: variables} if variables is not None else {}),
               "channels": channels, "critical": critical, "upto": upto, "cursor": 0, "stored": 0,
               "outcome": outcome, "created_at": now, "updated_at": now,
               "finished_at": None if outcome == RUNNING else now}
@@ -141,15 +148,45 @@ def step(rt: Runtime, fanout_id: int) -> Chunk:
         if fanout.row.get(ESCALATE):
             spec = EscalationSpec(fanout.row[ESCALATE]["after"], tuple(fanout.row[ESCALATE]["channels"]))
             schedule_escalations([(nid, spec, row["send_at"] or now) for nid, _ in inserted], now)
+        prefs = preferences_of(user for _, user in inserted)  # one read: locales here, opt-outs in copy_rows
+        localized = _localize(rt, fanout, row, inserted, prefs)
         template = OwedDelivery(0, "", fanout.priority, fanout.channels, row["type"], fanout.critical, row["send_at"])
-        queued = copy_rows(rt, inserted, template, now)
+        queued = copy_rows(rt, inserted, template, now, prefs)
         more = end < fanout.upto
         Fanout.update(cursor=end, stored=Fanout.stored + len(inserted), updated_at=now,
                       outcome=RUNNING if more else DONE, finished_at=None if more else now).where(
             Fanout.id == fanout_id).execute()
     if not more:
         log.info("fan-out done", extra={**_context(fanout), "stored": fanout.stored + len(inserted)})
-    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE, row)
+    # (a chunk whose members are not all copies of one notification is delivered row by row)
+    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE, None if localized else row)
+
+
+def _localize(rt: Runtime, fanout: Fanout, row: dict, inserted: list[tuple[int, str]],
+              prefs: dict[str, dict]) -> list[int]:
+    """The chunk's members whose preferences name a locale the template has, rendered in it: one UPDATE per
+    locale. Returns their notification ids (none when the message was not rendered from a localized template)."""
+    variables = fanout.row.get(VARIABLES)
+    groups: dict[str, list[int]] = {}
+    for nid, user in inserted:
+        if (locale := preferred(prefs.get(user))) is not None:
+            groups.setdefault(locale, []).append(nid)
+    if variables is None or not groups or row["updated_at"] is not None or not row["type"]:
+        return []  # (an update re-rendered it since: its rendering stands)
+    try:
+        template = rt.templates.get(row["type"])
+    except TemplateError:
+        return []
+    default = Rendered(row["title"], row["message"], row["html"], row["actions"] or [], row["channel_content"])
+    changed: list[int] = []
+    for locale, ids in groups.items():
+        words = in_locale(rt, template, variables, locale, row["data"], default)
+        if words is not default:
+            Notification.update(title=words.title, message=words.message, html=words.html,
+                                actions=words.actions or None, channel_content=words.channel_content).where(
+                Notification.id.in_(ids)).execute()
+            changed += ids
+    return changed
 
 
 def _finish(fanout: Fanout, outcome: str, now: dt.datetime) -> None:

@@ -28,9 +28,10 @@ from .digests import join_window
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
 from .escalations import schedule as schedule_escalations
 from .fanout import RUNNING, UNKNOWN, Begun, begin
+from .locales import preferences_of
 from .models import Notification, utcnow
 from .outbox import DeliverNow, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows, hand_off
-from .prepare import Amend, Cancel, Prepared, prepare
+from .prepare import Amend, Cancel, Prepared, localize, prepare
 from .redis_keys import ingest_error
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
@@ -116,6 +117,8 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
             log.info("send dropped: cancelled before it arrived", extra={"keys": sorted(cancelled)})
             rows = [row for row in rows if row["key"] not in cancelled]
         rows = apply_remembered(rt, rows)  # an update or retract that overtook its send (notif.amendments)
+        prefs = preferences_of({row["user_id"] for row in rows})  # one read: locales here, opt-outs in the outbox
+        localize(rt, prepared, prefs)
         dropped = sum(len(p.notifications) for p in prepared) - len(rows)
         kept = {id(row) for row in rows}
         # Digest items join their bucket's window first, in a fixed order (no deadlock between batches).
@@ -141,12 +144,12 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
                 first = p.notifications[0]
                 owed.append(OwedDelivery(notification_id, user_id, priority, p.channels, first["type"],
                                          p.critical, first["send_at"]))
-        queued = delivery_rows(rt, owed, now)
+        queued = delivery_rows(rt, owed, now, prefs)
         # a topic message: its fan-out is recorded here, its members' rows are stored chunk by chunk after;
         # an update that overtook it changes what every member gets, a retract drops it
         each = apply_remembered(rt, [p.each for p in topics if p.each and p.each["key"] not in cancelled])
         sending = {id(row) for row in each}
-        fanouts = [begin(p.topic, p.each, p.channels, p.critical, now, p.escalate) for p in topics
+        fanouts = [begin(p.topic, p.each, p.channels, p.critical, now, p.escalate, p.variables) for p in topics
                    if p.topic and p.each and id(p.each) in sending]
         dropped += len(topics) - len(fanouts)
     return StoreResult({(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), queued, dropped,

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import locales
 from .errors import InvalidMessage
 from .inputs import MAX_USER_ID, TOPIC_NAME, unstorable
 
@@ -31,6 +32,17 @@ class Recipient(BaseModel):
     model_config = ConfigDict(extra="allow")
     user_id: str = Field(min_length=1, max_length=255)
     email: str | None = Field(default=None, max_length=320)
+    locale: str | None = None  # BCP 47-ish (`fr`, `fr-CA`): picks templates/<locale>/ (notif.locales)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, locale: str | None) -> str | None:
+        if locale is None:
+            return None
+        why = locales.problem(locale)
+        if why:
+            raise ValueError(why)
+        return locales.normalize(locale)
 
 
 class Escalate(BaseModel):

@@ -204,7 +204,8 @@ class PushSubscription(BaseModel):
 
 class Preference(BaseModel):
     """A user's opt-outs: ``{"channels": {"email": false}, "types": {"COMMENT_ADDED": false},
-    "type_channels": {"REPORT_SUBMITTED": {"push": false}}}`` (absent means on)."""
+    "type_channels": {"REPORT_SUBMITTED": {"push": false}}}`` (absent means on), and ``"locale": "fr"``
+    (:mod:`notif.locales`)."""
 
     user_id = peewee.CharField(max_length=255, primary_key=True)
     settings = JSONField()
