@@ -152,7 +152,7 @@ def _recipients(rows: list[Notification], now: dt.datetime) -> list[dict]:
                 "closed_at": isoformat(digest.closed_at), "notification_id": digest.notification_id},
             "deliveries": [_delivery(d, n, type_, logged.get(d.id, []), now) for d in deliveries.get(owner, [])],
             # a digest item escalates as its digest's notification (its own row only says it is held)
-            "escalation": describe_escalation(escalated.get(owner) or escalated.get(n.id),
+            "escalation": describe_escalation(escalated.get(owner) if owner != n.id and owner else escalated.get(n.id),
                                               n.read_at if owner == n.id else None),
         })
     return out

@@ -354,3 +354,15 @@ def test_0013_adds_escalations_with_their_due_index_and_goes_back_keeping_everyt
     Escalation.create(notification=n, after=60, channels=["email"], state="pending", due_at=later(60))
     Notification.delete().execute()
     assert Escalation.select().count() == 0
+
+
+def test_templates_check_fails_an_escalate_section_naming_a_channel_not_loaded(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "NUDGE.toml").write_text('title = "t"\nmessage = "m"\n[escalate]\nafter = 60\nchannels = ["sms"]\n')
+    result = subprocess.run([sys.executable, "-m", "notif.cli", "templates", "check"], capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/usr/bin:/bin", "NOTIF_TEMPLATES_DIR": str(tmp_path),
+                                             "NOTIF_STATE_DIR": str(tmp_path / "state")})
+    assert result.returncode == 1
+    assert "FAILED  NUDGE: template NUDGE [escalate] channels: unknown channel 'sms'; channels this deployment " \
+           "loads: email, push" in result.stdout
