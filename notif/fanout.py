@@ -36,9 +36,8 @@ from .escalations import schedule as schedule_escalations
 from .locales import preferences_of, preferred
 from .models import Fanout, Notification, Topic, TopicMember, utcnow
 from .outbox import OwedDelivery, QueuedDelivery, copy_rows
-from .prepare import in_locale
+from .prepare import in_locale, rendered_of
 from .runtime import Runtime
-from .templates import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +176,7 @@ def _localize(rt: Runtime, fanout: Fanout, row: dict, inserted: list[tuple[int, 
         template = rt.templates.get(row["type"])
     except TemplateError:
         return []
-    default = Rendered(row["title"], row["message"], row["html"], row["actions"] or [], row["channel_content"])
+    default = rendered_of(row)
     changed: list[int] = []
     for locale, ids in groups.items():
         words = in_locale(rt, template, variables, locale, row["data"], default)

@@ -154,11 +154,15 @@ def localize(rt: Runtime, prepared: list[Prepared], prefs: dict[str, dict]) -> N
             if locale is None or recipient_locale(row["recipient"]) or row["updated_at"] is not None:
                 continue
             if (id(p), locale) not in done:
-                default = Rendered(row["title"], row["message"], row["html"], row["actions"] or [], row["channel_content"])
-                done[(id(p), locale)] = in_locale(rt, template, p.variables or {}, locale, row["data"], default)
+                done[(id(p), locale)] = in_locale(rt, template, p.variables or {}, locale, row["data"], rendered_of(row))
             words = done[(id(p), locale)]
             row.update(title=words.title, message=words.message, html=words.html, actions=words.actions or None,
                        channel_content=words.channel_content)
+
+
+def rendered_of(row: dict) -> Rendered:
+    """What a notification row holds, as a rendering (the default one, before a locale's)."""
+    return Rendered(row["title"], row["message"], row["html"], row["actions"] or [], row["channel_content"])
 
 
 def in_locale(rt: Runtime, template: Template, variables: dict, locale: str | None, data: object,
