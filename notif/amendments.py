@@ -27,6 +27,7 @@ from . import delivery_states as states
 from .db import database
 from .errors import PermanentError
 from .live import publish, removed_event, unread_counts, updated_event
+from .locales import preferences_of, preferred, recipient_locale
 from .models import Amendment, Delivery, Notification, utcnow
 from .prepare import Amend, check_output
 from .runtime import Runtime
@@ -46,12 +47,12 @@ def lock_keys(keys: Iterable[str]) -> None:
                              (LOCK_CLASS, ordered))
 
 
-def content(rt: Runtime, type_: str | None, changes: dict) -> dict:
-    """The column values an update's ``changes`` set on a notification of template ``type_``."""
+def content(rt: Runtime, type_: str | None, changes: dict, locale: str | None = None) -> dict:
+    """The column values an update's ``changes`` set on a notification of template ``type_`` (in ``locale``)."""
     values: dict = {}
     variables = changes.get("variables")
     if variables is not None and type_ and type_ in rt.templates.types():
-        rendered = rt.templates.render(type_, variables)
+        rendered = rt.templates.render(type_, variables, locale)
         check_output(rendered, type_, changes.get("data"))
         values.update(title=rendered.title, message=rendered.message, html=rendered.html,
                       actions=rendered.actions or None, channel_content=rendered.channel_content)
@@ -91,7 +92,7 @@ def apply_remembered(rt: Runtime, rows: list[dict]) -> list[dict]:
             if row["key"] != amendment.target:
                 continue
             try:
-                values = content(rt, row["type"], amendment.changes or {})
+                values = content(rt, row["type"], amendment.changes or {}, recipient_locale(row["recipient"]))
             except PermanentError as exc:  # it was checked when it came; a template changed since
                 log.warning("remembered update not applied", extra={"key": amendment.target, "reason": exc.reason})
                 continue
@@ -123,6 +124,8 @@ def amend(rt: Runtime, item: Amend) -> int:
                 values = content(rt, type_, item.changes or {})
                 changed = Notification.update(**values, updated_at=now).where(
                     mine & Notification.retracted_at.is_null()).execute()
+                if (item.changes or {}).get("variables") is not None and rt.templates.localized(type_):
+                    _localize(rt, item, type_)
             Amendment.insert(id=item.id, target=item.target, kind=item.kind, changes=item.changes,
                              correlation_id=item.message.correlation_id, created_at=now).execute()
     log.info(f"{item.kind} handled", extra={
@@ -130,6 +133,30 @@ def amend(rt: Runtime, item: Amend) -> int:
         "correlation_id": item.message.correlation_id})
     _announce(rt, item)
     return changed
+
+
+def _localize(rt: Runtime, item: Amend, type_: str | None) -> None:
+    """An update's re-rendering, for the recipients whose locale (the message's, else their preference's) has
+    its own template: one UPDATE per locale. A localized template that fails keeps the default rendering."""
+    rows = cast("list[tuple[int, str, dict | None]]", list(
+        Notification.select(Notification.id, Notification.user_id, Notification.recipient)
+        .where((Notification.key == item.target) & Notification.retracted_at.is_null()).tuples()))
+    prefs = preferences_of(user for _, user, _ in rows)
+    groups: dict[str, list[int]] = {}
+    for nid, user, recipient in rows:
+        locale = recipient_locale(recipient) or preferred(prefs.get(user))
+        found = rt.templates.get(type_, locale).locale if type_ and locale else None
+        if found is not None:
+            groups.setdefault(found, []).append(nid)
+    for locale, ids in groups.items():
+        try:
+            values = content(rt, type_, {"variables": (item.changes or {})["variables"]}, locale)
+        except PermanentError as exc:
+            log.error("localized template failed for an update; the default rendering stays",
+                      extra={"key": item.target, "locale": locale, "reason": exc.reason})
+            continue
+        for start in range(0, len(ids), PUBLISH_CHUNK):
+            Notification.update(**values).where(Notification.id.in_(ids[start:start + PUBLISH_CHUNK])).execute()
 
 
 def _withdraw(notification_ids: list[int], reason: str) -> None:

@@ -298,6 +298,7 @@ class Settings:
     retention_days: int = env("NOTIF_RETENTION_DAYS", 90, _count, doc="notifications older than this many days are deleted with their deliveries by the leading scheduler, in small batches, unless a delivery is still owed, and so are webhook events sent that long ago (`0`: keep everything); see docs/runbook.md › Retention")
     leader_ttl: float = env("NOTIF_LEADER_TTL", 10.0, float, doc="seconds a scheduler's leadership lasts without renewal (failover time)")
     sla_seconds: dict = env("NOTIF_SLA_SECONDS", "high=5,normal=60,low=900", _weights, doc="end-to-end target per priority (SQS send to first delivery); slower counts as a breach")
+    escalation_interval_seconds: float = env("NOTIF_ESCALATION_INTERVAL", 1.0, float, doc="seconds between the leading scheduler's passes over due escalations (an escalation goes out within this long of its time)")
     heartbeat_seconds: float = env("NOTIF_HEARTBEAT_SECONDS", 5.0, float, doc="how often each process reports it is alive; three missed beats mark it stopped")
     metrics_port: int | None = env("NOTIF_METRICS_PORT", None, int, doc="port for this process's /metrics (poller 9301, scheduler 9302, worker 9191 when unset; the web process serves /metrics on PORT)")
     templates_dir: str | None = env("NOTIF_TEMPLATES_DIR", doc="a deployment's own templates, looked up before the built-ins")

@@ -33,6 +33,8 @@ import peewee
 
 from .db import database
 from .errors import NotifError, TemplateError
+from .escalations import follow_digest
+from .locales import preferences_of, preferred, recipient_locale
 from .models import Digest, Notification, isoformat, utcnow
 from .outbox import Enqueue, OwedDelivery, QueuedDelivery, delivery_rows
 from .runtime import Runtime
@@ -121,6 +123,7 @@ def _close(rt: Runtime, digest_id: int, now: dt.datetime, written: list[int]) ->
             return []
         notification_id = inserted[0][0]
         Digest.update(notification_id=notification_id).where(Digest.id == digest_id).execute()
+        follow_digest(notification_id, [n.id for n in items], digest.channels, now)  # items asking to escalate
         pending = delivery_rows(rt, [OwedDelivery(notification_id, digest.user_id, digest.priority, digest.channels,
                                                   digest.type, rt.templates.is_critical(digest.type))], now)
         if rt.webhooks.wants(webhook_events.NOTIFICATION_STORED):
@@ -148,7 +151,11 @@ def _grouped(rt: Runtime, digest: Digest, items: list[Notification], now: dt.dat
                    channel_content=first.channel_content)
         return row
     context = {"count": len(items), "items": listed, "batch_key": digest.batch_key, "user_id": digest.user_id}
-    rendered = _render(rt, digest, context) or _render(rt, digest, context, generic=True) or Rendered(
+    # in the user's locale: the one a message gave its items' recipient, else the user's preference
+    locale = next(filter(None, (recipient_locale(n.recipient) for n in items)), None) or preferred(
+        preferences_of([digest.user_id]).get(digest.user_id))
+    rendered = _render(rt, digest, context, locale=locale) or _render(rt, digest, context, generic=True,
+                                                                      locale=locale) or Rendered(
         title=f"{len(items)} new notifications", message="; ".join(n.title for n in items)[:MAX_PLAIN_MESSAGE],
         html=None, actions=[])
     row.update(title=rendered.title, message=rendered.message, html=rendered.html, actions=None,
@@ -156,12 +163,13 @@ def _grouped(rt: Runtime, digest: Digest, items: list[Notification], now: dt.dat
     return row
 
 
-def _render(rt: Runtime, digest: Digest, context: dict, generic: bool = False) -> Rendered | None:
+def _render(rt: Runtime, digest: Digest, context: dict, generic: bool = False,
+            locale: str | None = None) -> Rendered | None:
     """The grouped notification from the type's [digest] (else the generic DIGEST template), or
     None when it fails to render or renders something unfit to store: a broken [digest], or
     items too big for NOTIF_TEMPLATE_MAX_OUTPUT, must not lose the items."""
     try:
-        rendered = render_digest(rt.templates, None if generic else digest.type, context)
+        rendered = render_digest(rt.templates, None if generic else digest.type, context, locale)
         problem = output_problem(rendered)
         if problem:
             raise TemplateError(f"{problem[0]}: {problem[1]}")

@@ -35,8 +35,13 @@ import peewee
 from .amendments import apply_remembered
 from .cancels import cancelled_keys
 from .db import database, is_postgres
+from .errors import TemplateError
+from .escalations import EscalationSpec
+from .escalations import schedule as schedule_escalations
+from .locales import preferences_of, preferred
 from .models import Fanout, Notification, Topic, TopicMember, utcnow
 from .outbox import OwedDelivery, QueuedDelivery, copy_rows
+from .prepare import in_locale, rendered_of
 from .runtime import Runtime
 from .webhooks import events as webhook_events
 
@@ -47,6 +52,8 @@ RUNNING, DONE, UNKNOWN, EMPTY, CANCELLED = "running", "done", "unknown_topic", "
 COPIED = ("key", "type", "title", "message", "html", "actions", "data", "recipient", "channel_content", "priority",
           "correlation_id", "sqs_message_id", "sqs_sent_at", "created_at", "send_at", "digest_id", "variables",
           "expires_at", "updated_at")
+ESCALATE = "escalate"  # beside COPIED in a fan-out's row: the message's escalation, which each member's gets
+VARIABLES = "variables_for_locales"  # beside COPIED too: a localized template's variables (notif.locales)
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,11 @@ class Chunk:
     webhooks: list[int] = field(default_factory=list)  # webhook events written, to hand to the sender (after the commit)
 
 
-def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime) -> Begun:
-    """Record a topic message (inside ingest's transaction); nothing is stored for its members yet."""
+def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.datetime,
+          escalate: EscalationSpec | None = None, variables: dict | None = None) -> Begun:
+    """Record a topic message (inside ingest's transaction); nothing is stored for its members yet.
+    Its escalation, and the variables its members' locales render it with, are kept beside the
+    notification's columns in ``row``."""
     found = cast("tuple[int] | None", Topic.select(Topic.id).where(Topic.name == topic).tuples().first())
     topic_id = found[0] if found else None
     upto = 0
@@ -82,7 +92,9 @@ def begin(topic: str, row: dict, channels: list[str], critical: bool, now: dt.da
         upto = TopicMember.select(peewee.fn.MAX(TopicMember.id)).where(TopicMember.topic == topic_id).scalar() or 0
     outcome = RUNNING if upto else UNKNOWN if topic_id is None else EMPTY
     values = {"key": row["key"], "topic": topic, "topic_id": topic_id, "priority": row["priority"],
-              "correlation_id": row["correlation_id"], "row": {k: _jsonable(row.get(k)) for k in COPIED},
+              "correlation_id": row["correlation_id"], "row": {k: _jsonable(row.get(k)) for k in COPIED}
+              | ({ESCALATE: {"after": escalate.after, "channels": list(escalate.channels)}} if escalate else {})
+              | ({VARIABLES: variables} if variables is not None else {}),
               "channels": channels, "critical": critical, "upto": upto, "cursor": 0, "stored": 0,
               "outcome": outcome, "created_at": now, "updated_at": now,
               "finished_at": None if outcome == RUNNING else now}
@@ -147,8 +159,13 @@ def _store_chunk(rt: Runtime, fanout_id: int, written: list[int]) -> Chunk:
         inserted = cast("list[tuple[int, str]]", list(
             Notification.insert_from(source, [Notification.user_id, *fields]).on_conflict_ignore()
             .returning(Notification.id, Notification.user_id).tuples().execute()))
+        if fanout.row.get(ESCALATE):
+            spec = EscalationSpec(fanout.row[ESCALATE]["after"], tuple(fanout.row[ESCALATE]["channels"]))
+            schedule_escalations([(nid, spec, row["send_at"] or now) for nid, _ in inserted], now)
+        prefs = preferences_of(user for _, user in inserted)  # one read: locales here, opt-outs in copy_rows
+        localized = _localize(rt, fanout, row, inserted, prefs)
         template = OwedDelivery(0, "", fanout.priority, fanout.channels, row["type"], fanout.critical, row["send_at"])
-        queued = copy_rows(rt, inserted, template, now)
+        queued = copy_rows(rt, inserted, template, now, prefs)
         more = end < fanout.upto
         written += _stored_events(rt, fanout, row, inserted, None if more else fanout.stored + len(inserted), now)
         Fanout.update(cursor=end, stored=Fanout.stored + len(inserted), updated_at=now,
@@ -156,7 +173,35 @@ def _store_chunk(rt: Runtime, fanout_id: int, written: list[int]) -> Chunk:
             Fanout.id == fanout_id).execute()
     if not more:
         log.info("fan-out done", extra={**_context(fanout), "stored": fanout.stored + len(inserted)})
-    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE, row)
+    # (a chunk whose members are not all copies of one notification is delivered row by row)
+    return Chunk(fanout.priority, len(inserted), queued, more, RUNNING if more else DONE, None if localized else row)
+
+
+def _localize(rt: Runtime, fanout: Fanout, row: dict, inserted: list[tuple[int, str]],
+              prefs: dict[str, dict]) -> list[int]:
+    """The chunk's members whose preferences name a locale the template has, rendered in it: one UPDATE per
+    locale. Returns their notification ids (none when the message was not rendered from a localized template)."""
+    variables = fanout.row.get(VARIABLES)
+    groups: dict[str, list[int]] = {}
+    for nid, user in inserted:
+        if (locale := preferred(prefs.get(user))) is not None:
+            groups.setdefault(locale, []).append(nid)
+    if variables is None or not groups or row["updated_at"] is not None or not row["type"]:
+        return []  # (an update re-rendered it since: its rendering stands)
+    try:
+        template = rt.templates.get(row["type"])
+    except TemplateError:
+        return []
+    default = rendered_of(row)
+    changed: list[int] = []
+    for locale, ids in groups.items():
+        words = in_locale(rt, template, variables, locale, row["data"], default)
+        if words is not default:
+            Notification.update(title=words.title, message=words.message, html=words.html,
+                                actions=words.actions or None, channel_content=words.channel_content).where(
+                Notification.id.in_(ids)).execute()
+            changed += ids
+    return changed
 
 
 def _stored_events(rt: Runtime, fanout: Fanout, row: dict, inserted: list[tuple[int, str]], done: int | None,

@@ -27,10 +27,12 @@ from .cancels import cancel_scheduled, cancelled_keys
 from .db import database
 from .digests import join_window
 from .errors import InvalidMessage, PermanentError, TemplateError, TransientError
+from .escalations import schedule as schedule_escalations
 from .fanout import RUNNING, UNKNOWN, Begun, begin
+from .locales import preferences_of
 from .models import Notification, utcnow
 from .outbox import DeliverNow, Enqueue, OwedDelivery, QueuedDelivery, chunks, delivery_rows, hand_off
-from .prepare import Amend, Cancel, Prepared, prepare
+from .prepare import Amend, Cancel, Prepared, localize, prepare
 from .redis_keys import ingest_error
 from .runtime import Runtime
 from .sqs import DeadLetter, Received, delete_batch, send_dead_letters
@@ -120,6 +122,8 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
             log.info("send dropped: cancelled before it arrived", extra={"keys": sorted(cancelled)})
             rows = [row for row in rows if row["key"] not in cancelled]
         rows = apply_remembered(rt, rows)  # an update or retract that overtook its send (notif.amendments)
+        prefs = preferences_of({row["user_id"] for row in rows})  # one read: locales here, opt-outs in the outbox
+        localize(rt, prepared, prefs)
         dropped = sum(len(p.notifications) for p in prepared) - len(rows)
         kept = {id(row) for row in rows}
         # Digest items join their bucket's window first, in a fixed order (no deadlock between batches).
@@ -134,6 +138,10 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
             query = (Notification.insert_many(chunk).on_conflict_ignore()
                      .returning(Notification.id, Notification.user_id, Notification.key, Notification.priority))
             inserted.extend(query.tuples().execute())
+        # escalations: due `after` seconds from when each becomes visible; a digest item's escalates with its digest
+        schedule_escalations([(nid, p.escalate, None if p.digest else p.notifications[0]["send_at"] or
+                               p.notifications[0]["created_at"])
+                              for nid, user_id, key, _ in inserted if (p := of[(user_id, key)]).escalate], now)
         owed = []
         stored: list = []  # webhook events (a digest item is reported as its digest, when the window closes)
         report = rt.webhooks.wants(webhook_events.NOTIFICATION_STORED)
@@ -147,13 +155,13 @@ def store(rt: Runtime, prepared: list[Prepared]) -> StoreResult:
                     stored.append((webhook_events.NOTIFICATION_STORED, now, webhook_events.stored(
                         notification_id, key, user_id, first["type"], priority, first["correlation_id"], p.channels,
                         first["send_at"])))
-        queued = delivery_rows(rt, owed, now)
+        queued = delivery_rows(rt, owed, now, prefs)
         webhooks = rt.webhooks.write(stored) if stored else []
         # a topic message: its fan-out is recorded here, its members' rows are stored chunk by chunk after;
         # an update that overtook it changes what every member gets, a retract drops it
         each = apply_remembered(rt, [p.each for p in topics if p.each and p.each["key"] not in cancelled])
         sending = {id(row) for row in each}
-        fanouts = [begin(p.topic, p.each, p.channels, p.critical, now) for p in topics
+        fanouts = [begin(p.topic, p.each, p.channels, p.critical, now, p.escalate, p.variables) for p in topics
                    if p.topic and p.each and id(p.each) in sending]
         dropped += len(topics) - len(fanouts)
     return StoreResult({(user_id, key) for _, user_id, key, _ in inserted}, len(rows) - len(inserted), queued, dropped,

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import locales
 from .errors import InvalidMessage
 from .inputs import MAX_USER_ID, TOPIC_NAME, unstorable
 
 MAX_RECIPIENTS = 1000
 MAX_BODY = 256 * 1024
 MAX_TTL = 10 * 365 * 24 * 3600
+MIN_ESCALATE_AFTER = 1  # seconds: `escalate.after` (a template's [escalate] too) is bounded
+MAX_ESCALATE_AFTER = 30 * 24 * 3600
+MAX_ESCALATE_CHANNELS = 10
 
 
 class Recipient(BaseModel):
@@ -28,6 +32,35 @@ class Recipient(BaseModel):
     model_config = ConfigDict(extra="allow")
     user_id: str = Field(min_length=1, max_length=255)
     email: str | None = Field(default=None, max_length=320)
+    locale: str | None = None  # BCP 47-ish (`fr`, `fr-CA`): picks templates/<locale>/ (notif.locales)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, locale: str | None) -> str | None:
+        if locale is None:
+            return None
+        why = locales.problem(locale)
+        if why:
+            raise ValueError(why)
+        return locales.normalize(locale)
+
+
+class Escalate(BaseModel):
+    """``{"after": seconds, "channels": [...]}``: if the notification is still unread ``after`` seconds
+    after it became visible, send it on ``channels`` too (:mod:`notif.escalations`). Whether each
+    channel is one this deployment loads is checked by :func:`notif.prepare.prepare`."""
+
+    model_config = ConfigDict(extra="forbid")
+    after: int = Field(strict=True, ge=MIN_ESCALATE_AFTER, le=MAX_ESCALATE_AFTER)
+    channels: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=MAX_ESCALATE_CHANNELS)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, channels: list[str]) -> list[str]:
+        if "in_app" in channels:
+            raise ValueError("`in_app` is what escalation follows up on, not a channel to escalate to")
+        return list(dict.fromkeys(channels))
 
 
 class InputMessage(BaseModel):
@@ -49,6 +82,7 @@ class InputMessage(BaseModel):
     data: Any | None = None
     expires_at: AwareDatetime | None = None  # ISO 8601 with a zone: gone from the inbox, never sent, after it
     ttl: int | None = Field(default=None, ge=1, le=MAX_TTL)  # ... or this many seconds after it is stored
+    escalate: Escalate | None = None  # still unread after this long: send it on these channels too
 
     @model_validator(mode="after")
     def _check(self) -> InputMessage:
@@ -191,8 +225,10 @@ def _invalid(model, exc: ValidationError) -> InvalidMessage:
     first = max(errors, key=lambda e: len(e["loc"]))
     field = _location(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
+    if field == "escalate.after" and first["type"] != "missing":
+        message += f" (whole seconds, {MIN_ESCALATE_AFTER} to {MAX_ESCALATE_AFTER}: 30 days)"
     if first["type"] == "extra_forbidden":
-        known = list(model.model_fields)
+        known = list((Escalate if first["loc"][0] == "escalate" and model is InputMessage else model).model_fields)
         close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
         message = "unknown field" + (f" (did you mean `{close[0]}`?)" if close else f"; known fields: {', '.join(known)}")
     if field == "body":

@@ -23,6 +23,7 @@ from .models import (
     Cancellation,
     DeliveryAttempt,
     Digest,
+    Escalation,
     Fanout,
     JSONField,
     Notification,
@@ -295,6 +296,22 @@ def _0012_down(db: peewee.Database) -> None:
     db.drop_tables([WebhookEvent], safe=True)
 
 
+ESCALATION_DUE_INDEX = "notif_escalation_due"
+
+
+def _0013_up(db: peewee.Database) -> None:
+    # Escalations (notif.escalations): a table of its own, touching no other, so the step is independent of its
+    # neighbours. The due scan reads pending rows by due time from a partial index: only what is owed, however many
+    # notifications and settled escalations there are.
+    db.create_tables([Escalation], safe=True)
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {ESCALATION_DUE_INDEX} ON notif_escalation (due_at) "
+                   "WHERE state = 'pending'")
+
+
+def _0013_down(db: peewee.Database) -> None:
+    db.drop_tables([Escalation], safe=True)  # its index with it
+
+
 Step = Callable[[peewee.Database], None]
 MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (1, "initial: notifications and deliveries", _0001_up, _0001_down),
@@ -310,6 +327,7 @@ MIGRATIONS: list[tuple[int, str, Step, Step]] = [
     (10, "inbox states: seen_at, archived_at; unseen index", _0010_up, _0010_down),
     (11, "the trace: delivery attempts, skipped deliveries' reason codes, notifications by key", _0011_up, _0011_down),
     (12, "webhooks: the outbox of events owed to the host app's endpoints", _0012_up, _0012_down),
+    (13, "escalations: unread notifications sent on other channels after a while", _0013_up, _0013_down),
 ]
 DOWN_LOSES = {  # what going below a version takes away, for the operator to confirm
     1: "DROPS every notification and delivery",
@@ -327,6 +345,7 @@ DOWN_LOSES = {  # what going below a version takes away, for the operator to con
     10: "seen and archived states (archived notifications are back in the inbox, read; seen times are dropped)",
     11: "the delivery attempt log and skipped deliveries' reason codes (their last_error keeps the reason's text)",
     12: "webhook events not sent yet and the webhook dead letters (they are never sent)",
+    13: "escalations: those not due yet are never sent; the record of those made goes (their deliveries stay)",
 }
 
 

@@ -204,7 +204,8 @@ class PushSubscription(BaseModel):
 
 class Preference(BaseModel):
     """A user's opt-outs: ``{"channels": {"email": false}, "types": {"COMMENT_ADDED": false},
-    "type_channels": {"REPORT_SUBMITTED": {"push": false}}}`` (absent means on)."""
+    "type_channels": {"REPORT_SUBMITTED": {"push": false}}}`` (absent means on), and ``"locale": "fr"``
+    (:mod:`notif.locales`)."""
 
     user_id = peewee.CharField(max_length=255, primary_key=True)
     settings = JSONField()
@@ -341,6 +342,33 @@ class Fanout(BaseModel):
         table_name = "notif_fanout"
 
 
+class Escalation(BaseModel):
+    """A notification's escalation (:mod:`notif.escalations`): if it is still unread at ``due_at``, the
+    leading scheduler sends it on ``channels`` too, once.
+
+    ``state`` moves once, by a conditional UPDATE from ``pending`` (or stays ``held``: a digest
+    item, which escalates as its digest's notification): to ``escalated`` (its deliveries written
+    in the same transaction), ``read`` (``read_at``: it was read in time), or ``withdrawn``
+    (``note``: retracted or expired). Pending rows are found by a partial index on ``due_at``
+    (migration 0013), so the due scan reads only what is owed, however many notifications there are.
+    """
+
+    notification = peewee.ForeignKeyField(Notification, primary_key=True, on_delete="CASCADE",
+                                          column_name="notification_id")
+    notification_id: int  # the foreign key's column (for the type checker only)
+    after = peewee.IntegerField()  # seconds after the notification became visible
+    channels = JSONField()  # where it escalates to
+    state = peewee.CharField(max_length=16)  # held, pending, escalated, read, withdrawn
+    due_at = peewee.DateTimeField(null=True)  # visible time + after (None while held in a digest)
+    decided_at = peewee.DateTimeField(null=True)  # when it left `pending`
+    read_at = peewee.DateTimeField(null=True)  # `read`: when the user had read it
+    note = peewee.TextField(null=True)  # `withdrawn`: why
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "notif_escalation"
+
+
 class Amendment(BaseModel):
     """An ``{"update": key, …}`` or ``{"retract": key}`` message, remembered: SQS does not keep
     order, so one may arrive before the notification it changes. Ingest applies the remembered
@@ -388,4 +416,5 @@ class WebhookEvent(BaseModel):
 
 
 MODELS = [Notification, Delivery, DeliveryAttempt, PushSubscription, Preference, Digest, Cancellation, Topic,
-          TopicMember, Fanout, Amendment, WebhookEvent]
+          TopicMember, Fanout, Amendment, WebhookEvent,
+          Escalation]

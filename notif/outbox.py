@@ -19,6 +19,7 @@ from typing import NamedTuple
 from . import delivery_states as states
 from . import reasons
 from .db import database, is_postgres
+from .locales import preferences_of
 from .models import Delivery, Preference
 from .runtime import Runtime
 
@@ -62,13 +63,16 @@ def chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
         yield rows[start:start + size]
 
 
-def delivery_rows(rt: Runtime, owed: Sequence[OwedDelivery], now: dt.datetime) -> list[QueuedDelivery]:
+def delivery_rows(rt: Runtime, owed: Sequence[OwedDelivery], now: dt.datetime,
+                  prefs: dict[str, dict] | None = None) -> list[QueuedDelivery]:
     """Insert the outbox rows of new notifications; returns the pending ones.
 
-    A user's opt-out or a channel not installed is recorded on the row (``skipped``, with why).
+    A user's opt-out or a channel not installed is recorded on the row (``skipped``, with why). ``prefs``:
+    the users' preferences when the caller has read them already (ingest, for their locales), else read here.
     """
     users = list({item.user_id for item in owed})
-    prefs = {p.user_id: p.settings for p in Preference.select().where(Preference.user_id.in_(users))} if users else {}
+    if prefs is None:
+        prefs = preferences_of(users) if users else {}
     available = rt.channels
     rows: list[tuple[dict, str]] = []
     for item in owed:
@@ -109,22 +113,25 @@ RETURNING id, channel, status
 
 
 def copy_rows(rt: Runtime, notifications: Sequence[tuple[int, str]], template: OwedDelivery,
-              now: dt.datetime) -> list[QueuedDelivery]:
+              now: dt.datetime, prefs: dict[str, dict] | None = None) -> list[QueuedDelivery]:
     """The outbox rows of many notifications of one message (a fan-out chunk): ``notifications``
     are (id, user id), ``template`` says the rest (its id and user unused). The same rows as
     :func:`delivery_rows` — opt-outs, feature flags, missing channels, ``send_at`` — written on
-    PostgreSQL by one ``INSERT … SELECT FROM unnest(…)``; elsewhere by :func:`delivery_rows`."""
+    PostgreSQL by one ``INSERT … SELECT FROM unnest(…)``; elsewhere by :func:`delivery_rows`. ``prefs``: the
+    members' preferences when the caller has read them (the fan-out, for their locales)."""
     if not is_postgres():
         return delivery_rows(rt, [OwedDelivery(nid, user, template.priority, template.channels, template.type,
                                                template.critical, template.send_at) for nid, user in notifications],
-                             now)
+                             now, prefs)
     if not notifications:
         return []
     available = rt.channels
     channels = list(template.channels)
     default = [_skip_reason(rt, None, template, channel, available) for channel in channels]  # a user with no opt-outs
-    prefs = {} if template.critical else {p.user_id: p.settings for p in Preference.select().where(
-        Preference.user_id.in_(list({user for _, user in notifications})))}
+    if template.critical:
+        prefs = {}
+    elif prefs is None:
+        prefs = preferences_of(user for _, user in notifications)
     o_ids: list[int] = []
     o_channels: list[str] = []
     o_errors: list[str | None] = []

@@ -11,16 +11,22 @@ which a push notification opens when clicked).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from .digests import DigestSpec, spec_for
-from .errors import InvalidMessage
+from .errors import InvalidMessage, PermanentError
+from .escalations import EscalationSpec
+from .escalations import spec_for as escalation_for
 from .inputs import link_problem
+from .locales import preferred, recipient_locale
 from .messages import CancelMessage, RetractMessage, UpdateMessage, parse_message
 from .models import utcnow
 from .runtime import Runtime
 from .sqs import Received
-from .templates import Rendered, output_problem
+from .templates import Rendered, Template, output_problem, render
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +41,8 @@ class Prepared:
     variables: dict | None = None
     topic: str | None = None  # a topic message: ``notifications`` is empty, ``each`` is every member's row
     each: dict | None = None  # the row a topic's members get (``user_id`` filled in per member at fan-out)
+    escalate: EscalationSpec | None = None  # still unread after a while: sent on other channels (notif.escalations)
+    template: str | None = None  # the template rendered (None: a literal title and message): localize() renders it again
 
 
 @dataclass
@@ -93,19 +101,24 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel | Amend:
                       default_window=settings.digest_window) if settings.feature("digests") and not msg.topic else None
     rows = []
     recipients = msg.recipient_list() if msg.topic is None else [None]
+    localized: dict[str | None, Rendered] = {None: content}  # by the recipient's locale (the message's)
     for recipient in recipients:
         extra = recipient.model_dump(exclude={"user_id"}, exclude_none=True) if recipient is not None else None
+        locale = recipient.locale if recipient is not None else None
+        if locale not in localized:
+            localized[locale] = in_locale(rt, template, msg.variables, locale, msg.data, content) if template else content
+        words = localized[locale]
         rows.append({
             "user_id": recipient.user_id if recipient is not None else None,
             "key": key,
             "type": msg.type,
-            "title": content.title,
-            "message": content.message,
-            "html": content.html,
-            "actions": content.actions or None,
+            "title": words.title,
+            "message": words.message,
+            "html": words.html,
+            "actions": words.actions or None,
             "data": msg.data,
             "recipient": extra or None,
-            "channel_content": content.channel_content,
+            "channel_content": words.channel_content,
             "priority": priority,
             "correlation_id": received.correlation_id,
             "sqs_message_id": received.message_id,
@@ -118,9 +131,56 @@ def prepare(rt: Runtime, received: Received) -> Prepared | Cancel | Amend:
             "variables": None,
         })
     critical = bool(template and template.critical)
-    if msg.topic is not None:
-        return Prepared(received, [], channels, critical=critical, topic=msg.topic, each=rows[0])
-    return Prepared(received, rows, channels, critical=critical, digest=digest, variables=msg.variables)
+    escalate = escalation_for(msg.escalate, template, channels, rt.channels)
+    used = template.type if template is not None else None
+    if msg.topic is not None:  # (its variables kept only if its members may need it rendered in their locales)
+        return Prepared(received, [], channels, critical=critical, topic=msg.topic, each=rows[0], escalate=escalate,
+                        template=used, variables=msg.variables if rt.templates.localized(used) else None)
+    return Prepared(received, rows, channels, critical=critical, digest=digest, variables=msg.variables,
+                    escalate=escalate, template=used)
+
+
+def localize(rt: Runtime, prepared: list[Prepared], prefs: dict[str, dict]) -> None:
+    """Inside the store: each row whose recipient the message gave no locale, but whose preferences (``prefs``,
+    read once for the batch) name one, rendered in that locale (once per message and locale). A row an update
+    that overtook it re-rendered (``updated_at``) keeps that rendering."""
+    done: dict[tuple[int, str], Rendered] = {}
+    for p in prepared:
+        if p.template is None or not p.notifications or not rt.templates.localized(p.template):
+            continue
+        template = rt.templates.get(p.template)
+        for row in p.notifications:
+            locale = preferred(prefs.get(row["user_id"]))
+            if locale is None or recipient_locale(row["recipient"]) or row["updated_at"] is not None:
+                continue
+            if (id(p), locale) not in done:
+                done[(id(p), locale)] = in_locale(rt, template, p.variables or {}, locale, row["data"], rendered_of(row))
+            words = done[(id(p), locale)]
+            row.update(title=words.title, message=words.message, html=words.html, actions=words.actions or None,
+                       channel_content=words.channel_content)
+
+
+def rendered_of(row: dict) -> Rendered:
+    """What a notification row holds, as a rendering (the default one, before a locale's)."""
+    return Rendered(row["title"], row["message"], row["html"], row["actions"] or [], row["channel_content"])
+
+
+def in_locale(rt: Runtime, template: Template, variables: dict, locale: str | None, data: object,
+              default: Rendered) -> Rendered:
+    """``template``'s type rendered in ``locale`` (its fallback chain); ``default`` when that is the default template,
+    or when the localized one fails to render or renders what may not be stored (logged: the message still goes,
+    in the default language)."""
+    found = rt.templates.get(template.type, locale)
+    if found.locale is None:
+        return default
+    try:
+        rendered = render(found, variables, rt.templates.max_output)
+        check_output(rendered, template.type, data)
+    except PermanentError as exc:
+        log.error("localized template failed; the default one is used", extra={
+            "type": template.type, "locale": found.locale, "path": found.path, "reason": exc.reason})
+        return default
+    return rendered
 
 
 def check_output(content: Rendered, template_type: str | None, data: object) -> None:

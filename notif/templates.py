@@ -4,7 +4,11 @@ A template (``templates/REPORT_SUBMITTED.toml``) holds the parts of a notificati
 ``title``, ``message``, optional ``html`` and ``actions`` — as Jinja2 strings, plus the
 ``channels`` it goes to by default and ``[sample]`` variables for ``notif templates check``.
 Lookup is layered: a deployment's ``NOTIF_TEMPLATES_DIR`` first, then directories that
-plugins add, then the built-ins. Rendering is sandboxed and bounded (:mod:`notif.sandbox`:
+plugins add, then the built-ins. A recipient's locale (:mod:`notif.locales`) picks
+``<dir>/<locale>/<TYPE>.toml`` first, along the tag's fallback (``fr-CA`` → ``fr``), in every
+directory, before the default ``<dir>/<TYPE>.toml``; a localized template supplies the words
+(its parts), while what a type does — channels, ``critical``, ``[escalate]``, a ``[digest]``
+window — is the default template's. Rendering is sandboxed and bounded (:mod:`notif.sandbox`:
 output size, loops, operators), HTML is autoescaped, and an undefined variable, a render that
 fails or one that passes a bound is a :class:`~notif.errors.TemplateError` that names it.
 :func:`output_problem` is the check rendered parts pass before they are stored: nothing the
@@ -15,17 +19,19 @@ from __future__ import annotations
 import functools
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2 import meta
+from pydantic import ValidationError
 
-from . import sandbox
+from . import locales, sandbox
 from .errors import TemplateError
 from .inputs import html_link_problem, link_problem, unstorable
+from .messages import MAX_ESCALATE_AFTER, MIN_ESCALATE_AFTER, Escalate
 from .sandbox import BoundedSandbox, LimitExceeded
 
 TEXT_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -49,6 +55,8 @@ class Template:
     overrides: dict = field(default_factory=dict)  # per channel: {"push": {"title", "body"}, "email": {...}}
     critical: bool = False  # delivered whatever the user's preferences say
     digest: dict = field(default_factory=dict)  # [digest]: window (seconds, digests by default), key, title, message, html
+    escalate: dict = field(default_factory=dict)  # [escalate]: after (seconds), channels — when a message gives none
+    locale: str | None = None  # the locale directory it was found in (None: the default template)
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,14 @@ class TemplateStore:
             found.update(p.stem for p in directory.glob("*.toml"))
         return sorted(found)
 
-    def get(self, type_: str) -> Template:
+    def get(self, type_: str, locale: str | None = None) -> Template:
+        """The template of ``type_``, in ``locale`` if there is one: ``<dir>/<locale>/<TYPE>.toml`` along the
+        tag's fallback (``fr-CA`` → ``fr``; in each, every directory in its order), else the default one."""
+        for tag in locales.chain(locale):
+            for directory in self.directories:
+                path = directory / tag / f"{type_}.toml"
+                if path.is_file():
+                    return _load(str(path), path.stat().st_mtime_ns, tag)
         for directory in self.directories:
             path = directory / f"{type_}.toml"
             if path.is_file():
@@ -89,8 +104,21 @@ class TemplateStore:
         searched = ", ".join(map(str, self.directories))
         raise TemplateError(f"unknown template {type_!r}: no {type_}.toml in {searched}", field="type")
 
-    def render(self, type_: str, variables: dict[str, Any]) -> Rendered:
-        return render(self.get(type_), variables, self.max_output)
+    def render(self, type_: str, variables: dict[str, Any], locale: str | None = None) -> Rendered:
+        return render(self.get(type_, locale), variables, self.max_output)
+
+    def locales(self) -> list[str]:
+        """Every locale some directory has templates for (its subdirectories named as tags: ``fr``, ``fr-CA``)."""
+        found: set[str] = set()
+        for directory in self.directories:
+            if directory.is_dir():
+                found.update(p.name for p in directory.iterdir() if p.is_dir() and locales.is_locale_dir(p.name))
+        return sorted(found)
+
+    def localized(self, type_: str | None) -> bool:
+        """Has ``type_`` a template in any locale (so rendering it depends on the recipient's)?"""
+        return bool(type_) and any(any(directory.glob(f"*/{type_}.toml")) for directory in self.directories
+                                   if directory.is_dir())
 
     def is_critical(self, type_: str | None) -> bool:
         """Is ``type_`` a template marked ``critical`` (a label with no template is not)?"""
@@ -103,7 +131,7 @@ class TemplateStore:
 
 
 @functools.lru_cache(maxsize=512)
-def _load(path: str, mtime_ns: int) -> Template:
+def _load(path: str, mtime_ns: int, locale: str | None = None) -> Template:
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -119,6 +147,8 @@ def _load(path: str, mtime_ns: int) -> Template:
         raise TemplateError(f"template file {path}: [digest] window must be a whole number of seconds >= 1", field="type")
     return Template(
         type=Path(path).stem,
+        locale=locale,
+        escalate=_escalate(path, raw.get("escalate")),
         digest={k: v for k, v in digest.items() if k in ("window", "key", "title", "message", "html")},
         title=raw["title"],
         message=raw["message"],
@@ -131,6 +161,21 @@ def _load(path: str, mtime_ns: int) -> Template:
         overrides={ch: {k: str(v) for k, v in raw[ch].items() if k in parts}
                    for ch, parts in OVERRIDES.items() if isinstance(raw.get(ch), dict)},
     )
+
+
+def _escalate(path: str, section: object) -> dict:
+    """A template's ``[escalate]`` (``after``, ``channels``), checked as a message's ``escalate`` is."""
+    if section is None:
+        return {}
+    try:
+        spec = Escalate.model_validate(section)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "section"
+        raise TemplateError(f"template file {path}: [escalate] {where}: {error['msg'].removeprefix('Value error, ')}"
+                            f" (after: whole seconds, {MIN_ESCALATE_AFTER} to {MAX_ESCALATE_AFTER})",
+                            field="type") from None
+    return {"after": spec.after, "channels": tuple(spec.channels)}
 
 
 @functools.lru_cache(maxsize=2048)
@@ -197,8 +242,10 @@ def render(template: Template, variables: dict[str, Any], max_output: int = sand
 DIGEST_TEMPLATE = "DIGEST"  # renders a digest whose items' template has no [digest] title and message
 
 
-def render_digest(store: TemplateStore, type_: str | None, context: dict[str, Any]) -> Rendered:
-    """A digest notification: the items' template's ``[digest]`` parts, else the built-in DIGEST.
+def render_digest(store: TemplateStore, type_: str | None, context: dict[str, Any],
+                  locale: str | None = None) -> Rendered:
+    """A digest notification: the items' template's ``[digest]`` parts, else the built-in DIGEST —
+    each in ``locale`` if it has one (the template in that locale's ``[digest]``, else DIGEST in it).
 
     ``context`` has ``count``, ``items`` (each with title, message, type, data, variables,
     created_at), ``batch_key`` and ``user_id``.
@@ -206,12 +253,12 @@ def render_digest(store: TemplateStore, type_: str | None, context: dict[str, An
     template = None
     if type_:
         try:
-            template = store.get(type_)
+            template = store.get(type_, locale)
         except TemplateError:
             template = None  # the type's template went away since: the generic digest still works
     parts = template.digest if template is not None else {}
     if not (isinstance(parts.get("title"), str) and isinstance(parts.get("message"), str)):
-        return render(store.get(DIGEST_TEMPLATE), context, store.max_output)
+        return render(store.get(DIGEST_TEMPLATE, locale), context, store.max_output)
     where = f"template {type_} [digest]"
     html = parts.get("html")
     bounded = functools.partial(render_string, max_output=store.max_output)
@@ -229,6 +276,34 @@ def digest_sample(store: TemplateStore, template: Template, count: int = 2) -> d
     item = {"id": 1, "key": "sample", "type": template.type, "title": rendered.title, "message": rendered.message,
             "data": None, "variables": dict(template.sample), "created_at": "2026-01-01T00:00:00.000Z"}
     return {"count": count, "items": [item] * count, "batch_key": template.type, "user_id": "user-1"}
+
+
+def check_localized(store: TemplateStore, type_: str, locale: str) -> Template:
+    """``notif templates check`` of ``<locale>/<TYPE>.toml``: it parses, has a default template, uses the same
+    variables and has the same actions (ids and keys) as the default, and renders its sample (its own
+    ``[sample]``, else the default's) — and its ``[digest]`` — into what ingest would store. TemplateError otherwise."""
+    template = store.get(type_, locale)
+    try:
+        default = store.get(type_)
+    except TemplateError:
+        raise TemplateError(f"{template.path}: a localized template without a default ({type_}.toml in none of "
+                            f"{', '.join(map(str, store.directories))})", field="type") from None
+    ours, theirs = required_variables(template), required_variables(default)
+    if ours != theirs:
+        diff = [f"{name} only here" for name in sorted(ours - theirs)]
+        diff += [f"{name} only in the default" for name in sorted(theirs - ours)]
+        raise TemplateError(f"variables differ from the default template's: {', '.join(diff)}", field="type")
+    shape = [(a.get("id"), sorted(a)) for a in template.actions]
+    if shape != [(a.get("id"), sorted(a)) for a in default.actions]:
+        raise TemplateError(f"actions differ from the default template's: {shape} here, "
+                            f"{[(a.get('id'), sorted(a)) for a in default.actions]} there", field="type")
+    sample = template.sample or default.sample
+    problem = output_problem(render(template, sample, store.max_output))
+    if problem:
+        raise TemplateError(f"{problem[0]}: {problem[1]} (with the [sample] variables)")
+    if template.digest.get("title"):
+        render_digest(store, type_, digest_sample(store, replace(template, sample=sample)), locale)
+    return template
 
 
 def output_problem(rendered: Rendered) -> tuple[str, str] | None:

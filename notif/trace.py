@@ -13,7 +13,8 @@ the key ``digest-<window id>``. The document has four parts:
   held in digests — on the first page only (no ``cursor``), so paging a million costs it once;
 - ``recipients``: a page of them in notification id order (a topic's: subscription order),
   each with its deliveries (state, attempts, each logged attempt, and the ``reason`` when it
-  was not sent: a :data:`notif.reasons.CODES` code with a sentence and what the code needs);
+  was not sent: a :data:`notif.reasons.CODES` code with a sentence and what the code needs)
+  and its ``escalation`` (:func:`notif.escalations.describe`: due, made, or not needed);
 - ``next_cursor``: the next page's, or null.
 
 Nothing here writes. Cancelled notifications are deleted by their cancel, so a cancelled
@@ -30,8 +31,9 @@ from peewee import fn
 from . import attempts as attempt_log
 from . import delivery_states as states
 from . import reasons
+from .escalations import describe as describe_escalation
 from .fanout import RUNNING, restored
-from .models import Amendment, Cancellation, Delivery, Digest, Fanout, Notification, TopicMember, isoformat, utcnow
+from .models import Amendment, Cancellation, Delivery, Digest, Escalation, Fanout, Notification, TopicMember, isoformat, utcnow
 from .topics import decode_cursor, encode_cursor
 
 DEFAULT_PAGE = 100
@@ -135,6 +137,8 @@ def _recipients(rows: list[Notification], now: dt.datetime) -> list[dict]:
         for d in Delivery.select().where(Delivery.notification.in_(owners)).order_by(Delivery.notification, Delivery.channel):
             deliveries.setdefault(d.notification_id, []).append(d)
     logged = attempt_log.of([d.id for ds in deliveries.values() for d in ds])
+    escalated = {e.notification_id: e for e in Escalation.select().where(Escalation.notification.in_(owners))} \
+        if owners else {}
     out = []
     for n in rows:
         digest = digests.get(n.digest_id) if n.digest_id else None
@@ -147,6 +151,9 @@ def _recipients(rows: list[Notification], now: dt.datetime) -> list[dict]:
                 "id": digest.id, "batch_key": digest.batch_key, "closes_at": isoformat(digest.closes_at),
                 "closed_at": isoformat(digest.closed_at), "notification_id": digest.notification_id},
             "deliveries": [_delivery(d, n, type_, logged.get(d.id, []), now) for d in deliveries.get(owner, [])],
+            # a digest item escalates as its digest's notification (its own row only says it is held)
+            "escalation": describe_escalation(escalated.get(owner) if owner != n.id and owner else escalated.get(n.id),
+                                              n.read_at if owner == n.id else None),
         })
     return out
 
@@ -257,4 +264,4 @@ def _absent(user: str, message: dict, fanout: Fanout | None) -> dict:
         why = {"code": "not_a_recipient", "text": "not among the message's recipients"}
     return {"user_id": user, "notification_id": None, "created_at": None, "read_at": None, "seen_at": None,
             "archived_at": None, "reason": why,
-            "digest": None, "deliveries": []}
+            "digest": None, "deliveries": [], "escalation": None}

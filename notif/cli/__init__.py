@@ -15,15 +15,16 @@ from ..config import PRIORITIES, load_settings
 from ..db import database, init_database
 from ..dev import run_dev
 from ..errors import ConfigError, NotifError, TemplateError
+from ..escalations import spec_for as escalation_for
 from ..migrations import DOWN_LOSES, MIGRATIONS, applied_versions, current_version, migrate, plan
 from ..models import utcnow
 from ..outbound import OutboundPolicy, OutboundRefused
-from ..plugin_manager import manager_for, template_dirs
+from ..plugin_manager import channels_for, manager_for, template_dirs
 from ..poller.process import run_poller
 from ..scheduler.process import run_scheduler
 from ..shadow import parse_time, render, report
 from ..sqs import client_for
-from ..templates import TemplateStore, digest_sample, output_problem, render_digest
+from ..templates import TemplateStore, check_localized, digest_sample, output_problem, render_digest
 from ..vapid import generate
 from ..web.server import run_web
 from . import dlq as dlq_command
@@ -165,6 +166,7 @@ def cmd_templates(args, settings) -> int:
         for type_ in store.types():
             try:
                 template = store.get(type_)
+                escalation_for(None, template, (), channels_for(settings))  # [escalate] names loaded channels
                 problem = output_problem(store.render(type_, template.sample))  # what ingest would refuse
                 if problem:
                     raise TemplateError(f"{problem[0]}: {problem[1]} (with the [sample] variables)")
@@ -174,10 +176,21 @@ def cmd_templates(args, settings) -> int:
             except NotifError as exc:
                 failures += 1
                 print(f"FAILED  {type_}: {exc}")
-        print(f"{len(store.types()) - failures} ok, {failures} failed")
+        checked = len(store.types())
+        for locale in store.locales():  # templates/<locale>/: each against its default
+            for type_ in sorted({p.stem for d in store.directories for p in (d / locale).glob("*.toml")}):
+                checked += 1
+                try:
+                    template = check_localized(store, type_, locale)
+                    print(f"ok      {locale}/{type_}" + ("  (and its [digest])" if template.digest.get("title") else ""))
+                except NotifError as exc:
+                    failures += 1
+                    print(f"FAILED  {locale}/{type_}: {exc}")
+        print(f"{checked - failures} ok, {failures} failed")
         return 1 if failures else 0
-    template = store.get(args.type)
-    rendered = store.render(args.type, {**template.sample, **_parse_vars(args.var or [])})
+    template = store.get(args.type, args.locale)
+    sample = template.sample or store.get(args.type).sample
+    rendered = store.render(args.type, {**sample, **_parse_vars(args.var or [])}, args.locale)
     content = rendered.channel_content or {}
     print(json.dumps({
         "in_app": {"title": rendered.title, "message": rendered.message, "html": rendered.html,
@@ -267,10 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("templates", help="check or preview notification templates")
     tsub = p.add_subparsers(dest="action", required=True)
-    tsub.add_parser("check", help="render every template with its sample variables")
+    tsub.add_parser("check", help="render every template (and every locale's) with its sample variables")
     pv = tsub.add_parser("preview", help="render one template")
     pv.add_argument("type")
     pv.add_argument("--var", action="append", help="NAME=VALUE (repeatable)")
+    pv.add_argument("--locale", help="in this locale (templates/<locale>/, with its fallback), e.g. fr-CA")
     p.set_defaults(func=cmd_templates)
     return parser
 

@@ -3,7 +3,7 @@
 The twin of ``GET /api/messages/{key}``, straight on the database: ``--json`` prints the
 same document; without it, a table — the message, the summary, then one line per recipient
 and channel (state, attempts, when, and the reason it was not sent) with its attempts
-beneath. Exits 1 when nothing is known under KEY.
+beneath, and the recipient's escalation, if any, after its last line. Exits 1 when nothing is known under KEY.
 """
 from __future__ import annotations
 
@@ -94,6 +94,8 @@ def render(doc: dict) -> str:
             rows.append((r["user_id"], d["channel"], d["state"], str(d["attempts"]),
                          _when(d["sent_at"] or d["updated_at"]), f"{why['code']}: {why['text']}" if why else ""))
             below[len(rows) - 1] = [_attempt(a, d["last_error"]) for a in d["attempt_log"]]
+        if r.get("escalation"):  # beneath the recipient's last line
+            below.setdefault(len(rows) - 1, []).append(f"    escalation  {r['escalation']['text']}")
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row[:5])) + "  " + row[5])

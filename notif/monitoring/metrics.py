@@ -39,6 +39,9 @@ FANOUT_STORED = Counter("notif_fanout_notifications_total", "Notifications store
 FANOUT_CHUNK_SECONDS = Histogram("notif_fanout_chunk_seconds", "Time one fan-out chunk's transaction took",
                                  ["priority"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 DIGEST_ITEMS = Counter("notif_digest_items_total", "Notifications folded into digests")
+ESCALATIONS = Counter("notif_escalations_total", "Escalations settled by the leading scheduler, by outcome (escalated: "
+                      "sent on its escalation channels; read: read in time, nothing sent; withdrawn: retracted or "
+                      "expired first)", ["outcome"])
 RETENTION_DELETED = Counter("notif_retention_deleted_total",
                             "Rows the retention pass deleted (NOTIF_RETENTION_DAYS), by table: notifications, "
                             "deliveries, digests, cancellations, amendments, attempts", ["table"])

@@ -120,6 +120,11 @@ class Recorder:
         metrics.FANOUT_CHUNK_SECONDS.labels(priority).observe(seconds)
         self._count("stored", stored)
 
+    # -- escalations -------------------------------------------------------------------
+    def escalations(self, outcome: str, n: int = 1) -> None:
+        """Escalations settled: ``escalated`` (sent on their channels), ``read`` (in time) or ``withdrawn``."""
+        metrics.ESCALATIONS.labels(outcome).inc(n)
+
     # -- deliveries --------------------------------------------------------------------
     def delivery(self, channel: str, outcome: str, n: int = 1) -> None:
         """Deliveries of ``channel`` that ended a step as ``outcome`` (see DELIVERY_COUNTER)."""

@@ -4,7 +4,8 @@ Any number may run; one acts at a time (see :mod:`notif.scheduler.leader`), and 
 run twice, so a hand-over overlap sends nothing twice. Jobs: the outbox sweeps (deliveries, and
 webhook events: :mod:`notif.webhooks.sweep`), the release
 of scheduled sends and rate-limit deferrals when they fall due, and the closing of due
-digest windows (both four times a second), and retention (:mod:`.retention`, once a minute).
+digest windows (both four times a second), retention (:mod:`.retention`, once a minute), and
+escalations due (:func:`notif.escalations.escalate_due`, every ``NOTIF_ESCALATION_INTERVAL``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ..config import Settings
 from ..db import database
 from ..digests import close_due
+from ..escalations import escalate_due
 from ..fanout import resume_stalled
 from ..logs import configure_logging
 from ..monitoring.exposition import register_snapshot
@@ -78,6 +80,7 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
     release_job = leader_job("releasing scheduled deliveries", lambda: release_due(enqueue))
     digest_job = leader_job("closing digest windows", lambda: close_due(rt, enqueue))
     retention_job = leader_job("retention", lambda: prune(rt.recorder, settings.retention_days))
+    escalation_job = leader_job("escalating unread notifications", lambda: escalate_due(rt, enqueue))
     fanout_job = leader_job("resuming stalled fan-outs", lambda: tasks.start_fanouts(
         resume_stalled(settings.fanout_stall_seconds)))
 
@@ -90,9 +93,10 @@ def run_scheduler(settings: Settings, install_signals: bool = True, stop: thread
     scheduler.add_job(digest_job, "interval", seconds=RELEASE_INTERVAL, id="close-digests")
     scheduler.add_job(retention_job, "interval", seconds=RETENTION_INTERVAL, id="retention")
     scheduler.add_job(fanout_job, "interval", seconds=settings.sweep_interval_seconds, id="resume-fanouts")
+    scheduler.add_job(escalation_job, "interval", seconds=settings.escalation_interval_seconds, id="escalate")
     scheduler.start()
     log.info("scheduler started", extra={"jobs": ["sweep-outbox", "sweep-webhooks", "release-scheduled", "close-digests",
-                                                  "retention", "resume-fanouts"],
+                                                  "retention", "resume-fanouts", "escalate"],
                                          "retention_days": settings.retention_days})
     try:
         stop.wait()

@@ -5,9 +5,9 @@ ago, with their deliveries (and their deliveries' attempt log, by its foreign ke
 CASCADE), in small batches (one short transaction each, oldest first, by
 the ``created_at`` index), so no pass holds locks or bloats a transaction for long. A
 notification that still owes a delivery (``pending``, ``sending``, ``scheduled``,
-``deferred``: :data:`notif.delivery_states.OWED`) or is an item of a digest window still
-open is never deleted, however old; the check is repeated in the DELETE itself, so a
-delivery replayed from the dead letters meanwhile keeps its notification. Attempts logged
+``deferred``: :data:`notif.delivery_states.OWED`), is an item of a digest window still
+open, or has an escalation still pending is never deleted, however old; the check is
+repeated in the DELETE itself, so a delivery replayed from the dead letters meanwhile keeps its notification. Attempts logged
 that long ago go too, a batch a pass by id (oldest first), even of a delivery still owed:
 one that never settles (its worker dies on it every time) cannot grow the log forever. Closed digest
 windows past the same age go too, and webhook events sent or purged that long ago (a pending
@@ -25,6 +25,7 @@ from typing import cast
 from peewee import fn
 
 from .. import delivery_states as states
+from .. import escalations
 from ..db import database
 from ..models import Amendment, Cancellation, Delivery, DeliveryAttempt, Digest, Notification, WebhookEvent, utcnow
 from ..monitoring.record import Recorder
@@ -42,7 +43,8 @@ def _deletable(cutoff: dt.datetime):
     owed = Delivery.select(Delivery.id).where((Delivery.notification == Notification.id)
                                               & Delivery.status.in_(list(states.OWED)))
     open_window = Digest.select(Digest.id).where((Digest.id == Notification.digest_id) & Digest.closed_at.is_null())
-    return (Notification.created_at < cutoff) & ~fn.EXISTS(owed) & ~fn.EXISTS(open_window)
+    return ((Notification.created_at < cutoff) & ~fn.EXISTS(owed) & ~fn.EXISTS(open_window)
+            & ~fn.EXISTS(escalations.pending_of(Notification.id)))
 
 
 def prune(recorder: Recorder | None, days: int, batch: int = BATCH, max_batches: int = MAX_BATCHES,

@@ -75,6 +75,20 @@ class DigestInfo(BaseModel):
     notification_id: int | None
 
 
+class EscalationTrace(BaseModel):
+    """The recipient's escalation (a message's ``escalate``, or its template's): due, made, or not needed."""
+
+    state: str = Field(description="`pending` (due at `due_at`), `escalated` (at `decided_at`), `read` (read in time, "
+                                   "at `read_at`: nothing sent), `withdrawn` (retracted or expired first), `held` (a "
+                                   "digest item, whose digest escalates)")
+    after: int  # seconds after it became visible
+    channels: list[str]
+    due_at: str | None
+    decided_at: str | None
+    read_at: str | None
+    text: str  # "escalated at T (email)", "not escalated: read at T", "escalation due at T (email) unless read by then"
+
+
 class Recipient(BaseModel):
     user_id: str
     notification_id: int | None  # None: `?user=` named someone with nothing stored (the reason says why)
@@ -85,6 +99,7 @@ class Recipient(BaseModel):
     reason: Reason | None  # the notification's own: held in a digest, retracted, expired, scheduled, …
     digest: DigestInfo | None
     deliveries: list[DeliveryTrace]
+    escalation: EscalationTrace | None  # the escalation channels' deliveries are among `deliveries`
 
 
 class TopicProgress(BaseModel):

@@ -1,4 +1,4 @@
-"""``GET/PUT /api/preferences``: the signed-in user's opt-outs, per channel, type, or both.
+"""``GET/PUT /api/preferences``: the signed-in user's opt-outs, per channel, type, or both, and their locale.
 
 A document names only what exists: channels this deployment loads (its plugins) and
 notification types its templates define. Anything else — a typo, a removed plugin, a
@@ -14,8 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .. import locales
 from ..db import database
 from ..models import Preference, utcnow
 from .deps import current_user
@@ -38,6 +39,15 @@ class Preferences(BaseModel):
                                     description='e.g. {"COMMENT_ADDED": false}')
     type_channels: dict[Name, Annotated[dict[Name, bool], Field(max_length=MAX_KEYS)]] = Field(
         default_factory=dict, max_length=MAX_KEYS, description='e.g. {"REPORT_SUBMITTED": {"push": false}}')
+    locale: str | None = Field(None, max_length=locales.MAX_TAG, pattern=locales.PATTERN,
+                               description="the language notifications are written in when a message gives none for "
+                                           "the recipient (BCP 47: `fr`, `fr-CA`; templates/<locale>/, then its "
+                                           "fallback `fr`, then the default)")
+
+    @field_validator("locale")
+    @classmethod
+    def _canonical(cls, locale: str | None) -> str | None:
+        return None if locale is None else locales.normalize(locale)
 
 
 def _unknown(prefs: Preferences, channels: frozenset[str], types: frozenset[str]) -> list[dict]:
@@ -81,13 +91,17 @@ class PreferenceOptions(BaseModel):
 
     channels: list[str] = Field(description="the channels this deployment loads")
     types: list[PreferenceType] = Field(description="types its templates define and NOTIF_PREFERENCE_TYPES lists")
+    locales: list[str] = Field(default_factory=list, description="the locales its templates are written in besides "
+                                                                 "the default (a `locale` may name another: it "
+                                                                 "falls back)")
 
 
 def _options(request: Request) -> PreferenceOptions:
     templates = request.app.state.templates
     names = sorted(set(templates.types()) | set(request.app.state.settings.preference_types))
     return PreferenceOptions(channels=sorted(request.app.state.channels),
-                             types=[PreferenceType(type=name, critical=templates.is_critical(name)) for name in names])
+                             types=[PreferenceType(type=name, critical=templates.is_critical(name)) for name in names],
+                             locales=templates.locales())
 
 
 @router.get("/options", summary="The channels and notification types a user may turn on and off")
@@ -95,12 +109,12 @@ async def get_options(request: Request, user_id: str = Depends(current_user)) ->
     return await run_in_threadpool(_options, request)
 
 
-@router.get("", summary="The user's notification preferences")
+@router.get("", summary="The user's notification preferences", response_model_exclude_none=True)
 async def get_preferences(user_id: str = Depends(current_user)) -> Preferences:
     return Preferences(**await run_in_threadpool(_get, user_id))
 
 
-@router.put("", summary="Replace the user's notification preferences",
+@router.put("", summary="Replace the user's notification preferences", response_model_exclude_none=True,
             description="Names must be known: channels this deployment loads, types its templates define "
                         "or NOTIF_PREFERENCE_TYPES lists "
                         "(anything else is 422 listing the known ones).")
@@ -110,5 +124,5 @@ async def put_preferences(prefs: Preferences, request: Request, user_id: str = D
     errors = _unknown(prefs, request.app.state.channels, types)
     if errors:
         raise RequestValidationError(errors)
-    await run_in_threadpool(_put, user_id, prefs.model_dump())
+    await run_in_threadpool(_put, user_id, prefs.model_dump(exclude_none=True))  # (no locale: none stored)
     return prefs

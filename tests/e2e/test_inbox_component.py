@@ -174,6 +174,7 @@ def test_an_expired_token_fires_the_event_and_a_new_token_resumes_with_nothing_m
 
 def test_turning_a_channel_off_in_the_preferences_view_changes_the_api(stack, browser):
     context = browser.new_context()
+    stack.api("cy", "PUT", "/api/preferences", json={"locale": "fr"})  # kept by the view's saves (PUT replaces)
     page = stack.host.sign_in(context, "cy")
     options = stack.api("cy", path="/api/preferences/options")
     channel = next(name for name in ("email", "push", "in_app") if name in options["channels"])
@@ -190,6 +191,7 @@ def test_turning_a_channel_off_in_the_preferences_view_changes_the_api(stack, br
     toggle.uncheck()
     expect(page.locator("notif-inbox .prefs .note")).to_have_text("Preferences saved", timeout=10000)
     assert stack.api("cy", path="/api/preferences")["channels"] == {channel: False}
+    assert stack.api("cy", path="/api/preferences")["locale"] == "fr"
 
     page.click('notif-inbox [data-action="preferences"]')  # back to the list, then to the view again: as saved
     page.click('notif-inbox [data-action="preferences"]')

@@ -896,7 +896,9 @@ class NotifInbox extends HTMLElement {
       view.replaceChildren(el("p", { class: "error", text: error.message }));
       return;
     }
-    this._prefs = { channels: { ...(prefs.channels || {}) }, types: { ...(prefs.types || {}) }, type_channels: prefs.type_channels || {} };
+    // (the locale is kept as it is: PUT replaces the whole document)
+    this._prefs = { channels: { ...(prefs.channels || {}) }, types: { ...(prefs.types || {}) }, type_channels: prefs.type_channels || {},
+                    locale: prefs.locale ?? null };
     const note = el("p", { class: "note", role: "status", "aria-live": "polite" });
     const toggle = (map, name, label, attribute, critical) => {
       const input = el("input", { type: "checkbox", role: "switch", [attribute]: name,
@@ -920,7 +922,8 @@ class NotifInbox extends HTMLElement {
     input.disabled = true;
     try {
       const saved = await this.client.savePreferences(next);
-      this._prefs = { channels: saved.channels || {}, types: saved.types || {}, type_channels: saved.type_channels || {} };
+      this._prefs = { channels: saved.channels || {}, types: saved.types || {}, type_channels: saved.type_channels || {},
+                      locale: saved.locale ?? null };
       note.textContent = this._strings.saved;
       this.dispatchEvent(new CustomEvent("notif-preferences-changed", { bubbles: true, composed: true, detail: saved }));
     } catch (error) {
