@@ -199,6 +199,14 @@ def _tls_verify(text: str) -> str:
     return value
 
 
+def _vapid_seconds(text: str) -> int:
+    """A VAPID token's lifetime: RFC 8292 allows at most 24 hours."""
+    value = _count(text)
+    if value > 86400:
+        raise ValueError(f"a VAPID token lives at most 86400 seconds (RFC 8292), got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     """A whole number >= 0 (a cap of 0 means no cap)."""
     value = int(text)
@@ -264,6 +272,7 @@ class Settings:
     push_timeout: float = env("NOTIF_PUSH_TIMEOUT", 10.0, float, doc="seconds for one push service request")
     push_services: tuple = env("NOTIF_PUSH_SERVICES", "", _csv, doc="Web Push: accept only endpoints on these host suffixes (e.g. `fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com`); empty: any public https host")
     push_max_per_user: int = env("NOTIF_PUSH_MAX_PER_USER", 10, int, doc="Web Push: most subscriptions (browsers) kept per user; a new one beyond it drops the oldest")
+    vapid_token_seconds: int = env("NOTIF_VAPID_TOKEN_SECONDS", 43200, _vapid_seconds, doc="Web Push: lifetime of the signed VAPID token, reused for every push to one push service until less than a twelfth of it is left (at most 86400; `0`: a new signature for each request)")
     outbound_allow: tuple = env("NOTIF_OUTBOUND_ALLOW", "", _outbound_allow, doc="hosts, `host:port`s and CIDRs that outbound calls (push, webhooks, plugins) may reach although private or loopback, and the only ones plain http may reach (e.g. `127.0.0.1` for a local push service; `notif dev` sets loopback)")
     webhook_urls: tuple = env("NOTIF_WEBHOOK_URL", "", _webhook_urls, doc="the host app's webhook endpoint(s), separated by commas or spaces: notif POSTs events (README › Webhooks) to each, signed as Standard Webhooks says; https, or plain http to a host NOTIF_OUTBOUND_ALLOW lists; a bad one stops start-up naming it; unset: no webhooks, nothing written")
     webhook_secret: str | None = env("NOTIF_WEBHOOK_SECRET", None, parse_secret, doc="the webhooks' signing secret: `whsec_` and 24 to 64 random bytes in base64 (required with NOTIF_WEBHOOK_URL; never logged)", secret=True)
@@ -274,6 +283,7 @@ class Settings:
     smtp_url: str | None = env("SMTP_URL", doc="email: `smtp://user:pass@host:587` (STARTTLS when offered) or `smtps://…:465`", secret=True)
     email_from: str | None = env("EMAIL_FROM", doc="email: the From address")
     smtp_timeout: float = env("NOTIF_SMTP_TIMEOUT", 15.0, float, doc="seconds for the SMTP conversation's each step")
+    smtp_idle_seconds: float = env("NOTIF_SMTP_IDLE_SECONDS", 30.0, float, doc="email: each worker thread keeps its SMTP connection for the next message, closed once idle this long (`0`: a connection per message)")
     unsubscribe_url: str | None = env("NOTIF_UNSUBSCRIBE_URL", doc="email: List-Unsubscribe link; `{user_id}` is replaced")
     sse_ping_seconds: float = env("NOTIF_SSE_PING_SECONDS", 15.0, float, doc="heartbeat comment interval on SSE streams (proxies close idle connections)")
     sse_send_timeout: float = env("NOTIF_SSE_SEND_TIMEOUT", 10.0, float, doc="an SSE client that does not take an event within this many seconds is dropped")

@@ -8,15 +8,15 @@ unsafe one is shown as its label alone, and HTML holding an unsafe link is repla
 escaped text message. The address comes from
 the message's recipient (``{"user_id": …, "email": …}``) or from a plugin implementing
 ``notif_email_address``. SMTP 4xx and connection trouble are transient, 5xx permanent;
-every SMTP step has a timeout.
+every SMTP step has a timeout. Each worker thread keeps its SMTP connection for the next
+message (:mod:`notif.smtp`, ``NOTIF_SMTP_IDLE_SECONDS``).
 """
 from __future__ import annotations
 
 import smtplib
-import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
-from urllib.parse import unquote, urljoin, urlparse
+from urllib.parse import urljoin
 
 import css_inline
 import jinja2
@@ -29,6 +29,7 @@ from notif.hookspecs import hookimpl
 from notif.inputs import html_link_problem, is_safe_link
 from notif.plugin_manager import manager_for
 from notif.reasons import NO_EMAIL_ADDRESS
+from notif.smtp import SMTPConnections
 from notif.templates import builtin_dir
 
 _env = ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(str(builtin_dir() / "email")),
@@ -76,24 +77,11 @@ def compose(notification, delivery, settings, to: str) -> EmailMessage:
     return message
 
 
-def send_smtp(message: EmailMessage, settings) -> None:
-    url = urlparse(settings.smtp_url)
-    host, port = url.hostname or "localhost", url.port
-    timeout = settings.smtp_timeout
-    client: smtplib.SMTP
+def send_smtp(message: EmailMessage, settings, connections: SMTPConnections | None = None) -> None:
+    """Send ``message`` on this thread's kept connection (``connections``) or a new one; notif errors out."""
     try:
-        if url.scheme == "smtps":
-            client = smtplib.SMTP_SSL(host, port or 465, timeout=timeout, context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(host, port or 587, timeout=timeout)
-        with client:
-            client.ehlo()
-            if url.scheme != "smtps" and client.has_extn("starttls"):
-                client.starttls(context=ssl.create_default_context())
-                client.ehlo()
-            if url.username:
-                client.login(unquote(url.username), unquote(url.password or ""))
-            client.send_message(message)
+        (connections or SMTPConnections()).send(message, settings.smtp_url, settings.smtp_timeout,
+                                                settings.smtp_idle_seconds if connections else 0)
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
         raise from_smtp_code(code, reply.decode(errors="replace")) from None
@@ -107,6 +95,9 @@ def send_smtp(message: EmailMessage, settings) -> None:
 class EmailChannel(Channel):
     name = "email"
 
+    def __init__(self) -> None:
+        self.connections = SMTPConnections()  # each worker thread's open SMTP connection, reused
+
     def send(self, notification, delivery, ctx: ChannelContext) -> None:
         settings = ctx.settings
         if not settings.smtp_url or not settings.email_from:
@@ -115,7 +106,7 @@ class EmailChannel(Channel):
         if not to:
             raise Skipped("no email address for the user (none in the message, none from notif_email_address)",
                           code=NO_EMAIL_ADDRESS)
-        send_smtp(compose(notification, delivery, settings, to), settings)
+        send_smtp(compose(notification, delivery, settings, to), settings, self.connections)
 
 
 @hookimpl

@@ -11,6 +11,11 @@ Every request goes through the outbound policy (notif/outbound.py): an endpoint 
 (stored before the rule, or whose host now resolves to a private address) is removed, and
 when no device is left the delivery fails permanently with the reason. Redirects are not
 followed: a push service answers, it does not send us elsewhere.
+
+Per process, requests to a push service reuse keep-alive connections (the runtime's pooled
+session, which checks each new connection's address) and one signed VAPID token per push
+service origin until it nears expiry (``NOTIF_VAPID_TOKEN_SECONDS``); the payload is
+encrypted for each message.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import json
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from pywebpush import WebPushException, webpush
+from pywebpush import WebPusher, WebPushException
 
 from notif.channels import Channel, ChannelContext
 from notif.errors import PermanentError, Skipped, TransientError, from_http_status
@@ -28,6 +33,7 @@ from notif.inputs import is_safe_link
 from notif.models import PushSubscription, utcnow
 from notif.outbound import OutboundRefused, matches_suffix
 from notif.reasons import NO_PUSH_SUBSCRIPTION
+from notif.vapid import VapidTokens
 
 MAX_PAYLOAD = 3800  # bytes of JSON, leaving room for encryption overhead under 4096
 TTL = {"high": 3600, "normal": 24 * 3600, "low": 7 * 24 * 3600}
@@ -85,6 +91,9 @@ def payload(notification, public_url: str | None) -> bytes:
 class PushChannel(Channel):
     name = "push"
 
+    def __init__(self) -> None:
+        self.tokens = VapidTokens()  # the process's signed VAPID headers, per push service origin
+
     def send(self, notification, delivery, ctx: ChannelContext) -> None:
         settings = ctx.settings
         if not settings.vapid_private_key:
@@ -101,16 +110,15 @@ class PushChannel(Channel):
                 problem = endpoint_problem(sub.endpoint, settings)
                 if problem:
                     raise OutboundRefused(problem)
-                webpush(
-                    subscription_info=sub.info(),
-                    data=data,
-                    vapid_private_key=settings.vapid_private_key,
-                    vapid_claims={"sub": settings.vapid_subject},  # a fresh dict each call: pywebpush adds to it
-                    ttl=ttl_for(notification),
-                    headers={"Urgency": URGENCY.get(notification.priority, "normal"), "Topic": topic},
-                    timeout=settings.push_timeout,
-                    requests_session=ctx.http(),
-                )
+                headers = self.tokens.headers(settings.vapid_private_key, sub.endpoint, settings.vapid_subject,
+                                              settings.vapid_token_seconds)
+                headers.update({"Urgency": URGENCY.get(notification.priority, "normal"), "Topic": topic})
+                # encrypted for each message (its own salt and keys); sent on the process's pooled session
+                response = WebPusher(sub.info(), requests_session=ctx.http()).send(
+                    data, headers, ttl=ttl_for(notification), timeout=settings.push_timeout)
+                if response.status_code > 202:  # as pywebpush's webpush() does
+                    raise WebPushException(f"Push failed: {response.status_code} {response.reason}\n"
+                                           f"Response body:{response.text}", response=response)
             except OutboundRefused as exc:
                 sub.delete_instance()  # it would be refused on every send: the user subscribes again from a browser
                 refused.append(exc.reason)

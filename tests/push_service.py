@@ -3,6 +3,8 @@
 It plays both sides a real push service connects: it accepts what a push service accepts
 (POST to the subscription's endpoint) and opens it as the subscribed browser would, with
 the subscriber's private key. ``/push/<name>?status=410`` answers with that status instead.
+It speaks HTTP/1.1 with keep-alive, as push services do, and counts the TCP connections it
+accepted (``connections``) and keeps each request's ``Authorization`` header (``authorizations``).
 """
 from __future__ import annotations
 
@@ -54,11 +56,16 @@ class PushService:
         self.subscribers: dict[str, Subscriber] = {}
         self.errors: list[str] = []
         self.requests = 0
+        self.connections = 0
+        self.authorizations: list[str] = []
         service = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: a client may send many requests on one connection
+
             def do_POST(self):
                 service.requests += 1
+                service.authorizations.append(self.headers.get("Authorization", ""))
                 url = urlparse(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = int(parse_qs(url.query).get("status", ["201"])[0])
@@ -77,7 +84,12 @@ class PushService:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            def process_request(self, request, client_address):
+                service.connections += 1
+                super().process_request(request, client_address)
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def subscriber(self, name: str, status: int | None = None) -> Subscriber:

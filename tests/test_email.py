@@ -1,4 +1,5 @@
 """The email channel against a real SMTP server on loopback (aiosmtpd)."""
+import asyncio
 import email
 from dataclasses import replace
 from email import policy
@@ -12,10 +13,23 @@ from notif.models import Delivery, Notification
 
 
 class Inbox:
-    """An SMTP server's handler: keeps what it is given; some addresses answer with an error."""
+    """An SMTP server's handler: keeps what it is given; some addresses answer with an error.
+
+    ``ehlos`` counts EHLO commands (one per connection), ``sessions`` the connection each message
+    came on; with ``drop_after_data`` set, the server closes the connection after accepting a message.
+    """
 
     def __init__(self):
         self.messages = []
+        self.ehlos = 0
+        self.sessions = []
+        self.drop_after_data = False
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.ehlos += 1
+        session.number = self.ehlos  # (not id(session): a closed session's id may be reused)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("busy@"):
@@ -27,6 +41,9 @@ class Inbox:
 
     async def handle_DATA(self, server, session, envelope):
         self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        self.sessions.append(session.number)
+        if self.drop_after_data:
+            asyncio.get_running_loop().call_soon(server.transport.close)  # after the 250 is written
         return "250 Message accepted"
 
 
@@ -122,3 +139,45 @@ def test_an_unsafe_link_stored_before_the_rule_never_reaches_the_email(mail_rt, 
     assert '<a class="button" href="https://app.example.com/reports/42"' in html
     assert "Ana &lt;b&gt;submitted&lt;/b&gt; a report" in html  # the html held an unsafe link: the escaped message
     assert "Open it\r\nElsewhere\r\nView report: https://app.example.com/reports/42" in text
+
+
+def test_several_emails_go_over_one_smtp_session(mail_rt, smtp):
+    inbox, _ = smtp
+    ids = [email_delivery(to=f"user{i}@example.com").id for i in range(5)]
+    assert [deliver(mail_rt, i) for i in ids] == ["sent"] * 5
+    assert len(inbox.messages) == 5 and inbox.ehlos == 1 and len(set(inbox.sessions)) == 1
+
+
+def test_a_dropped_connection_sends_the_next_email_on_a_fresh_one_once(mail_rt, smtp):
+    inbox, _ = smtp
+    inbox.drop_after_data = True
+    ids = [email_delivery(to=f"user{i}@example.com").id for i in range(3)]
+    assert [deliver(mail_rt, i) for i in ids] == ["sent"] * 3
+    assert sorted(m["Message-ID"] for m in inbox.messages) == sorted(
+        f"<notif-delivery-{i}@example.com>" for i in ids)  # nothing lost, nothing twice
+    assert len(set(inbox.sessions)) == 3 and inbox.ehlos == 3
+
+
+def test_an_idle_connection_is_closed_and_the_next_email_opens_another(mail_rt, smtp):
+    inbox, _ = smtp
+    connections = mail_rt.channels["email"].connections
+    now = [0.0]
+    connections.clock = lambda: now[0]
+    try:
+        deliver(mail_rt, email_delivery().id)
+        now[0] += 29  # within NOTIF_SMTP_IDLE_SECONDS (30)
+        deliver(mail_rt, email_delivery().id)
+        now[0] += 31
+        deliver(mail_rt, email_delivery().id)
+    finally:
+        import time
+        connections.clock = time.monotonic
+    assert len(inbox.messages) == 3 and inbox.ehlos == 2
+
+
+def test_idle_seconds_zero_opens_a_connection_per_email(mail_rt, smtp):
+    inbox, _ = smtp
+    rt = replace(mail_rt, settings=replace(mail_rt.settings, smtp_idle_seconds=0))
+    for _ in range(3):
+        assert deliver(rt, email_delivery().id) == "sent"
+    assert inbox.ehlos == 3 and len(set(inbox.sessions)) == 3

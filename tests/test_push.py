@@ -168,3 +168,61 @@ def test_push_services_list_refuses_other_hosts_at_send(push_rt, service):
     assert deliver(only, d.id) == "failed"
     assert "`push.attacker.example` is not a push service NOTIF_PUSH_SERVICES lists" in Delivery.get_by_id(d.id).last_error
     assert PushSubscription.select().count() == 0
+
+
+def authorization_tokens(service):
+    """Each request's VAPID JWT (``t=``) in order."""
+    return [dict(p.strip().split("=", 1) for p in a.partition(" ")[2].split(","))["t"] for a in service.authorizations]
+
+
+def test_pushes_to_one_service_reuse_connections_and_one_vapid_token(push_rt, service):
+    devices = [service.subscriber(f"d{i}") for i in range(5)]
+    for device in devices:
+        subscribe("u1", device)
+    for _ in range(2):
+        assert deliver(push_rt, push_delivery().id) == "sent", service.errors
+    assert all(len(device.received) == 2 for device in devices)  # each message decrypted: encrypted for each
+    assert service.requests == 10 and service.connections == 1
+    assert len(set(authorization_tokens(service))) == 1
+
+
+def test_another_push_service_gets_its_own_vapid_token(push_rt, service, vapid):
+    other = PushService(vapid[0])
+    try:
+        subscribe("u1", service.subscriber("here"))
+        subscribe("u1", other.subscriber("there"))
+        assert deliver(push_rt, push_delivery().id) == "sent", service.errors + other.errors
+        assert deliver(push_rt, push_delivery().id) == "sent", service.errors + other.errors
+        (mine,), (theirs,) = set(authorization_tokens(service)), set(authorization_tokens(other))
+        assert mine != theirs  # each push service checked its own audience
+    finally:
+        other.close()
+
+
+def test_the_vapid_token_is_signed_again_near_its_expiry(push_rt, service):
+    from dataclasses import replace
+    rt = replace(push_rt, settings=replace(push_rt.settings, vapid_token_seconds=120))
+    tokens = rt.channels["push"].tokens
+    now = [tokens.clock()]
+    tokens.clock = lambda: now[0]
+    try:
+        subscribe("u1", service.subscriber("phone"))
+        assert deliver(rt, push_delivery().id) == "sent"
+        now[0] += 100  # 20 s left: more than a twelfth of 120 s
+        assert deliver(rt, push_delivery().id) == "sent"
+        now[0] += 11  # 9 s left: replaced
+        assert deliver(rt, push_delivery().id) == "sent", service.errors
+    finally:
+        import time
+        tokens.clock = time.time
+    first, second, third = authorization_tokens(service)
+    assert first == second != third
+
+
+def test_a_token_lifetime_of_zero_signs_each_request(push_rt, service):
+    from dataclasses import replace
+    rt = replace(push_rt, settings=replace(push_rt.settings, vapid_token_seconds=0))
+    subscribe("u1", service.subscriber("phone"))
+    for _ in range(2):
+        assert deliver(rt, push_delivery().id) == "sent", service.errors
+    assert len(set(authorization_tokens(service))) == 2
