@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    the whole service on embedded defaults (SQLite, a private Redis, moto's SQS)
 #   make test   lint, type check, then the whole test suite against PostgreSQL and Redis on 127.0.0.1
-#   make test-fast   unit and in-process web API tests (no notif process started), under a minute
+#   make test-fast   unit and in-process web API tests (no notif process started), in four processes: under a minute
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -28,7 +28,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not faults and not processes" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 4 -m "not e2e and not faults and not processes" $(PYTEST_ARGS)
 
 # ruff (with import sorting) over everything; mypy over the service and its built-in channels
 lint: $(STAMP)

@@ -21,6 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN = os.environ.get("NOTIF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NOTIF_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
+#: every table a test may write, children before their parents (the `pg` fixture empties them; notif_schema_version
+#: stays; tests/test_models.py checks the list against notif.models.MODELS)
+EMPTIED_AFTER_EACH_TEST = (
+    "notif_delivery_attempt", "notif_escalation", "notif_delivery", "notif_notification", "notif_push_subscription",
+    "notif_preference", "notif_digest", "notif_cancellation", "notif_amendment", "notif_topic_member", "notif_fanout",
+    "notif_topic", "notif_webhook_event")
+
 def pg_admin():
     """An autocommit connection to the PostgreSQL server's admin database (to create and drop test databases)."""
     try:

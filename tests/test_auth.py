@@ -86,6 +86,7 @@ def test_the_test_suites_own_secrets_are_long_enough(env):
     check_secret(env["NOTIF_JWT_SECRET"])
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_notif_serve_refuses_a_short_secret_but_notif_dev_allows_one(asgi):
     short = {**os.environ, **asgi["env"], "NOTIF_JWT_SECRET": "too-short", "PORT": "1"}
     result = subprocess.run([sys.executable, "-m", "notif.cli", "serve", "--host", "127.0.0.1"], env=short,

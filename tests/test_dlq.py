@@ -12,6 +12,7 @@ from notif.models import Delivery, Notification
 from notif.poller.poller import to_received
 from notif.redis_keys import deliver_queue, dramatiq_messages_key
 
+pytestmark = pytest.mark.processes  # every test runs the notif command: not in the fast tier
 
 def cli(env, *args):
     result = subprocess.run([sys.executable, "-m", "notif.cli", "dlq", *args], env={**os.environ, **env},

@@ -356,6 +356,7 @@ def test_0013_adds_escalations_with_their_due_index_and_goes_back_keeping_everyt
     assert Escalation.select().count() == 0
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_templates_check_fails_an_escalate_section_naming_a_channel_not_loaded(tmp_path):
     import subprocess
     import sys

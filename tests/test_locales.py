@@ -211,6 +211,7 @@ def check(tmp_path) -> subprocess.CompletedProcess:
                                            "NOTIF_STATE_DIR": str(tmp_path / "state")})
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_templates_check_covers_every_locale():
     result = check(builtin_dir() / "nonexistent")
     assert result.returncode == 0, result.stdout
@@ -226,6 +227,7 @@ def test_templates_check_covers_every_locale():
     ("fr/NO_DEFAULT.toml", 'title = "t"\nmessage = "m"\n', "a localized template without a default"),
     ("fr-CA/COMMENT_ADDED.toml", 'title = "{{ x"\nmessage = "m"\n', "does not parse"),
 ])
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_templates_check_finds_a_broken_localized_template(tmp_path, name, source, words):
     (tmp_path / name).parent.mkdir(exist_ok=True)
     (tmp_path / name).write_text(source)

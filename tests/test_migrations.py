@@ -120,6 +120,7 @@ def test_a_rate_limit_deferral_becomes_a_state_of_its_own_and_back(fresh_db):
     assert [s for s, _ in statuses] == ["scheduled", "scheduled"] and statuses[0][1].startswith("rate limited")
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 @pytest.mark.processes  # runs `notif migrate` as a process, several times
 def test_the_cli_says_what_a_step_down_undoes_and_wants_yes(fresh_db, tmp_path):
     env = {"DATABASE_URL": fresh_db, "NOTIF_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}

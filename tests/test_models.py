@@ -3,10 +3,11 @@ import datetime as dt
 import peewee
 import pytest
 
+from helpers import EMPTIED_AFTER_EACH_TEST
 from notif import live
 from notif.db import database, init_database
 from notif.migrations import current_version, latest_version, migrate
-from notif.models import Delivery, Notification, utcnow
+from notif.models import MODELS, Delivery, Notification, utcnow
 
 
 def make(user_id="u1", key="k1", **extra):
@@ -67,3 +68,12 @@ def test_the_unread_count_counts_what_the_inbox_shows_with_one_statement_per_dat
     monkeypatch.setattr(live, "_COUNT_STATEMENTS", {})
     assert [live.unread_count("u1"), live.unread_count("u2"), live.unread_count("nobody")] == [3, 1, 0]
     assert list(live._COUNT_STATEMENTS) == [type(database.obj)]  # generated once, then reused
+
+
+def test_every_table_is_emptied_after_each_test_and_children_go_before_their_parents(pg):
+    """The `pg` fixture's list (DELETE, in order) names every table notif has: a test can never see another's rows."""
+    assert set(EMPTIED_AFTER_EACH_TEST) == {model._meta.table_name for model in MODELS}
+    position = {name: i for i, name in enumerate(EMPTIED_AFTER_EACH_TEST)}
+    for model in MODELS:
+        for fk in model._meta.refs:  # (foreign key field → the model it points at)
+            assert position[model._meta.table_name] < position[fk.rel_model._meta.table_name], (model, fk.rel_model)

@@ -54,6 +54,7 @@ def test_a_deployment_directory_overrides_the_builtins(tmp_path):
     assert "REPORT_SUBMITTED" in store(tmp_path).types()
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_templates_check_renders_every_builtin_template():
     result = subprocess.run([sys.executable, "-m", "notif.cli", "templates", "check"], capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "NOTIF_STATE_DIR": "/nonexistent"})
@@ -62,6 +63,7 @@ def test_templates_check_renders_every_builtin_template():
     assert ", 0 failed" in result.stdout
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_templates_check_fails_on_a_broken_template(tmp_path):
     (tmp_path / "BROKEN.toml").write_text('title = "{{ name }"\nmessage = "m"\n')
     result = subprocess.run([sys.executable, "-m", "notif.cli", "templates", "check"], capture_output=True, text=True,
@@ -70,6 +72,7 @@ def test_templates_check_fails_on_a_broken_template(tmp_path):
     assert "FAILED  BROKEN" in result.stdout
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_templates_check_fails_on_a_sample_that_renders_an_unsafe_link(tmp_path):
     (tmp_path / "SNEAKY.toml").write_text("title = 't'\nmessage = 'm'\n[[actions]]\nid = 'go'\nlabel = 'Go'\n"
                                           "url = '{{ target }}'\n[sample]\ntarget = 'javascript:alert(1)'\n")
@@ -87,6 +90,7 @@ def test_hostile_variables_are_data_not_code(hostile):
     assert "<script>" not in rendered.html and "49" not in rendered.message
 
 
+@pytest.mark.processes  # runs the notif command: not in the fast tier
 def test_preview_shows_each_channels_rendering():
     import json as _json
     result = subprocess.run([sys.executable, "-m", "notif.cli", "templates", "preview", "REPORT_SUBMITTED",
