@@ -334,3 +334,17 @@ def browser():
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# -- SMTP ------------------------------------------------------------------------------
+@pytest.fixture
+def smtp():
+    """A real SMTP server on a free loopback port: (its Inbox handler, its port)."""
+    from aiosmtpd.controller import Controller
+
+    from smtp_sink import Inbox
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield inbox, controller.port
+    controller.stop()

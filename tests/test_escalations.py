@@ -26,7 +26,6 @@ from notif.templates import TemplateStore
 from notif.topics import change
 from notif.trace import trace
 from test_digests import close_when_due
-from test_email import Inbox, smtp  # noqa: F401 (a fixture)
 from test_ingest import Enqueued, put, receive
 from test_migrations import fresh_db  # noqa: F401 (a fixture)
 

@@ -20,7 +20,6 @@ from notif.prepare import prepare
 from notif.templates import TemplateStore, builtin_dir
 from notif.topics import change
 from test_digests import close_when_due
-from test_email import Inbox, smtp  # noqa: F401 (a fixture)
 from test_escalations import later
 from test_ingest import Enqueued, put, receive
 

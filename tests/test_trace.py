@@ -13,9 +13,8 @@ import sys
 from dataclasses import replace
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from helpers import free_port, pg_query, token, wait_until
+from helpers import pg_query, token, wait_until
 from notif.cancels import cancel_scheduled
 from notif.db import database, init_database
 from notif.deliver import RetryLater, deliver, deliver_batch
@@ -29,7 +28,6 @@ from notif.vapid import generate
 from notif.web.messages import Trace
 from push_service import PushService
 from test_digests import close_when_due
-from test_email import Inbox
 from test_fanout_bulk import fanout_actor
 from test_ingest import Enqueued, put, receive
 
@@ -47,15 +45,6 @@ def push_service():
     service = PushService(public)
     yield service, public, private
     service.close()
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield inbox, controller.port
-    controller.stop()
 
 
 @pytest.fixture

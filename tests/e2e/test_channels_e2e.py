@@ -17,7 +17,7 @@ from helpers import ROOT, auth, free_port, wait_until
 from notif.models import Delivery
 from notif.vapid import generate
 from push_service import PushService
-from test_email import Inbox
+from smtp_sink import Inbox
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = ROOT / "examples" / "notif-webhook"

@@ -8,27 +8,16 @@ import time
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
-from helpers import free_port, wait_until
+from helpers import wait_until
 from notif.auth import make_token
 from notif.models import Delivery, Escalation, Notification, utcnow
-from test_email import Inbox
 
 pytestmark = pytest.mark.e2e
 
 AFTER = 4  # seconds: long enough to kill a scheduler and start another before it is due
 INTERVAL = 0.25  # NOTIF_ESCALATION_INTERVAL
 TTL = 1.5  # NOTIF_LEADER_TTL: a killed leader's lock lapses this fast
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield inbox, controller.port
-    controller.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from notif.auth import make_token
 from notif.models import Delivery
 from notif.vapid import generate
 from push_service import PushService
-from test_email import Inbox
+from smtp_sink import Inbox
 
 pytestmark = pytest.mark.e2e
 
