@@ -151,6 +151,20 @@ def main(rows: int = 10_000_000, users: int = 100_000, small: int = 10_000, requ
     return result
 
 
+def summary(box: dict) -> list[str]:
+    """The lines ``make bench`` prints for this benchmark."""
+    lines = []
+    for name in ("inbox_page", "unread_count", "mark_read"):
+        large, small = box["large"]["ms"][name], box["small"]["ms"][name]
+        lines.append(f"inbox {name:<13} at {box['large']['generated']['rows']:,} rows p50 {large['p50']} ms, "
+                     f"p99 {large['p99']} ms   (at {box['small']['generated']['rows']:,}: p50 {small['p50']} ms, "
+                     f"p99 {small['p99']} ms)")
+        if "baseline_ms" in box["large"]:
+            before = box["large"]["baseline_ms"][name]
+            lines.append(f"  baseline ({box['baseline']}), same run: p50 {before['p50']} ms, p99 {before['p99']} ms")
+    return lines
+
+
 if __name__ == "__main__":
     import json
     print(json.dumps(main(int(os.environ.get("BENCH_INBOX_ROWS", "10000000")),

@@ -275,5 +275,21 @@ def main(n_messages: int = 100_000, sqs_rate: float = 100, sqs_seconds: float = 
     }
 
 
+def summary(t: dict) -> list[str]:
+    """The lines ``make bench`` prints for this benchmark."""
+    return [
+        f"ingest        notif {t['ingest']['per_s']:,} notifications/s in batches of {t['batch']} "
+        f"({t['ingest_batches_of_10']['per_s']:,}/s in batches of 10, ratio {t['ratio_ingest_of_10_to_noop']})   "
+        f"no-op Dramatiq {t['noop_dramatiq']['messages_per_s']:,} messages/s (ratio {t['ratio_ingest_to_noop']})   "
+        f"PostgreSQL {t['postgres_ceiling']['rows_per_s']:,} rows/s (ratio {t['ratio_ingest_to_postgres']})",
+        f"deliver       in-app: made by ingest, batch by batch; one Dramatiq message each: {t['deliver']['per_s']:,}/s",
+        f"through SQS   {t['through_sqs']['rate_per_s']:g} msg/s paced: all committed "
+        f"{t['through_sqs']['lag_after_last_send_s']} s after the last send",
+        f"worker RSS    {t['ingest']['rss'][0]['rss_mib']} MiB at {t['ingest']['rss'][0]['at']:,}, "
+        f"{t['ingest']['rss'][-1]['rss_mib']} MiB at {t['ingest']['rss'][-1]['at']:,} "
+        f"(growth {t['worker_rss_growth'] * 100:.1f} %)",
+    ]
+
+
 if __name__ == "__main__":
     print(json.dumps(main(int(os.environ.get("BENCH_MESSAGES", "100000"))), indent=2))

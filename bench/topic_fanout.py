@@ -144,6 +144,18 @@ def main(subscribers: int = 1_000_000, high_rate: float = 10, seconds: float = 2
     return {"postgres_copy": baseline, "fanout": fanout, "high_during_fanout": high_result}
 
 
+def summary(top: dict) -> list[str]:
+    """The lines ``make bench`` prints for this benchmark."""
+    fan, hi = top["fanout"], top["high_during_fanout"]
+    return [
+        f"topic of {fan['subscribers']:,}   every row committed in {fan['stored_s']} s, delivered in-app in "
+        f"{fan['delivered_s']} s: {fan['recipients_per_s']:,} recipients/s   (PostgreSQL COPY "
+        f"{top['postgres_copy']['rows_per_s']:,} rows/s; ratio {fan['ratio_to_copy']})",
+        f"HIGH during it  p99 {hi['high_under_fanout_ms']['p99']} ms vs {hi['high_idle_ms']['p99']} ms idle "
+        f"(ratio {hi['ratio_p99']})",
+    ]
+
+
 if __name__ == "__main__":
     size = int(os.environ.get("BENCH_TOPIC_SUBSCRIBERS", "1000000"))
     print(json.dumps(main(size), indent=2))
