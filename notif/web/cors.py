@@ -17,7 +17,7 @@ a page of a listed origin can read the user's notifications only with the user's
 Every answer on these paths says ``Vary: Origin`` (a cache must not hand one origin's answer
 to another). Registered outermost (notif.web.app), so the answers of the layers inside it —
 401, 413, 422, 429, 503 — carry the headers too: a page must be able to read a 401 to know
-its token has expired.
+its token has expired; an unhandled error's 500 is answered here, with them, too.
 """
 from __future__ import annotations
 
@@ -75,13 +75,28 @@ class CORS:
         ours = [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS)] \
             if allowed and origin is not None else []
 
+        started = False
+
         async def with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [(n, v) for n, v in message.get("headers", ()) if not n.lower().startswith(b"access-control-")]
                 message["headers"] = _with_vary(headers) + ours
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:
+            # Starlette answers an unhandled error outside every middleware, so its 500 would carry no CORS
+            # headers and a page could not even read its status; answer it here, then let the error go on
+            # to be logged (Starlette sends nothing more once a response has started).
+            if not started:
+                body = json.dumps({"error": "internal_error", "reason": "notif failed to answer; see its logs"}).encode()
+                await with_headers({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await with_headers({"type": "http.response.body", "body": body})
+            raise
 
     async def _preflight(self, send: Send, origin: bytes | None) -> None:
         if origin is None:

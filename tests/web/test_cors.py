@@ -126,3 +126,24 @@ def test_the_live_stream_and_its_refusals_carry_the_headers_over_a_real_socket(p
         assert refused.status_code == 401
         allowed(refused)
         assert cors_headers(http.get("/events", headers={"Origin": EVIL})) == {}  # (a 401: no stream to wait on)
+
+
+def test_an_unhandled_error_is_a_500_the_page_can_read():
+    """Starlette answers an unhandled error outside every middleware: without CORS answering it, a host's page
+    would see an opaque network error instead of a 500."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from notif.web.cors import CORS
+
+    def boom(request):
+        raise RuntimeError("a bug")
+
+    app = Starlette(routes=[Route("/api/boom", boom)], middleware=[Middleware(CORS, origins=[HOST])])
+    with TestClient(app, raise_server_exceptions=False) as browser:
+        response = browser.get("/api/boom", headers={"Origin": HOST})
+    assert response.status_code == 500
+    allowed(response)
+    assert response.json()["error"] == "internal_error"
