@@ -39,7 +39,7 @@ from ..outbound import Allowance, OutboundPolicy, OutboundRefused, OutboundSessi
 from ..retries import RetryPolicy
 from ..runtime import Runtime
 from . import states
-from .signing import headers, secret_key
+from .signing import headers, secret_keys
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Sender:
     """A process's webhook client: the endpoints, the key, the policies and one pooled session."""
 
     endpoints: frozenset[str]
-    key: bytes | None
+    keys: tuple[bytes, ...]  # one per secret in NOTIF_WEBHOOK_SECRET (several while rotating)
     session: OutboundSession
     retry: RetryPolicy
     timeout: tuple[float, float]
@@ -78,7 +78,7 @@ class Sender:
     @classmethod
     def from_settings(cls, settings: Settings) -> Sender:
         return cls(endpoints=frozenset(settings.webhook_urls),
-                   key=secret_key(settings.webhook_secret) if settings.webhook_secret else None,
+                   keys=secret_keys(settings.webhook_secret) if settings.webhook_secret else (),
                    session=OutboundSession(OutboundPolicy(allow=_allowance(settings),
                                                           plain=Allowance.parse(settings.outbound_allow))),
                    retry=RetryPolicy(max_attempts=max(1, settings.webhook_max_attempts), base_seconds=2.0,
@@ -89,10 +89,10 @@ class Sender:
         """One attempt; the 2xx status, or a PermanentError / TransientError saying why not."""
         if event.endpoint not in self.endpoints:
             raise PermanentError("its endpoint is no longer in NOTIF_WEBHOOK_URL; add it back and replay, or purge")
-        if self.key is None:  # (the settings refuse a URL without a secret; a row may outlive both)
+        if not self.keys:  # (the settings refuse a URL without a secret; a row may outlive both)
             raise PermanentError("NOTIF_WEBHOOK_SECRET is not set")
         body = event.body.encode()
-        signed = headers(self.key, event.webhook_id, int(time.time()), body)
+        signed = headers(self.keys, event.webhook_id, int(time.time()), body)
         try:
             response = self.session.post(event.endpoint, data=body, timeout=self.timeout, stream=True, headers={
                 **signed, "content-type": "application/json", "user-agent": USER_AGENT})

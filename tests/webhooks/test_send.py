@@ -1,6 +1,7 @@
 """Sending one event to a real HTTP receiver on loopback: every request verified by the official Standard
 Webhooks library; the answer decides (2xx sent; 429/5xx/network/timeouts retried with backoff; 410, 3xx
 and other 4xx dead-lettered); the webhook-id never changes; no secret or signature in a log line."""
+import base64
 import datetime as dt
 import json
 import logging
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prometheus_client import REGISTRY
+from standardwebhooks import Webhook
 
 from helpers import free_port
 from notif.deliver import RetryLater
@@ -216,3 +218,16 @@ def test_the_configured_https_hosts_are_allowed_and_no_other_private_one(hooked,
 def test_a_disabled_outbox_writes_nothing(pg):
     assert WebhookOutbox.disabled().write([("delivery.failed", utcnow(), {})]) == []
     assert WebhookEvent.select().count() == 0
+
+
+def test_while_rotating_the_secret_a_receiver_with_the_old_or_the_new_one_verifies(to, receiver, pg):
+    """NOTIF_WEBHOOK_SECRET=new,old signs each attempt with both: the receiver (verifying with the old secret, as
+    it still does) accepts it, and one verifying with the new secret only would too."""
+    new = "whsec_" + base64.b64encode(bytes(range(1, 33))).decode()
+    rt = to(NOTIF_WEBHOOK_SECRET=f"{new}, {SECRET}")
+    (event,) = write(rt)
+    assert send(rt, event.id) == "sent"
+    (got,) = receiver.all()
+    assert got.payload is not None and got.status == 204  # the receiver's library, with the old secret
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(new).verify(got.body, got.headers)["data"]["correlation_id"] == "corr-42"

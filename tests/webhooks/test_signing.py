@@ -64,3 +64,13 @@ def test_a_good_secret_padded_or_not():
     assert parse_secret(VECTOR_SECRET) == VECTOR_SECRET  # 24 bytes: the spec's smallest
     unpadded = "whsec_" + base64.b64encode(bytes(range(25))).decode().rstrip("=")
     assert secret_key(parse_secret(unpadded)) == bytes(range(25))
+
+
+def test_several_secrets_are_each_checked_and_named_by_position():
+    other = "whsec_" + base64.b64encode(bytes(range(40))).decode()
+    assert parse_secret(f" {VECTOR_SECRET} ,{other}") == f"{VECTOR_SECRET},{other}"
+    with pytest.raises(ValueError, match="secret 2 of 2 .*starts with `whsec_`") as caught:
+        parse_secret(f"{VECTOR_SECRET},MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    assert "MfKQ9r8G" not in str(caught.value)
+    with pytest.raises(ValueError, match="secret 2 of 2 .*empty"):
+        parse_secret(f"{VECTOR_SECRET},")
