@@ -8,7 +8,6 @@ terminal with nothing configured.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -16,215 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from . import config_values as parse
+from .config_values import FEATURES, PRIORITIES
 from .errors import ConfigError
-from .outbound import Allowance, OutboundPolicy, OutboundRefused
 from .webhooks.events import parse_events
 from .webhooks.signing import parse_secret
 
-PRIORITIES = ("high", "normal", "low")
-
 HELP = "run `notif dev` for a local stack or see README › Configuration"
-
-
-def _weights(text: str) -> dict[str, int]:
-    weights: dict[str, int] = {}
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        if not sep or name not in PRIORITIES or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"expected high=N,normal=N,low=N with N >= 1, got {text!r}")
-        weights[name] = int(value)
-    missing = set(PRIORITIES) - set(weights)
-    if missing:
-        raise ValueError(f"missing weight for {', '.join(sorted(missing))} in {text!r}")
-    return weights
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
-
-
-def _outbound_allow(text: str) -> tuple[str, ...]:
-    entries = _csv(text)
-    Allowance.parse(entries)  # ValueError names a bad entry
-    return entries
-
-
-_ORIGIN_FORM = ("expected an origin: scheme://host[:port] with http or https, no path, no trailing slash, "
-                "no wildcard, e.g. https://app.example.com or http://localhost:3000")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(entry: str) -> str:
-    """One CORS origin, as a browser sends it in ``Origin`` (lower case, no default port); ValueError otherwise."""
-    parts = urlsplit(entry)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if "*" in entry:
-        problem = "a wildcard is not allowed: list each origin"
-    elif parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
-        problem = "it needs http:// or https:// and a host"
-    elif parts.path or parts.query or parts.fragment or entry.endswith(("?", "#")):
-        problem = "it has a path, query or fragment; an origin has none, not even a trailing slash"
-    elif parts.username is not None or parts.password is not None:
-        problem = "it has a user or password"
-    elif port == -1 or port == 0 or parts.netloc.endswith(":"):
-        problem = "its port is not a number from 1 to 65535"
-    else:
-        scheme = parts.scheme.lower()
-        host = parts.netloc.lower() if port is None else parts.netloc.rsplit(":", 1)[0].lower()
-        return f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}")
-    raise ValueError(f"{entry!r} is not an origin ({problem}); {_ORIGIN_FORM}")
-
-
-def _origins(text: str) -> tuple[str, ...] | None:
-    """``NOTIF_CORS_ORIGINS``: origins separated by commas and/or spaces; None when there are none."""
-    entries = [part for part in re.split(r"[\s,]+", text) if part]
-    return tuple(dict.fromkeys(_origin(entry) for entry in entries)) or None
-
-
-def _webhook_urls(text: str) -> tuple[str, ...]:
-    """``NOTIF_WEBHOOK_URL``: one or several URLs, separated by commas and/or spaces (each checked with the rest
-    of the settings, in :func:`_check_webhooks`)."""
-    return tuple(dict.fromkeys(part for part in re.split(r"[\s,]+", text) if part))
-
-
-def _webhook_timeout(text: str) -> float:
-    """Seconds for a webhook receiver's answer: more than 0, at most 50 (the sender's actor has 60 in all)."""
-    value = float(text)
-    if not 0 < value <= 50:
-        raise ValueError(f"expected seconds above 0 and at most 50, got {text!r}")
-    return value
-
-
-def _check_webhooks(values: dict[str, Any]) -> None:
-    """The webhook settings together: a secret for any URL, and each URL fit for the outbound policy (http(s),
-    a host, no credentials; plain http only to a host NOTIF_OUTBOUND_ALLOW lists). ConfigError names the URL."""
-    urls = values["webhook_urls"]
-    if not urls:
-        return
-    if not values["webhook_secret"]:
-        raise ConfigError("NOTIF_WEBHOOK_URL is set but NOTIF_WEBHOOK_SECRET is not: webhooks are signed (Standard "
-                          "Webhooks); set it to whsec_ and 24 to 64 random bytes in base64, e.g. "
-                          "`python -c 'import base64, secrets; print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())'`")
-    allow = Allowance.parse(values["outbound_allow"])
-    policy = OutboundPolicy(allow=allow)
-    for url in urls:
-        try:
-            scheme, host, port = policy.parse(url)
-        except OutboundRefused as exc:
-            raise ConfigError(f"NOTIF_WEBHOOK_URL: {url!r} cannot be used: {exc.reason}") from None
-        if scheme == "http" and not (allow.host(host, port) or _allowed_literal(allow, host, port)):
-            raise ConfigError(f"NOTIF_WEBHOOK_URL: {url!r} uses plain http, which goes only to a host "
-                              f"NOTIF_OUTBOUND_ALLOW lists (add `{host}` there, or use https)")
-
-
-def _allowed_literal(allow: Allowance, host: str, port: int) -> bool:
-    try:
-        return allow.address(ipaddress.ip_address(host.strip("[]")), port)
-    except ValueError:
-        return False
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true/false, got {text!r}")
-
-
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
-          "d": 86400, "day": 86400}
-_LIMIT = re.compile(r"^(\d+)/(\d*)([a-z]+?)s?$")
-
-
-def _rate_limits(text: str) -> dict[str, tuple[int, float]]:
-    """``push=10/minute,email=20/hour`` → {channel: (count, period seconds)}; also ``5/30s``."""
-    limits: dict[str, tuple[int, float]] = {}
-    if text.strip().lower() in ("off", "none"):
-        return limits
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        channel, sep, spec = part.partition("=")
-        match = _LIMIT.match(spec.lower()) if sep and channel else None
-        unit = match and (_UNITS.get(match.group(3)) or _UNITS.get(match.group(3) + "s"))
-        if not match or not unit or int(match.group(1)) < 1:
-            raise ValueError(f"expected channel=COUNT/PERIOD such as push=10/minute or email=20/hour "
-                             f"(periods: s, min, h, day, or e.g. 30s), got {part!r}")
-        limits[channel] = (int(match.group(1)), float(int(match.group(2) or 1) * unit))
-    return limits
-
-
-FEATURES = ("sse", "push", "email", "digests", "rate_limits", "scheduling", "priorities")
-FEATURE_OFF = {  # what each flag does when off: the old worker's behaviour, never an error
-    "sse": "no live events: /events answers 404, the inbox still fills and can be polled",
-    "push": "push deliveries are recorded as skipped",
-    "email": "email deliveries are recorded as skipped",
-    "digests": "batch_key and [digest] windows are ignored: every notification goes out on its own",
-    "rate_limits": "no per-user limits: nothing is deferred",
-    "scheduling": "send_at is ignored: scheduled notifications go out at once",
-    "priorities": "one priority: every message is NORMAL and the poller shares receives equally",
-}
-
-
-def _features(text: str) -> frozenset[str]:
-    """``all`` (default), ``none``, a list (``sse,push``), or ``all,-digests`` to take some away."""
-    items = [p.strip().lower() for p in text.split(",") if p.strip()]
-    on: set[str] = set()
-    for item in items:
-        name = item.lstrip("-+")
-        if name in ("all", "none"):
-            on = set(FEATURES) if name == "all" and not item.startswith("-") else set()
-        elif name in FEATURES:
-            (on.discard if item.startswith("-") else on.add)(name)
-        else:
-            close = [f for f in FEATURES if f.startswith(name[:3])]
-            raise ValueError(f"unknown feature {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; features: {', '.join(FEATURES)}, or all / none")
-    return frozenset(on)
-
-
-def _tls_verify(text: str) -> str:
-    value = text.strip().lower()
-    if value not in ("required", "none"):
-        raise ValueError(f"expected `required` or `none`, got {text!r}")
-    return value
-
-
-def _vapid_seconds(text: str) -> int:
-    """A VAPID token's lifetime: RFC 8292 allows at most 24 hours."""
-    value = _count(text)
-    if value > 86400:
-        raise ValueError(f"a VAPID token lives at most 86400 seconds (RFC 8292), got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0 (a cap of 0 means no cap)."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def _bytes(text: str) -> int:
-    """A size in bytes: ``65536``, ``64k``/``64KiB`` or ``1m``/``1MiB``."""
-    match = re.fullmatch(r"(\d+)\s*(k|kb|kib|m|mb|mib)?", text.strip().lower())
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"expected a size in bytes such as 65536, 64k or 1m, got {text!r}")
-    return int(match.group(1)) * {None: 1, "k": 1024, "m": 1024 * 1024}[match.group(2) and match.group(2)[0]]
-
-
-def _flag(text: str) -> bool | None:
-    return None if text.strip().lower() in ("", "default") else _bool(text)
 
 
 def env(name: str, default: Any = None, cast: Callable[[str], Any] = str, doc: str = "", secret: bool = False) -> Any:
@@ -249,7 +47,7 @@ def _masked(name: str, value: Any, secret: bool) -> str:
 class Settings:
     database_url: str = env("DATABASE_URL", "sqlite:///notif.db", doc="`postgres://…` or `sqlite:///path`")
     redis_url: str | None = env("REDIS_URL", doc="Redis for Dramatiq, fan-out, locks, limits")
-    redis_tls_verify: str = env("NOTIF_REDIS_TLS_VERIFY", "required", _tls_verify, doc="for a `rediss://` REDIS_URL: `required` (verify the server's certificate) or `none` (Heroku Redis: a self-signed certificate)")
+    redis_tls_verify: str = env("NOTIF_REDIS_TLS_VERIFY", "required", parse.tls_verify, doc="for a `rediss://` REDIS_URL: `required` (verify the server's certificate) or `none` (Heroku Redis: a self-signed certificate)")
     redis_tls_ca: str | None = env("NOTIF_REDIS_TLS_CA", doc="for a `rediss://` REDIS_URL: a CA file (PEM) to verify the server's certificate with")
     redis_prefix: str = env("NOTIF_REDIS_PREFIX", "notif", doc="prefix of every Redis key notif uses (one per deployment or test run)")
     aws_endpoint_url: str | None = env("AWS_ENDPOINT_URL", doc="SQS endpoint override (boto3's own variable)")
@@ -264,22 +62,22 @@ class Settings:
     jwt_audience: str | None = env("NOTIF_JWT_AUDIENCE", doc="when set, a token's `aud` must name it (and `notif token` adds it)")
     jwt_issuer: str | None = env("NOTIF_JWT_ISSUER", doc="when set, a token's `iss` must be it (and `notif token` adds it)")
     port: int = env("PORT", 8000, int, doc="web port")
-    cors_origins: tuple | None = env("NOTIF_CORS_ORIGINS", None, _origins, doc="origins (`scheme://host[:port]`, separated by commas or spaces) of host apps whose pages may call `/api/*`, `/events` and `/notif-inbox.js` from the browser (CORS, for bearer tokens: no credentials); unset: no CORS headers at all (see docs/security.md › CORS)")
+    cors_origins: tuple | None = env("NOTIF_CORS_ORIGINS", None, parse.origins, doc="origins (`scheme://host[:port]`, separated by commas or spaces) of host apps whose pages may call `/api/*`, `/events` and `/notif-inbox.js` from the browser (CORS, for bearer tokens: no credentials); unset: no CORS headers at all (see docs/security.md › CORS)")
     public_url: str | None = env("NOTIF_PUBLIC_URL", doc="the host app's base URL: relative action links in emails and pushes are made absolute with it")
     vapid_private_key: str | None = env("VAPID_PRIVATE_KEY", doc="Web Push: the VAPID private key (`notif vapid` makes a pair)", secret=True)
     vapid_public_key: str | None = env("VAPID_PUBLIC_KEY", doc="Web Push: the VAPID public key, given to browsers")
     vapid_subject: str = env("VAPID_SUBJECT", "mailto:notifications@example.com", doc="Web Push: a contact for the push services (mailto: or https:)")
     push_timeout: float = env("NOTIF_PUSH_TIMEOUT", 10.0, float, doc="seconds for one push service request")
-    push_services: tuple = env("NOTIF_PUSH_SERVICES", "", _csv, doc="Web Push: accept only endpoints on these host suffixes (e.g. `fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com`); empty: any public https host")
+    push_services: tuple = env("NOTIF_PUSH_SERVICES", "", parse.csv_list, doc="Web Push: accept only endpoints on these host suffixes (e.g. `fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com`); empty: any public https host")
     push_max_per_user: int = env("NOTIF_PUSH_MAX_PER_USER", 10, int, doc="Web Push: most subscriptions (browsers) kept per user; a new one beyond it drops the oldest")
-    vapid_token_seconds: int = env("NOTIF_VAPID_TOKEN_SECONDS", 43200, _vapid_seconds, doc="Web Push: lifetime of the signed VAPID token, reused for every push to one push service until less than a twelfth of it is left (at most 86400; `0`: a new signature for each request)")
-    outbound_allow: tuple = env("NOTIF_OUTBOUND_ALLOW", "", _outbound_allow, doc="hosts, `host:port`s and CIDRs that outbound calls (push, webhooks, plugins) may reach although private or loopback, and the only ones plain http may reach (e.g. `127.0.0.1` for a local push service; `notif dev` sets loopback)")
-    webhook_urls: tuple = env("NOTIF_WEBHOOK_URL", "", _webhook_urls, doc="the host app's webhook endpoint(s), separated by commas or spaces: notif POSTs events (README › Webhooks) to each, signed as Standard Webhooks says; https, or plain http to a host NOTIF_OUTBOUND_ALLOW lists; a bad one stops start-up naming it; unset: no webhooks, nothing written")
+    vapid_token_seconds: int = env("NOTIF_VAPID_TOKEN_SECONDS", 43200, parse.vapid_seconds, doc="Web Push: lifetime of the signed VAPID token, reused for every push to one push service until less than a twelfth of it is left (at most 86400; `0`: a new signature for each request)")
+    outbound_allow: tuple = env("NOTIF_OUTBOUND_ALLOW", "", parse.outbound_allow, doc="hosts, `host:port`s and CIDRs that outbound calls (push, webhooks, plugins) may reach although private or loopback, and the only ones plain http may reach (e.g. `127.0.0.1` for a local push service; `notif dev` sets loopback)")
+    webhook_urls: tuple = env("NOTIF_WEBHOOK_URL", "", parse.webhook_urls, doc="the host app's webhook endpoint(s), separated by commas or spaces: notif POSTs events (README › Webhooks) to each, signed as Standard Webhooks says; https, or plain http to a host NOTIF_OUTBOUND_ALLOW lists; a bad one stops start-up naming it; unset: no webhooks, nothing written")
     webhook_secret: str | None = env("NOTIF_WEBHOOK_SECRET", None, parse_secret, doc="the webhooks' signing secret: `whsec_` and 24 to 64 random bytes in base64 (required with NOTIF_WEBHOOK_URL; never logged); to rotate, several comma-separated, the new one first: each is signed with all", secret=True)
     webhook_events: frozenset = env("NOTIF_WEBHOOK_EVENTS", "all", parse_events, doc="which events are sent: `all`, or a list of types (`delivery.failed,notification.read`), `delivery.*`, or `all,-notification.seen`")
-    webhook_topic_recipients: bool = env("NOTIF_WEBHOOK_TOPIC_RECIPIENTS", False, _bool, doc="a topic message's events per recipient (`notification.stored`, `delivery.sent`: one row each, a million for a million members); off: one `notification.stored` per topic message, with the recipient count")
+    webhook_topic_recipients: bool = env("NOTIF_WEBHOOK_TOPIC_RECIPIENTS", False, parse.boolean, doc="a topic message's events per recipient (`notification.stored`, `delivery.sent`: one row each, a million for a million members); off: one `notification.stored` per topic message, with the recipient count")
     webhook_max_attempts: int = env("NOTIF_WEBHOOK_MAX_ATTEMPTS", 15, int, doc="tries of one webhook event (exponential backoff with jitter, from 2 s up to an hour apart: about 3 hours in all) before it is dead-lettered (`notif dlq`)")
-    webhook_timeout: float = env("NOTIF_WEBHOOK_TIMEOUT", 15.0, _webhook_timeout, doc="seconds a webhook receiver has to answer, at most 50 (connecting: at most 5 of them)")
+    webhook_timeout: float = env("NOTIF_WEBHOOK_TIMEOUT", 15.0, parse.webhook_timeout, doc="seconds a webhook receiver has to answer, at most 50 (connecting: at most 5 of them)")
     smtp_url: str | None = env("SMTP_URL", doc="email: `smtp://user:pass@host:587` (STARTTLS when offered) or `smtps://…:465`", secret=True)
     email_from: str | None = env("EMAIL_FROM", doc="email: the From address")
     smtp_timeout: float = env("NOTIF_SMTP_TIMEOUT", 15.0, float, doc="seconds for the SMTP conversation's each step")
@@ -288,11 +86,11 @@ class Settings:
     sse_ping_seconds: float = env("NOTIF_SSE_PING_SECONDS", 15.0, float, doc="heartbeat comment interval on SSE streams (proxies close idle connections)")
     sse_send_timeout: float = env("NOTIF_SSE_SEND_TIMEOUT", 10.0, float, doc="an SSE client that does not take an event within this many seconds is dropped")
     sse_retry_ms: int = env("NOTIF_SSE_RETRY_MS", 3000, int, doc="the `retry:` a browser waits before reconnecting")
-    sse_max_per_user: int = env("NOTIF_SSE_MAX_PER_USER", 5, _count, doc="live SSE streams one user may hold open across all web processes (tabs, devices); one more gets 429 (`0`: no cap)")
-    sse_max_streams: int = env("NOTIF_SSE_MAX_STREAMS", 5000, _count, doc="live SSE streams one web process holds (each is an open socket; keep well under the open-file limit); one more gets 429 (`0`: no cap)")
-    max_body: int = env("NOTIF_MAX_BODY", 65536, _bytes, doc="largest request body the web process reads, on every route (bytes, or `64k`, `1m`); a larger one gets 413")
-    metrics_token: str | None = env("NOTIF_METRICS_TOKEN", doc="when set, `GET /metrics` needs `Authorization: Bearer <it>` and `GET /readyz` shows its details (checks, features, processes) only with it", secret=True)
-    poll_weights: dict = env("NOTIF_POLL_WEIGHTS", "high=6,normal=3,low=1", _weights, doc="share of receives per priority when the workers are busy")
+    sse_max_per_user: int = env("NOTIF_SSE_MAX_PER_USER", 5, parse.count, doc="live SSE streams one user may hold open across all web processes (tabs, devices); one more gets 429 (`0`: no cap)")
+    sse_max_streams: int = env("NOTIF_SSE_MAX_STREAMS", 5000, parse.count, doc="live SSE streams one web process holds (each is an open socket; keep well under the open-file limit); one more gets 429 (`0`: no cap)")
+    max_body: int = env("NOTIF_MAX_BODY", 65536, parse.byte_size, doc="largest request body the web process reads, on every route (bytes, or `64k`, `1m`); a larger one gets 413")
+    metrics_token: str | None = env("NOTIF_METRICS_TOKEN", doc="when set, `GET /metrics` needs `Authorization: Bearer <it>` and `GET /readyz` shows its details (checks, parse.features, processes) only with it", secret=True)
+    poll_weights: dict = env("NOTIF_POLL_WEIGHTS", "high=6,normal=3,low=1", parse.weights, doc="share of receives per priority when the workers are busy")
     poll_wait_seconds: int = env("NOTIF_POLL_WAIT_SECONDS", 20, int, doc="SQS long-poll wait")
     visibility_timeout: int = env("NOTIF_VISIBILITY_TIMEOUT", 120, int, doc="seconds a received SQS message stays hidden while notif stores it")
     max_queued: int = env("NOTIF_MAX_QUEUED", 16, int, doc="pause receiving a priority while its ingest queue in Redis holds this many batches")
@@ -305,33 +103,33 @@ class Settings:
     sweep_interval_seconds: float = env("NOTIF_SWEEP_INTERVAL", 15.0, float, doc="seconds between outbox sweeps (scheduler)")
     sweep_grace_seconds: float = env("NOTIF_SWEEP_GRACE", 120.0, float, doc="a pending delivery this overdue is enqueued again (its message was lost)")
     sweep_lease_seconds: float = env("NOTIF_SWEEP_LEASE", 300.0, float, doc="a delivery `sending` this long is reclaimed (its worker died)")
-    retention_days: int = env("NOTIF_RETENTION_DAYS", 90, _count, doc="notifications older than this many days are deleted with their deliveries by the leading scheduler, in small batches, unless a delivery is still owed, and so are webhook events sent that long ago (`0`: keep everything); see docs/runbook.md › Retention")
+    retention_days: int = env("NOTIF_RETENTION_DAYS", 90, parse.count, doc="notifications older than this many days are deleted with their deliveries by the leading scheduler, in small batches, unless a delivery is still owed, and so are webhook events sent that long ago (`0`: keep everything); see docs/runbook.md › Retention")
     leader_ttl: float = env("NOTIF_LEADER_TTL", 10.0, float, doc="seconds a scheduler's leadership lasts without renewal (failover time)")
-    sla_seconds: dict = env("NOTIF_SLA_SECONDS", "high=5,normal=60,low=900", _weights, doc="end-to-end target per priority (SQS send to first delivery); slower counts as a breach")
+    sla_seconds: dict = env("NOTIF_SLA_SECONDS", "high=5,normal=60,low=900", parse.weights, doc="end-to-end target per priority (SQS send to first delivery); slower counts as a breach")
     escalation_interval_seconds: float = env("NOTIF_ESCALATION_INTERVAL", 1.0, float, doc="seconds between the leading scheduler's passes over due escalations (an escalation goes out within this long of its time)")
     heartbeat_seconds: float = env("NOTIF_HEARTBEAT_SECONDS", 5.0, float, doc="how often each process reports it is alive; three missed beats mark it stopped")
     metrics_port: int | None = env("NOTIF_METRICS_PORT", None, int, doc="port for this process's /metrics (poller 9301, scheduler 9302, worker 9191 when unset; the web process serves /metrics on PORT)")
     templates_dir: str | None = env("NOTIF_TEMPLATES_DIR", doc="a deployment's own templates, looked up before the built-ins")
-    preference_types: tuple = env("NOTIF_PREFERENCE_TYPES", "", _csv, doc="notification types users may opt out of besides template names: the `type`s producers send with a literal title and message (the old worker's format)")
+    preference_types: tuple = env("NOTIF_PREFERENCE_TYPES", "", parse.csv_list, doc="notification types users may opt out of besides template names: the `type`s producers send with a literal title and message (the old worker's format)")
     template_max_output: int = env("NOTIF_TEMPLATE_MAX_OUTPUT", 262144, int, doc="characters one rendered template part (title, message, html, an action's url…) may have (and what `*`, a filter or a `namespace()` may build on the way); a message whose variables make more is dead-lettered naming the template and part")
-    plugins: tuple = env("NOTIF_PLUGINS", "", _csv, doc="extra plugin modules to load by import path (besides installed entry points)")
-    disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", _csv, doc="channel plugins not to load, by name")
+    plugins: tuple = env("NOTIF_PLUGINS", "", parse.csv_list, doc="extra plugin modules to load by import path (besides installed entry points)")
+    disable_plugins: tuple = env("NOTIF_DISABLE_PLUGINS", "", parse.csv_list, doc="channel plugins not to load, by name")
     digest_window: int = env("NOTIF_DIGEST_WINDOW", 60, int, doc="seconds a digest window stays open when neither the message (`batch_window`) nor its template says")
-    rate_limits: dict = env("NOTIF_RATE_LIMITS", "push=10/minute,email=20/hour", _rate_limits, doc="per user and channel; over the limit a delivery is deferred, never dropped (`off`: no limits)")
-    features: frozenset = env("NOTIF_FEATURES", "all", _features, doc="capabilities turned on: `all`, `none`, a list (`sse,push,scheduling`) or `all,-digests`; of " + ", ".join(FEATURES) + " (see README › Feature flags)")
-    feature_sse: bool | None = env("NOTIF_FEATURE_SSE", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for live events (SSE)")
-    feature_push: bool | None = env("NOTIF_FEATURE_PUSH", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for Web Push")
-    feature_email: bool | None = env("NOTIF_FEATURE_EMAIL", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for email")
-    feature_digests: bool | None = env("NOTIF_FEATURE_DIGESTS", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for digests")
-    feature_rate_limits: bool | None = env("NOTIF_FEATURE_RATE_LIMITS", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for per-user rate limits")
-    feature_scheduling: bool | None = env("NOTIF_FEATURE_SCHEDULING", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for scheduled sends")
-    feature_priorities: bool | None = env("NOTIF_FEATURE_PRIORITIES", None, _flag, doc="`on`/`off`: overrides NOTIF_FEATURES for priorities")
-    shadow: bool = env("NOTIF_SHADOW", False, _bool, doc="shadow mode: store everything, deliver nothing; each delivery is recorded as `shadow` for `notif shadow report` (run beside the old worker on a copy of its traffic)")
-    default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", _csv, doc="channels used when neither message nor template names any")
+    rate_limits: dict = env("NOTIF_RATE_LIMITS", "push=10/minute,email=20/hour", parse.rate_limits, doc="per user and channel; over the limit a delivery is deferred, never dropped (`off`: no limits)")
+    features: frozenset = env("NOTIF_FEATURES", "all", parse.features, doc="capabilities turned on: `all`, `none`, a list (`sse,push,scheduling`) or `all,-digests`; of " + ", ".join(FEATURES) + " (see README › Feature flags)")
+    feature_sse: bool | None = env("NOTIF_FEATURE_SSE", None, parse.flag, doc="`on`/`off`: overrides NOTIF_FEATURES for live events (SSE)")
+    feature_push: bool | None = env("NOTIF_FEATURE_PUSH", None, parse.flag, doc="`on`/`off`: overrides NOTIF_FEATURES for Web Push")
+    feature_email: bool | None = env("NOTIF_FEATURE_EMAIL", None, parse.flag, doc="`on`/`off`: overrides NOTIF_FEATURES for email")
+    feature_digests: bool | None = env("NOTIF_FEATURE_DIGESTS", None, parse.flag, doc="`on`/`off`: overrides NOTIF_FEATURES for digests")
+    feature_rate_limits: bool | None = env("NOTIF_FEATURE_RATE_LIMITS", None, parse.flag, doc="`on`/`off`: overrides NOTIF_FEATURES for per-user rate limits")
+    feature_scheduling: bool | None = env("NOTIF_FEATURE_SCHEDULING", None, parse.flag, doc="`on`/`off`: overrides NOTIF_FEATURES for scheduled sends")
+    feature_priorities: bool | None = env("NOTIF_FEATURE_PRIORITIES", None, parse.flag, doc="`on`/`off`: overrides NOTIF_FEATURES for priorities")
+    shadow: bool = env("NOTIF_SHADOW", False, parse.boolean, doc="shadow mode: store everything, deliver nothing; each delivery is recorded as `shadow` for `notif shadow report` (run beside the old worker on a copy of its traffic)")
+    default_channels: tuple = env("NOTIF_DEFAULT_CHANNELS", "in_app", parse.csv_list, doc="channels used when neither message nor template names any")
     log_format: str = env("NOTIF_LOG_FORMAT", "json", doc="`json` (one object per line) or `console`")
     log_level: str = env("NOTIF_LOG_LEVEL", "INFO", doc="log level")
     state_dir: str = env("NOTIF_STATE_DIR", ".notif", doc="where `notif dev` keeps its generated secret and endpoints")
-    dev: bool = env("NOTIF_DEV", False, _bool, doc="set by `notif dev` on the processes it starts: a NOTIF_JWT_SECRET under 32 bytes is then a warning, not an error (never set it in production)")
+    dev: bool = env("NOTIF_DEV", False, parse.boolean, doc="set by `notif dev` on the processes it starts: a NOTIF_JWT_SECRET under 32 bytes is then a warning, not an error (never set it in production)")
 
     def __repr__(self) -> str:  # secrets and URL passwords never reach a log or a traceback
         parts = (f"{f.name}={_masked(f.name, getattr(self, f.name), f.metadata['secret'])}" for f in fields(self))
@@ -393,7 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None, use_state: bool = Tr
             except ValueError as exc:  # (a secret's value is never shown, nor does its cast's message quote it)
                 raise ConfigError(f"{name}={'***' if f.metadata['secret'] else repr(raw)} is invalid: {exc}") from None
         values[f.name] = value
-    _check_webhooks(values)
+    parse.check_webhooks(values)
     return Settings(**values)
 
 
