@@ -417,7 +417,6 @@ def test_only_a_service_token_may_read_a_trace_and_bad_paging_is_refused(client,
 
 
 # -- notif trace -------------------------------------------------------------------------
-@pytest.mark.processes  # runs the notif command: not in the fast tier
 @pytest.mark.processes  # runs `notif trace` as a process
 def test_notif_trace_prints_a_table_and_with_json_the_apis_document(client, rt, env, sqs, queues, smtp):
     Preference.create(user_id="kim", settings={"channels": {"email": False}})
