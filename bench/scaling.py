@@ -75,8 +75,7 @@ def connections(procs: Procs) -> dict:
     import subprocess
     owner = {}
     for proc in procs.procs:
-        kind = "web" if "serve" in proc.args else "poller" if "poll" in proc.args else \
-            "scheduler" if "scheduler" in proc.args else "worker"
+        kind = _kind(proc)
         for pid in _tree(proc.pid):
             owner[pid] = (kind, proc.pid)
     counts: dict = {}
@@ -90,6 +89,41 @@ def connections(procs: Procs) -> dict:
                 counts.setdefault(service, {}).setdefault(kind, {}).setdefault(root, 0)
                 counts[service][kind][root] += 1
     return {service: {kind: max(per.values()) for kind, per in kinds.items()} for service, kinds in counts.items()}
+
+
+def _kind(proc) -> str:
+    args = proc.args
+    return "web" if "serve" in args else "poller" if "poll" in args else "scheduler" if "scheduler" in args else "worker"
+
+
+def _cpu_of(pids) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def stack_cpu(procs: Procs) -> dict:
+    """CPU seconds used so far by each kind of notif process (forks included), and by every
+    PostgreSQL and Redis server process (those are shared with anything else on the machine)."""
+    by_kind: dict[str, float] = {}
+    for proc in procs.procs:
+        by_kind[_kind(proc)] = by_kind.get(_kind(proc), 0.0) + _cpu_of(_tree(proc.pid))
+    servers = {"postgres": [], "redis": []}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            for name in servers:
+                if comm.startswith(name):
+                    servers[name].append(int(entry.name))
+    return {**by_kind, **{name: _cpu_of(pids) for name, pids in servers.items()}}
 
 
 def _body(i: int) -> dict:
@@ -148,7 +182,7 @@ def run_size(n: int, endpoint: str, rate: float, seconds: float, messages: int, 
             say(f"    worker tier: {messages:,} messages pre-filled on notif.normal in batches of {BATCH}")
             sent_sql = "SELECT count(*) FROM notif_delivery WHERE status = 'sent'"
             wait_for(lambda: _count(db_url, sent_sql) >= paced, 60, "the paced deliveries sent", 0.2)
-            before_cpu, load_before = cpu_sample(), os.getloadavg()[0]
+            before_cpu, load_before, before_stack = cpu_sample(), os.getloadavg()[0], stack_cpu(procs)
             started = time.monotonic()
             _fill(f"bench-{tag}:dramatiq", "notif.normal", "ingest_normal", _batches(tag, paced, messages))
             count_sql = "SELECT count(*) FROM notif_notification"
@@ -156,7 +190,7 @@ def run_size(n: int, endpoint: str, rate: float, seconds: float, messages: int, 
                              0.05)
             wait_for(lambda: _count(db_url, count_sql) >= expected, 600, "every pre-filled message stored", 0.05)
             last = time.monotonic()
-            after_cpu = cpu_sample()
+            after_cpu, after_stack = cpu_sample(), stack_cpu(procs)
             held = connections(procs)
             wait_for(lambda: _count(db_url, sent_sql) >= expected, 120, "every in-app delivery sent", 0.2)
             stored = _count(db_url, count_sql)
@@ -178,6 +212,10 @@ def run_size(n: int, endpoint: str, rate: float, seconds: float, messages: int, 
                         "since_fill_s": round(last - started, 2)},
         "exactly_once": {**_exactly_once(arrivals, expected), "stored": stored}, "errors_logged": errors,
         "connections_per_process": held,
+        "cpu_ms_per_notification": {k: round((after_stack[k] - before_stack.get(k, 0.0)) * 1000 / messages, 3)
+                                    for k in after_stack},
+        "cores_used": {k: round((after_stack[k] - before_stack.get(k, 0.0)) / max(1e-6, last - started), 2)
+                       for k in after_stack},
     }
     lat, tier = result["through_sqs"]["latency_ms"], result["worker_tier"]
     say(f"    SQS → SSE p50 {lat['p50']} ms, p99 {lat['p99']} ms; worker tier {tier['committed_per_s']:,} committed/s, "
@@ -197,6 +235,10 @@ def main(rate: float = 100, seconds: float = 10, messages: int = 20000) -> dict:
     x1, busy1 = one["worker_tier"]["committed_per_s"], one["worker_tier"]["busy_cores"]
     naive = 2 * x1
     predicted = round(min(naive, x1 * cores / max(busy1, 0.01)))
+    # the same model on the stack's own CPU: ms of CPU per notification, everything notif needs
+    # (its processes, PostgreSQL, Redis), and the cores' worth that leaves on an otherwise idle machine
+    own_ms = sum(one["cpu_ms_per_notification"].values())
+    own_ceiling = round(cores * 1000 / max(own_ms, 1e-6))
     x2 = two["worker_tier"]["committed_per_s"]
     clean = all(r["exactly_once"]["duplicates"] == 0 and r["exactly_once"]["missing"] == 0
                 and r["exactly_once"]["wrong_stream"] == 0 and r["exactly_once"]["stored"] == r["exactly_once"]["expected"]
@@ -205,6 +247,8 @@ def main(rate: float = 100, seconds: float = 10, messages: int = 20000) -> dict:
             "model": {"one_worker_per_s": x1, "two_without_cpu_limit_per_s": naive, "busy_cores_one": busy1,
                       "two_predicted_per_s": predicted, "two_measured_per_s": x2,
                       "measured_to_predicted": round(x2 / max(predicted, 1), 2),
+                      "stack_cpu_ms_per_notification_one": round(own_ms, 3),
+                      "two_predicted_if_cores_were_ours_per_s": min(naive, own_ceiling),
                       "two_to_one": round(x2 / max(x1, 1), 2)},
             "exactly_once_both": clean}
 
@@ -214,7 +258,9 @@ def summary(result: dict) -> list[str]:
     lines = [f"  scaling, worker tier   one of each {m['one_worker_per_s']:,} committed/s ({one['worker_tier']['busy_cores']} "
              f"of {result['cores']} cores busy)   two of each {m['two_measured_per_s']:,}/s (ratio {m['two_to_one']}); "
              f"model: {m['two_without_cpu_limit_per_s']:,} uncapped, {m['two_predicted_per_s']:,} on {result['cores']} "
-             f"cores (measured/predicted {m['measured_to_predicted']})"]
+             f"cores (measured/predicted {m['measured_to_predicted']}); the stack's own CPU "
+             f"{m['stack_cpu_ms_per_notification_one']} ms/notification → "
+             f"{m['two_predicted_if_cores_were_ours_per_s']:,}/s for two if the cores were all ours"]
     for r in (one, two):
         lat, once = r["through_sqs"]["latency_ms"], r["exactly_once"]
         lines.append(f"  scaling, {r['n']} of each   SQS → SSE @ {r['through_sqs']['rate_per_s']:g}/s p50 {lat['p50']} ms, "
