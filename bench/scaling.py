@@ -172,7 +172,7 @@ def run_size(n: int, endpoint: str, rate: float, seconds: float, messages: int, 
         ports = [free_port() for _ in range(n)]
         with Procs(notif_env(db_url, tag, queues), logdir) as procs:
             _start_stack(procs, n, ports)
-            clients = SSEProcess(ports, [f"sc-{u}" for u in range(USERS)], expected, timeout=300).start()
+            clients = SSEProcess(ports, [f"sc-{u}" for u in range(USERS)], expected).start()
             clients.go()
             say(f"    through SQS: {rate:g} msg/s for {seconds:g} s")
             paced_senders(endpoint, queues["AWS_SQS_NOTIFICATION_QUEUE_URL"], rate, seconds, _body,
