@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import e2e_latency, inbox_scale, priorities, sse_fanout, throughput, topic_fanout
+from . import e2e_latency, inbox_scale, priorities, scaling, sse_fanout, throughput, topic_fanout
 from .common import machine, say
 
 
@@ -30,12 +30,6 @@ class Benchmark:
     key: str  # its figures' key in the JSON
     run: Callable[[argparse.Namespace], dict]
     summary: Callable[[dict], list[str]]
-
-
-def _e2e_summary(lat: dict) -> list[str]:
-    return [f"e2e latency @ {lat['rate_per_s']:g}/s   notif p50 {lat['notif_ms']['p50']} ms, p99 "
-            f"{lat['notif_ms']['p99']} ms   (SQS alone p50 {lat['baseline_sqs_ms']['p50']} ms, p99 "
-            f"{lat['baseline_sqs_ms']['p99']} ms)"]
 
 
 def _priorities_summary(result: dict) -> list[str]:
@@ -56,12 +50,15 @@ BENCHMARKS: dict[str, Benchmark] = {
     "throughput": Benchmark("throughput", lambda a: throughput.main(_env("BENCH_MESSAGES", "100000"),
                                                                     _env("BENCH_SQS_RATE", "100", float)),
                             throughput.summary),
-    "e2e": Benchmark("e2e_latency", lambda a: e2e_latency.main(_env("BENCH_RATE", "100", float),
-                                                               _env("BENCH_SECONDS", "30", float)), _e2e_summary),
+    "e2e": Benchmark("e2e_latency", lambda a: e2e_latency.main(_env("BENCH_RATE", "300", float),
+                                                               _env("BENCH_SECONDS", "30", float)), e2e_latency.summary),
     "priorities": Benchmark("priorities", lambda a: priorities.main(_env("BENCH_HIGH_RATE", "10", float),
                                                                     _env("BENCH_LOW_RATE", "40", float)),
                             _priorities_summary),
     "sse": Benchmark("sse_fanout", lambda a: sse_fanout.main(_env("BENCH_SSE_CLIENTS", "10000")), _sse_summary),
+    "scaling": Benchmark("scaling", lambda a: scaling.main(_env("BENCH_SCALING_RATE", "100", float),
+                                                           _env("BENCH_SCALING_SECONDS", "10", float),
+                                                           _env("BENCH_SCALING_MESSAGES", "20000")), scaling.summary),
     "inbox": Benchmark("inbox_scale", lambda a: inbox_scale.main(
         _env("BENCH_INBOX_ROWS", "10000000"), _env("BENCH_INBOX_USERS", "100000"), _env("BENCH_INBOX_SMALL", "10000"),
         _env("BENCH_INBOX_REQUESTS", "2000"), os.environ.get("BENCH_INBOX_BASELINE")), inbox_scale.summary),
@@ -91,7 +88,7 @@ def main() -> None:
     for bench in BENCHMARKS.values():
         if bench.key in results:
             for line in bench.summary(results[bench.key]):
-                say(f"  {line}")
+                say(line if line.startswith("  ") else f"  {line}")
 
 
 main()
