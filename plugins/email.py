@@ -108,6 +108,27 @@ class EmailChannel(Channel):
                           code=NO_EMAIL_ADDRESS)
         send_smtp(compose(notification, delivery, settings, to), settings, self.connections)
 
+    def send_many(self, items, ctx: ChannelContext) -> list[Exception | None]:
+        """Several deliveries, one after another on this thread's SMTP session (one connection for the
+        batch, kept for the next); an outcome per item."""
+        settings = ctx.settings
+        if not settings.smtp_url or not settings.email_from:
+            return [PermanentError("email is not configured: set SMTP_URL and EMAIL_FROM")] * len(items)
+        pm = manager_for(settings)
+        outcomes: list[Exception | None] = []
+        for notification, delivery in items:
+            try:
+                to = address_for(notification, settings, pm)
+                if not to:
+                    raise Skipped("no email address for the user (none in the message, none from "
+                                  "notif_email_address)", code=NO_EMAIL_ADDRESS)
+                send_smtp(compose(notification, delivery, settings, to), settings, self.connections)
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
 
 @hookimpl
 def notif_channels(settings):
