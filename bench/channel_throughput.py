@@ -8,7 +8,8 @@ and aiosmtpd, on the same two cores as everything else. Per channel, in one run:
 
 - **baseline**: the naive library loop, no database — 8 threads calling ``pywebpush.webpush``
   (a new connection and a new VAPID signature per call) or ``smtplib.SMTP`` → ``send_message`` →
-  ``quit`` (a connection per message, a plain text message built per call);
+  ``quit`` (a connection per message; per call an ``EmailMessage`` of the same text and HTML parts
+  as notif's, rendered once beforehand: the loop neither renders templates nor inlines CSS);
 - **notif, one message each**: notif's real worker (``dramatiq notif.actors --processes 1 --threads 8``,
   PostgreSQL, Redis), the rows pre-filled in the outbox and one ``deliver`` message per delivery
   (``Tasks.enqueue_deliveries``, the path of retries, releases and the sweeper);
@@ -34,12 +35,12 @@ import threading
 import time
 import uuid
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from .common import REDIS_URL, ROOT, database, machine, notif_env, say, wait_for
 
 THREADS = 8
-USERS = 100  # recipients (one push subscription each), the deliveries spread over them
 SUBJECT = "New report submitted"
 TEXT = "Ana has submitted a new report for North"
 
@@ -74,8 +75,9 @@ def _sinks(vapid_public: str, users: int) -> None:
 
 
 class Sinks:
-    def __init__(self, vapid_public: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.channel_throughput", f"--sinks={vapid_public}"],
+    def __init__(self, vapid_public: str, users: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.channel_throughput", f"--sinks={vapid_public}",
+                                      f"--users={users}"],
                                      cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         ready = json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
         self.smtp_port: int = ready["smtp_port"]
@@ -127,18 +129,20 @@ def naive_push(n: int, sinks: Sinks, vapid_private: str, data: bytes) -> dict:
     from pywebpush import webpush
 
     def one(i: int) -> None:
-        response = webpush(sinks.subscriptions[i % USERS], data, vapid_private_key=vapid_private,
+        response = webpush(sinks.subscriptions[i % len(sinks.subscriptions)], data, vapid_private_key=vapid_private,
                            vapid_claims={"sub": "mailto:ops@example.com"}, ttl=86400, timeout=10)
         assert response.status_code == 201, response.status_code
 
     return _threaded(n, one)
 
 
-def naive_email(n: int, sinks: Sinks) -> dict:
+def naive_email(n: int, sinks: Sinks, text: str, html: str) -> dict:
     def one(i: int) -> None:
         message = EmailMessage()
-        message["Subject"], message["From"], message["To"] = SUBJECT, "notify@example.com", f"u{i % USERS}@example.com"
-        message.set_content(TEXT)
+        message["Subject"], message["From"], message["To"] = SUBJECT, "Reports <notify@example.com>", f"u{i}@example.com"
+        message["Date"], message["Message-ID"] = formatdate(), make_msgid(domain="example.com")
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
         with smtplib.SMTP("127.0.0.1", sinks.smtp_port, timeout=15) as client:
             client.send_message(message)
 
@@ -147,15 +151,17 @@ def naive_email(n: int, sinks: Sinks) -> dict:
 
 # --- notif ---------------------------------------------------------------------------------------------
 
-def prefill(channel: str, n: int, tag: str) -> list:
-    """N notifications for USERS users with one delivery each on ``channel``, pending; returns the queued ones."""
+def prefill(channel: str, users: range, tag: str) -> list:
+    """A notification for each of ``users`` (``u<i>``: one push subscription each, an email address) with one
+    delivery on ``channel``, pending; returns the queued ones. One each: the default per-user rate limits
+    (NOTIF_RATE_LIMITS) stay on, as in production, and hold nothing back."""
     from notif.models import Delivery, Notification, utcnow
     from notif.outbox import QueuedDelivery, chunks
     now = utcnow()
-    rows = [{"user_id": f"u{i % USERS}", "key": f"{tag}-{i}", "title": SUBJECT, "message": TEXT, "priority": "normal",
-             "correlation_id": f"{tag}-{i}", "recipient": {"user_id": f"u{i % USERS}", "email": f"u{i % USERS}@example.com"},
+    rows = [{"user_id": f"u{i}", "key": f"{tag}-{i}", "title": SUBJECT, "message": TEXT, "priority": "normal",
+             "correlation_id": f"{tag}-{i}", "recipient": {"user_id": f"u{i}", "email": f"u{i}@example.com"},
              "actions": [{"id": "view", "label": "View report", "url": "/reports/42"}], "created_at": now,
-             "sqs_sent_at": now} for i in range(n)]
+             "sqs_sent_at": now} for i in users]
     queued = []
     for chunk in chunks(rows, 500):
         ids = [i for (i,) in Notification.insert_many(chunk).returning(Notification.id).tuples().execute()]
@@ -189,22 +195,33 @@ def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
         say("py-spy not installed: no profile (pip install py-spy)")
         return None
     return subprocess.Popen([spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-d", str(int(seconds)),
-                             "-r", "50", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "-r", "50", "--nonblocking", "--subprocesses"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main(n_push: int = 1500, n_email: int = 1500, profile_dir: str | None = None) -> dict:
     from notif.config import load_settings
     from notif.db import init_database
-    from notif.models import Notification, PushSubscription
+    from notif.models import Delivery, Notification, PushSubscription
     from notif.vapid import generate
     from notif.worker.tasks import producer
+    from notif_plugins.email import compose
     from notif_plugins.push import payload
 
     from .common import Procs
 
     public, private = generate()
-    sinks = Sinks(public)
-    result: dict = {"machine": machine(), "load_before": os.getloadavg()[0], "threads": THREADS, "users": USERS}
+    rounds = 4 if profile_dir else 3  # (one user per delivery: the warm-up, the runs, the profiled one)
+    users = 2 * THREADS + rounds * max(n_push, n_email)
+    sinks = Sinks(public, users)
+    result: dict = {"machine": machine(), "load_before": os.getloadavg()[0], "threads": THREADS}
+    recipients = iter(range(users))
+
+    def next_users(n: int) -> range:
+        first = next(recipients)
+        for _ in range(n - 1):
+            next(recipients)
+        return range(first, first + n)
+
     tag = uuid.uuid4().hex[:8]
     try:
         with database() as db_url, tempfile.TemporaryDirectory() as tmp:
@@ -214,26 +231,37 @@ def main(n_push: int = 1500, n_email: int = 1500, profile_dir: str | None = None
             env = notif_env(db_url, tag, extra)
             settings = load_settings({**env, "REDIS_URL": REDIS_URL}, use_state=False)
             init_database(db_url)
-            PushSubscription.insert_many([
-                {"user_id": f"u{i}", "endpoint": s["endpoint"], "p256dh": s["keys"]["p256dh"], "auth": s["keys"]["auth"]}
-                for i, s in enumerate(sinks.subscriptions)]).execute()
+            for start in range(0, users, 1000):
+                PushSubscription.insert_many([
+                    {"user_id": f"u{i}", "endpoint": s["endpoint"], "p256dh": s["keys"]["p256dh"],
+                     "auth": s["keys"]["auth"]} for i, s in enumerate(sinks.subscriptions[start:start + 1000], start)
+                ]).execute()
             tasks = producer(settings)
             sample = Notification(id=1, user_id="u0", title=SUBJECT, message=TEXT, priority="normal",
                                   actions=[{"id": "view", "label": "View report", "url": "/reports/42"}])
             data = payload(sample, settings.public_url)
+            sample.recipient, sample.correlation_id = {"email": "u0@example.com"}, "c"
+            mail = compose(sample, Delivery(id=1), settings, "u0@example.com")
+            text, html = (mail.get_body(kind).get_content() for kind in (("plain",), ("html",)))  # type: ignore[union-attr]
             with Procs(env, Path(tmp)) as procs:
                 worker = procs.worker(threads=THREADS)
                 say("warming the worker up")
+                warm = next_users(2 * THREADS)
                 for channel in ("push", "email"):
-                    drain(prefill(channel, 2 * THREADS, f"warm-{channel}"), tasks.enqueue_deliveries, timeout=60)
+                    drain(prefill(channel, warm, f"warm-{channel}"), tasks.enqueue_deliveries, timeout=60)
+                recipients = iter(range(warm.stop, users))  # (each channel's runs start again from here)
                 for channel, n in (("push", n_push), ("email", n_email)):
+                    if n <= 0:
+                        continue
+                    recipients = iter(range(warm.stop, users))
                     before = sinks.counts()
                     say(f"{channel}: the naive loop, {n}")
-                    base = naive_push(n, sinks, private, data) if channel == "push" else naive_email(n, sinks)
+                    base = naive_push(n, sinks, private, data) if channel == "push" else \
+                        naive_email(n, sinks, text, html)
                     say(f"{channel}: notif, one message each, {n}")
-                    single = drain(prefill(channel, n, f"{channel}-single"), tasks.enqueue_deliveries)
+                    single = drain(prefill(channel, next_users(n), f"{channel}-single"), tasks.enqueue_deliveries)
                     say(f"{channel}: notif, batched, {n}")
-                    batched = drain(prefill(channel, n, f"{channel}-batched"), tasks.enqueue_together)
+                    batched = drain(prefill(channel, next_users(n), f"{channel}-batched"), tasks.enqueue_together)
                     after = sinks.counts()
                     key = "pushes" if channel == "push" else "emails"
                     received = after[key] - before[key]
@@ -249,7 +277,7 @@ def main(n_push: int = 1500, n_email: int = 1500, profile_dir: str | None = None
                         spy = profile(worker.pid, 60, out)
                         if spy is not None:
                             time.sleep(1)
-                            drain(prefill(channel, n, f"{channel}-profiled"), tasks.enqueue_together)
+                            drain(prefill(channel, next_users(n), f"{channel}-profiled"), tasks.enqueue_together)
                             spy.send_signal(2)  # SIGINT: py-spy writes what it has
                             spy.wait(30)
                             result[channel]["profile"] = str(out)
@@ -274,12 +302,13 @@ def summary(result: dict) -> list[str]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.channel_throughput")
     parser.add_argument("--sinks", metavar="VAPID_PUBLIC_KEY", help=argparse.SUPPRESS)
+    parser.add_argument("--users", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--push", type=int, default=int(os.environ.get("BENCH_PUSH", "1500")))
     parser.add_argument("--email", type=int, default=int(os.environ.get("BENCH_EMAIL", "1500")))
     parser.add_argument("--profile", metavar="DIR", help="record the worker with py-spy into DIR")
     args = parser.parse_args()
     if args.sinks:
-        _sinks(args.sinks, USERS)
+        _sinks(args.sinks, args.users)
         sys.exit(0)
     started = time.time()
     out = main(args.push, args.email, args.profile)

@@ -11,13 +11,15 @@ instead of one message each (:meth:`notif.worker.tasks.Tasks.enqueue_together`).
    each failure is recorded on its own, as :func:`notif.deliver.deliver` would, with its own
    backoff — a transient error of one item never retries the others.
 
-"Sent once" holds as on the single path: nothing is sent that this worker did not claim. What
-the claim leaves (handled already, withdrawn, a missing channel) and every row under shadow mode
-or a rate limit go through :func:`notif.deliver.deliver` one at a time. Retries, releases, the
+"Sent once" holds as on the single path: nothing is sent that this worker did not claim. A
+per-user rate limit is checked for each row (over it, the row is deferred to its slot, as on
+the single path). What the claim leaves (handled already, withdrawn, a missing channel) and
+every row under shadow mode go through :func:`notif.deliver.deliver` one at a time. Retries, releases, the
 sweeper and dead-letter replays keep the single-id actor.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from typing import NamedTuple
@@ -26,7 +28,7 @@ from . import attempts as attempt_log
 from . import delivery_states as states
 from .channels import Channel
 from .claims import claim_loaded
-from .deliver import RetryLater, _observe_sent, _together, context_of, deliver, send_claimed, settle_error
+from .deliver import RetryLater, _defer, _observe_sent, context_of, deliver, send_claimed, settle_error
 from .models import Delivery, utcnow
 from .runtime import Runtime
 
@@ -50,9 +52,9 @@ def deliver_many(rt: Runtime, delivery_ids: list[int]) -> list[Retry]:
         groups.setdefault(delivery.channel, []).append(delivery)
     for name, rows in groups.items():
         channel = rt.channels[name]
-        if _together(rt, channel):
+        if not rt.settings.shadow:
             retries += _send_together(rt, channel, rows, started)
-        else:  # shadow mode or a rate limit: each on its own, as the single path does
+        else:  # shadow mode: each on its own, as the single path does (recorded, not sent)
             for delivery in rows:
                 try:
                     send_claimed(rt, delivery, started)
@@ -68,8 +70,39 @@ def deliver_many(rt: Runtime, delivery_ids: list[int]) -> list[Retry]:
     return retries
 
 
+def _within_limits(rt: Runtime, channel: Channel, rows: list[Delivery], claimed_at: dt.datetime,
+                   retries: list[Retry]) -> list[Delivery]:
+    """The rows the user's rate limit lets out now (each reserves its slot, as on the single path; one Redis round
+    trip for them all); the others are deferred to their slot. When the limiter fails, each is settled as that
+    error (a retry)."""
+    if not (channel.name in rt.settings.rate_limits and rt.settings.feature("rate_limits")):
+        return rows
+    now: list[Delivery] = []
+    limited = [d for d in rows if not rt.templates.is_critical(d.notification.type)]  # security alerts: never held
+    now += [d for d in rows if d not in limited]
+    try:
+        waits = rt.limiter.wait_many(channel.name, [(d.notification.user_id, d.id) for d in limited])
+    except Exception as exc:  # (Redis unreachable: each is a transient error, as on the single path)
+        for delivery in limited:
+            try:
+                settle_error(rt, channel, delivery, exc, claimed_at, context_of(delivery))
+            except RetryLater as retry:
+                retries.append(Retry(delivery.id, retry.delay))
+        return now
+    for delivery, wait in zip(limited, waits, strict=True):
+        if wait > 0:
+            _defer(rt, delivery, wait, context_of(delivery), claimed_at)
+        else:
+            now.append(delivery)
+    return now
+
+
 def _send_together(rt: Runtime, channel: Channel, rows: list[Delivery], started: float) -> list[Retry]:
     claimed_at = utcnow()
+    retries: list[Retry] = []
+    rows = _within_limits(rt, channel, rows, claimed_at, retries)
+    if not rows:
+        return retries
     items = [(d.notification, d) for d in rows]
     send_many = getattr(channel, "send_many", None)
     try:
@@ -96,7 +129,6 @@ def _send_together(rt: Runtime, channel: Channel, rows: list[Delivery], started:
                 log.info("delivered", extra={**context_of(delivery), "attempts": delivery.attempts + 1,
                                              "end_to_end_ms": latency, "batched": len(rows),
                                              "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-    retries = []
     for delivery, outcome in zip(rows, outcomes, strict=True):
         if outcome is not None:
             try:
