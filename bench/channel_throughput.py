@@ -22,6 +22,8 @@ for notif from the first claim (the logged attempt's ``started_at``) to the last
 The three run ``--rounds`` times, interleaved (the machine is shared: a burst of load elsewhere
 then hits each alike); the best run of each is reported, every run is in the JSON. The sinks
 count what they received (every push decrypted) and the run fails if a count is short.
+Each run's CPU per delivery is in the JSON too (``cpu_ms_per_delivery``: the worker's processes,
+or the loop's own; PostgreSQL, Redis and the sinks not counted), less shaken by the load.
 ``--profile DIR`` records the worker with py-spy during one more batched push and email run
 each (not timed) and summarises it (bench/profile_summary.py).
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import smtplib
 import subprocess
@@ -117,12 +120,33 @@ def _threaded(n: int, one) -> dict:
                 done.append(finished)
 
     threads = [threading.Thread(target=run) for _ in range(THREADS)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_self()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return _rate(n, started, max(done))
+    return {**_rate(n, started, max(done)), "cpu_ms_per_delivery": round((_cpu_self() - cpu) * 1000 / n, 3)}
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The ``dramatiq`` command and the worker process it forked."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
 
 
 def _rate(n: int, first: float, last: float) -> dict:
@@ -177,7 +201,7 @@ def prefill(channel: str, users: range, tag: str) -> list:
     return queued
 
 
-def drain(queued: list, enqueue, timeout: float = 150) -> dict:
+def drain(queued: list, enqueue, timeout: float = 150, pids: list[int] | None = None) -> dict:
     """Enqueue, wait until every row has left ``pending``/``sending``; the rate from the first claim (its logged
     attempt's ``started_at``) to the last ``sent_at``: a batch's rows share the ``sent_at`` of its end, so the
     first ``sent_at`` would leave the first batch out."""
@@ -185,6 +209,7 @@ def drain(queued: list, enqueue, timeout: float = 150) -> dict:
 
     from notif.models import Delivery, DeliveryAttempt
     ids = [q.delivery_id for q in queued]
+    cpu = _cpu_of(pids or [])
     enqueue(queued)
     owed = Delivery.select().where(Delivery.id.in_(ids) & Delivery.status.in_(["pending", "sending"]))
     wait_for(lambda: owed.count() == 0, timeout, f"{len(ids)} deliveries", interval=0.2)
@@ -194,7 +219,8 @@ def drain(queued: list, enqueue, timeout: float = 150) -> dict:
         DeliveryAttempt.delivery.in_(ids)).tuples().get()
     (last,) = Delivery.select(fn.MAX(Delivery.sent_at)).where(Delivery.id.in_(ids)).tuples().get()
     assert statuses == {"sent": len(ids)}, statuses
-    return {**_rate(len(ids), 0.0, (last - first).total_seconds()), "statuses": statuses}
+    worker_cpu = {"cpu_ms_per_delivery": round((_cpu_of(pids) - cpu) * 1000 / len(ids), 3)} if pids else {}
+    return {**_rate(len(ids), 0.0, (last - first).total_seconds()), **worker_cpu, "statuses": statuses}
 
 
 def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
@@ -258,7 +284,7 @@ def main(n_push: int = 1000, n_email: int = 1000, profile_dir: str | None = None
                 warm = next_users(2 * THREADS)
                 for channel in ("push", "email"):
                     drain(prefill(channel, warm, f"warm-{channel}"), tasks.enqueue_deliveries, timeout=60)
-                recipients = iter(range(warm.stop, users))  # (each channel's runs start again from here)
+                pids = _worker_pids(worker.pid)
                 for channel, n in (("push", n_push), ("email", n_email)):
                     if n <= 0:
                         continue
@@ -271,10 +297,10 @@ def main(n_push: int = 1000, n_email: int = 1000, profile_dir: str | None = None
                                                 naive_email(n, sinks, text, html))
                         say(f"{channel}, round {r + 1}: notif, one message each, {n}")
                         runs["notif_single"].append(drain(prefill(channel, next_users(n), f"{channel}-single-{r}"),
-                                                          tasks.enqueue_deliveries))
+                                                          tasks.enqueue_deliveries, pids=pids))
                         say(f"{channel}, round {r + 1}: notif, batched, {n}")
                         runs["notif_batched"].append(drain(prefill(channel, next_users(n), f"{channel}-batched-{r}"),
-                                                           tasks.enqueue_together))
+                                                           tasks.enqueue_together, pids=pids))
                     after = sinks.counts()
                     key = "pushes" if channel == "push" else "emails"
                     received = after[key] - before[key]
@@ -312,7 +338,10 @@ def summary(result: dict) -> list[str]:
             lines.append(f"  {channel:<5} per worker  notif {r['notif_batched']['per_s']:,} {unit}/s batched "
                          f"({r['notif_single']['per_s']:,}/s one message each)   naive loop "
                          f"{r['baseline']['per_s']:,}/s (ratio {r['ratio_batched_to_baseline']}, "
-                         f"{r['ratio_single_to_baseline']} one by one)")
+                         f"{r['ratio_single_to_baseline']} one by one)   CPU per delivery: worker "
+                         f"{r['notif_batched'].get('cpu_ms_per_delivery')} ms batched, "
+                         f"{r['notif_single'].get('cpu_ms_per_delivery')} ms one by one; naive loop "
+                         f"{r['baseline'].get('cpu_ms_per_delivery')} ms")
     return lines
 
 
