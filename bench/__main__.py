@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import e2e_latency, inbox_scale, priorities, scaling, sse_fanout, throughput, topic_fanout
+from . import channel_throughput, e2e_latency, inbox_scale, priorities, scaling, sse_fanout, throughput, topic_fanout
 from .common import machine, say
 
 
@@ -50,6 +50,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "throughput": Benchmark("throughput", lambda a: throughput.main(_env("BENCH_MESSAGES", "100000"),
                                                                     _env("BENCH_SQS_RATE", "100", float)),
                             throughput.summary),
+    "channels": Benchmark("channel_throughput", lambda a: channel_throughput.main(
+        _env("BENCH_PUSH", "1000"), _env("BENCH_EMAIL", "1000"), os.environ.get("BENCH_PROFILE")),
+        channel_throughput.summary),
     "e2e": Benchmark("e2e_latency", lambda a: e2e_latency.main(_env("BENCH_RATE", "300", float),
                                                                _env("BENCH_SECONDS", "30", float)), e2e_latency.summary),
     "priorities": Benchmark("priorities", lambda a: priorities.main(_env("BENCH_HIGH_RATE", "10", float),

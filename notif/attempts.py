@@ -1,7 +1,8 @@
 """The attempt log: each try at sending a delivery, when it ran and what came of it.
 
 Written where attempts are counted: :func:`notif.deliver.deliver` (one row per try that
-claimed the delivery, once its outcome is known) and the outbox sweeper (a try whose worker
+claimed the delivery, once its outcome is known; :mod:`notif.deliver_many` writes a batch's
+sent ones in one INSERT) and the outbox sweeper (a try whose worker
 died mid-send, found when its lease expired). The bulk paths that deliver many rows in one
 UPDATE (``deliver_batch`` for an ingest batch's in-app rows, ``deliver_copies`` for a fan-out
 chunk's) write none: their rows are fresh (no try before), so each has exactly one, which
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import peewee
 
@@ -45,6 +48,30 @@ def record(delivery_id: int, attempt: int, outcome: str, started_at: dt.datetime
     except peewee.DatabaseError:
         log.warning("could not log a delivery attempt", extra={"delivery_id": delivery_id, "attempt": attempt,
                                                                 "outcome": outcome}, exc_info=True)
+
+
+class Attempt(NamedTuple):
+    """One try to log (:func:`record_many`)."""
+
+    delivery_id: int
+    attempt: int
+    outcome: str
+    started_at: dt.datetime | None
+    error: str | None
+    finished_at: dt.datetime
+
+
+def record_many(tries: Sequence[Attempt]) -> None:
+    """Log several attempts in one multi-row INSERT (``deliver_many``'s sent ones); best effort, as :func:`record`."""
+    if not tries:
+        return
+    try:
+        DeliveryAttempt.insert_many([
+            {"delivery": t.delivery_id, "attempt": t.attempt, "started_at": t.started_at, "finished_at": t.finished_at,
+             "outcome": t.outcome, "error": None if t.error is None else t.error[:MAX_ERROR]} for t in tries]).execute()
+    except peewee.DatabaseError:
+        log.warning("could not log delivery attempts", extra={"delivery_ids": [t.delivery_id for t in tries][:50]},
+                    exc_info=True)
 
 
 def of(delivery_ids: list[int]) -> dict[int, list[dict]]:

@@ -44,8 +44,8 @@ class Channel:
     name: str = ""
     retry_policy: RetryPolicy = DEFAULT  # attempts and backoff for transient failures
 
-    #: a channel whose ``send_many`` is cheaper than one ``send`` per item sets this; ingest
-    #: then delivers a whole batch's worth together instead of one Dramatiq message each
+    #: a channel whose ``send_many`` is cheap enough to run inside ingest (in-app: no network but Redis) sets
+    #: this; ingest then delivers its batch's rows of it right after the commit instead of enqueuing them
     batches: bool = False
 
     def send(self, notification: Notification, delivery: Delivery, ctx: ChannelContext) -> None:
@@ -56,11 +56,23 @@ class Channel:
     #: (``send_copies``) sets this; a topic fan-out's chunk is then delivered without a model per row
     copies: bool = False
 
-    def send_many(self, items: list[tuple[Notification, Delivery]], ctx: ChannelContext) -> None:
-        """Deliver several at once; all or nothing: raising means none is counted as sent
-        (each then goes the usual way, one at a time, with retries)."""
+    def send_many(self, items: list[tuple[Notification, Delivery]], ctx: ChannelContext) -> list[Exception | None] | None:
+        """Deliver several at once; returns each item's outcome, in order: None when it was sent, else the
+        exception its ``send`` would have raised (each failure is then recorded and retried on its own).
+
+        The worker calls it with the deliveries of one channel that are ready together (up to
+        ``NOTIF_DELIVER_BATCH``): override it when several cost less than one ``send`` each (one
+        connection, one query, one pipeline). This default calls ``send`` per item. An override
+        may also be all or nothing: return None for "all sent", or raise for "none sent"."""
+        outcomes: list[Exception | None] = []
         for notification, delivery in items:
-            self.send(notification, delivery, ctx)
+            try:
+                self.send(notification, delivery, ctx)
+            except Exception as exc:  # (every item gets its own outcome: one failure does not hold back the rest)
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     def send_copies(self, notification: Notification, copies: list[tuple[int, str]], ctx: ChannelContext) -> None:
         """Deliver stored copies of ``notification`` (unsaved: every column but ``id`` and

@@ -82,6 +82,7 @@ class Settings:
     email_from: str | None = env("EMAIL_FROM", doc="email: the From address")
     smtp_timeout: float = env("NOTIF_SMTP_TIMEOUT", 15.0, float, doc="seconds for the SMTP conversation's each step")
     smtp_idle_seconds: float = env("NOTIF_SMTP_IDLE_SECONDS", 30.0, float, doc="email: each worker thread keeps its SMTP connection for the next message, closed once idle this long (`0`: a connection per message)")
+    deliver_batch: int = env("NOTIF_DELIVER_BATCH", 20, parse.deliver_batch, doc="push, email and plugin channels: deliveries made together (an ingest batch, a fan-out chunk) go to the workers as one message per this many of a channel, claimed in one statement and sent with the channel's `send_many` (1 to 100; `1`: one message per delivery)")
     unsubscribe_url: str | None = env("NOTIF_UNSUBSCRIBE_URL", doc="email: List-Unsubscribe link; `{user_id}` is replaced")
     sse_ping_seconds: float = env("NOTIF_SSE_PING_SECONDS", 15.0, float, doc="heartbeat comment interval on SSE streams (proxies close idle connections)")
     sse_send_timeout: float = env("NOTIF_SSE_SEND_TIMEOUT", 10.0, float, doc="an SSE client that does not take an event within this many seconds is dropped")

@@ -198,6 +198,14 @@ def vapid_seconds(text: str) -> int:
     return value
 
 
+def deliver_batch(text: str) -> int:
+    """Deliveries per ``deliver_many`` message: 1 to 100 (a batch's claim and INSERT stay small statements)."""
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise ValueError(f"NOTIF_DELIVER_BATCH is 1 to 100, got {text!r}")
+    return value
+
+
 def count(text: str) -> int:
     """A whole number >= 0 (a cap of 0 means no cap)."""
     value = int(text)

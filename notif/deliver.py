@@ -18,6 +18,7 @@ from . import attempts as attempt_log
 from . import delivery_states as states
 from . import reasons
 from .channels import Channel
+from .claims import claim_loaded
 from .db import is_postgres
 from .delivery_states import SENDING, claim, claim_current, claim_many, move, move_many
 from .errors import NotifError, PermanentError, Skipped, TransientError, classify
@@ -51,15 +52,30 @@ def _defer(rt: Runtime, delivery: Delivery, wait: float, context: dict, claimed_
 def deliver(rt: Runtime, delivery_id: int) -> str:
     """Deliver one row; returns the status it ends in, or raises RetryLater."""
     started = time.monotonic()
+    claimed = claim_loaded([delivery_id], rt.channels, utcnow())  # the usual case: one statement, then the send
+    if not claimed:
+        return _unclaimed(rt, delivery_id, started)
+    return send_claimed(rt, claimed[0], started)
+
+
+def context_of(delivery: Delivery) -> dict:
+    """The log fields of a delivery."""
+    notification = delivery.notification
+    return {"delivery_id": delivery.id, "channel": delivery.channel, "notification_id": notification.id,
+            "user_id": notification.user_id, "correlation_id": notification.correlation_id,
+            "priority": notification.priority}
+
+
+def _unclaimed(rt: Runtime, delivery_id: int, started: float) -> str:
+    """A row the claim did not take: read it and say why (gone, handled, withdrawn, channel missing), or, when it
+    was pending again by now (a race with a retry's move), claim it the plain way and send it."""
     delivery = (Delivery.select(Delivery, Notification).join(Notification)
                 .where(Delivery.id == delivery_id).get_or_none())
     if delivery is None:
         log.warning("delivery not found (deleted?)", extra={"delivery_id": delivery_id})
         return "missing"
     notification = delivery.notification
-    context = {"delivery_id": delivery_id, "channel": delivery.channel, "notification_id": notification.id,
-               "user_id": notification.user_id, "correlation_id": notification.correlation_id,
-               "priority": notification.priority}
+    context = context_of(delivery)
     if delivery.status != states.PENDING:
         log.info("delivery already handled", extra={**context, "status": delivery.status})
         return delivery.status
@@ -70,8 +86,7 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
         rt.recorder.delivery(delivery.channel, "withdrawn")
         log.info("delivery withdrawn", extra={**context, "reason": lapsed})
         return states.WITHDRAWN
-    channel = rt.channels.get(delivery.channel)
-    if channel is None:
+    if rt.channels.get(delivery.channel) is None:
         move(delivery_id, states.PENDING, states.SKIPPED, reason_code=reasons.CHANNEL_UNAVAILABLE,
              last_error=f"channel {delivery.channel!r} is not installed or is disabled")
         rt.recorder.delivery(delivery.channel, "skipped")
@@ -79,58 +94,74 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
         return states.SKIPPED
     if not claim(delivery_id):
         return "claimed-elsewhere"
+    return send_claimed(rt, delivery, started)
+
+
+def send_claimed(rt: Runtime, delivery: Delivery, started: float) -> str:
+    """Send a delivery this worker has claimed (``sending``, with its notification) and record the outcome."""
+    notification = delivery.notification
+    context = context_of(delivery)
+    channel = rt.channels[delivery.channel]
     claimed_at = utcnow()
     attempts = delivery.attempts + 1
     if rt.settings.shadow:  # beside the old worker: record what would go out, send nothing
-        move(delivery_id, SENDING, states.SHADOW, attempts=attempts, sent_at=claimed_at, next_attempt_at=None)
-        attempt_log.record(delivery_id, attempts, attempt_log.SHADOW, claimed_at, finished_at=claimed_at)
+        move(delivery.id, SENDING, states.SHADOW, attempts=attempts, sent_at=claimed_at, next_attempt_at=None)
+        attempt_log.record(delivery.id, attempts, attempt_log.SHADOW, claimed_at, finished_at=claimed_at)
         rt.recorder.delivery(delivery.channel, "shadow")
         log.info("shadow: would deliver", extra=context)
         return states.SHADOW
     try:
         if (delivery.channel in rt.settings.rate_limits and rt.settings.feature("rate_limits")
                 and not rt.templates.is_critical(notification.type)):  # security alerts are never held back
-            wait = rt.limiter.wait(notification.user_id, delivery.channel, delivery_id)
+            wait = rt.limiter.wait(notification.user_id, delivery.channel, delivery.id)
             if wait > 0:
                 return _defer(rt, delivery, wait, context, claimed_at)
         channel.send(notification, delivery, rt.channel_context(log))
-    except Skipped as skip:
-        move(delivery_id, SENDING, states.SKIPPED, attempts=attempts, last_error=skip.reason, reason_code=skip.code)
-        attempt_log.record(delivery_id, attempts, attempt_log.SKIPPED, claimed_at, skip.reason)
-        rt.recorder.delivery(delivery.channel, "skipped")
-        log.info("delivery skipped", extra={**context, "reason": skip.reason})
-        return states.SKIPPED
     except Exception as exc:
-        error = classify(exc)
-        policy = channel.retry_policy
-        kind = "permanent" if isinstance(error, PermanentError) else "transient"
-        rt.recorder.error("deliver", kind, type(exc).__name__)
-        if isinstance(error, PermanentError) or policy.exhausted(attempts):
-            reason = error.reason if isinstance(error, PermanentError) else \
-                f"gave up after {attempts} attempts; last error: {error.reason}"
-            move(delivery_id, SENDING, states.FAILED, attempts=attempts, last_error=reason, next_attempt_at=None)
-            attempt_log.record(delivery_id, attempts, attempt_log.PERMANENT if kind == "permanent" else attempt_log.TRANSIENT,
-                               claimed_at, error.reason)
-            log.error("delivery dead-lettered", extra={**context, "reason": reason, "attempts": attempts,
-                                                      "error_kind": kind})
-            rt.recorder.delivery(delivery.channel, "failed")
-            return states.FAILED
-        delay = policy.delay(attempts, error.retry_after if isinstance(error, TransientError) else None)
-        move(delivery_id, SENDING, states.PENDING, attempts=attempts, last_error=error.reason,
-             next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
-        attempt_log.record(delivery_id, attempts, attempt_log.TRANSIENT, claimed_at, error.reason)
-        log.warning("delivery failed; will retry", extra={**context, "reason": error.reason, "attempts": attempts,
-                                                          "retry_in_s": round(delay, 1)})
-        rt.recorder.delivery(delivery.channel, "retry")
-        raise RetryLater(delay, error.reason) from exc
+        return settle_error(rt, channel, delivery, exc, claimed_at, context)
     now = utcnow()
-    move(delivery_id, SENDING, states.SENT, attempts=attempts, sent_at=now, last_error=None, next_attempt_at=None)
-    attempt_log.record(delivery_id, attempts, attempt_log.SENT, claimed_at, finished_at=now)
+    move(delivery.id, SENDING, states.SENT, attempts=attempts, sent_at=now, last_error=None, next_attempt_at=None)
+    attempt_log.record(delivery.id, attempts, attempt_log.SENT, claimed_at, finished_at=now)
     with rt.recorder.batched() as recorder:
         latency = _observe_sent(rt.settings.sla_seconds, recorder, notification, delivery, attempts, now)
     log.info("delivered", extra={**context, "attempts": attempts, "end_to_end_ms": latency,
                                  "duration_ms": round((time.monotonic() - started) * 1000, 1)})
     return states.SENT
+
+
+def settle_error(rt: Runtime, channel: Channel, delivery: Delivery, exc: Exception, claimed_at: dt.datetime,
+                 context: dict) -> str:
+    """Record a claimed delivery's failed send (``exc``): skipped, failed, or back to pending with its backoff
+    (then raises :class:`RetryLater`)."""
+    delivery_id, attempts = delivery.id, delivery.attempts + 1
+    if isinstance(exc, Skipped):
+        move(delivery_id, SENDING, states.SKIPPED, attempts=attempts, last_error=exc.reason, reason_code=exc.code)
+        attempt_log.record(delivery_id, attempts, attempt_log.SKIPPED, claimed_at, exc.reason)
+        rt.recorder.delivery(delivery.channel, "skipped")
+        log.info("delivery skipped", extra={**context, "reason": exc.reason})
+        return states.SKIPPED
+    error = classify(exc)
+    policy = channel.retry_policy
+    kind = "permanent" if isinstance(error, PermanentError) else "transient"
+    rt.recorder.error("deliver", kind, type(exc).__name__)
+    if isinstance(error, PermanentError) or policy.exhausted(attempts):
+        reason = error.reason if isinstance(error, PermanentError) else \
+            f"gave up after {attempts} attempts; last error: {error.reason}"
+        move(delivery_id, SENDING, states.FAILED, attempts=attempts, last_error=reason, next_attempt_at=None)
+        attempt_log.record(delivery_id, attempts, attempt_log.PERMANENT if kind == "permanent" else attempt_log.TRANSIENT,
+                           claimed_at, error.reason)
+        log.error("delivery dead-lettered", extra={**context, "reason": reason, "attempts": attempts,
+                                                  "error_kind": kind})
+        rt.recorder.delivery(delivery.channel, "failed")
+        return states.FAILED
+    delay = policy.delay(attempts, error.retry_after if isinstance(error, TransientError) else None)
+    move(delivery_id, SENDING, states.PENDING, attempts=attempts, last_error=error.reason,
+         next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
+    attempt_log.record(delivery_id, attempts, attempt_log.TRANSIENT, claimed_at, error.reason)
+    log.warning("delivery failed; will retry", extra={**context, "reason": error.reason, "attempts": attempts,
+                                                      "retry_in_s": round(delay, 1)})
+    rt.recorder.delivery(delivery.channel, "retry")
+    raise RetryLater(delay, error.reason) from exc
 
 
 def _observe_sent(sla_seconds: dict[str, int], recorder: Recorder, notification: Notification, delivery: Delivery,
@@ -154,7 +185,8 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
     Claimed in one UPDATE, sent with the channel's ``send_many``, marked sent in one
     UPDATE. Returns the ids left for the usual one-at-a-time path: all of them when the
     batch cannot be done this way (shadow mode, a rate limit, a channel that does not
-    batch) or ``send_many`` failed — they are back to ``pending`` by then. No attempt is
+    batch) or ``send_many`` raised, and those items it reported failed — they are back to
+    ``pending`` by then. No attempt is
     logged: the trace shows each one's single try from its ``sent_at`` (:mod:`notif.attempts`).
     """
     rows = list(Delivery.select(Delivery, Notification).join(Notification).where(Delivery.id.in_(delivery_ids)))
@@ -171,12 +203,17 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
     if not items:
         return lapsed
     try:
-        channel.send_many(items, rt.channel_context(log))
+        outcomes = channel.send_many(items, rt.channel_context(log))
     except Exception as exc:
         move_many(claimed, SENDING, states.PENDING)
         log.warning("batched delivery failed; each goes the usual way", extra={
             "channel": channel.name, "count": len(items), "reason": str(exc)})
         return sorted(claimed) + lapsed
+    failed = {d.id for (_, d), outcome in zip(items, outcomes or (), strict=False) if outcome is not None}
+    if failed:  # (an item of send_many that failed: it goes the usual way, one at a time, with retries)
+        move_many(failed, SENDING, states.PENDING)
+        items = [(n, d) for n, d in items if d.id not in failed]
+        claimed = claimed - failed
     sent_at = utcnow()
     move_many(claimed, SENDING, states.SENT, attempts=Delivery.attempts + 1, sent_at=sent_at, last_error=None,
               next_attempt_at=None, updated_at=sent_at)
@@ -189,7 +226,7 @@ def deliver_batch(rt: Runtime, delivery_ids: list[int]) -> list[int]:
                 "user_id": notification.user_id, "correlation_id": notification.correlation_id,
                 "priority": notification.priority, "attempts": delivery.attempts + 1, "end_to_end_ms": latency,
                 "batched": len(items)})
-    return lapsed
+    return sorted(failed) + lapsed
 
 
 def _together(rt: Runtime, channel: Channel) -> bool:

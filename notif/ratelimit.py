@@ -65,3 +65,17 @@ class RateLimiter:
         period_ms = int(period * 1000)
         keys = [rate_tat(self.settings, channel, user_id), rate_hold(self.settings, delivery_id)]
         return int(self._script(keys=keys, args=[max(1, period_ms // count), period_ms])) / 1000.0
+
+    def wait_many(self, channel: str, items: list[tuple[str, int]]) -> list[float]:
+        """:meth:`wait` for several (user id, delivery id) of one channel, in order, in one Redis round trip
+        (a pipeline of the same script: each runs atomically, as one call of :meth:`wait` does)."""
+        limit = self.limits.get(channel)
+        if limit is None or not items:
+            return [0.0] * len(items)
+        count, period = limit
+        period_ms = int(period * 1000)
+        pipe = self._script.registered_client.pipeline(transaction=False)
+        for user_id, delivery_id in items:
+            self._script(keys=[rate_tat(self.settings, channel, user_id), rate_hold(self.settings, delivery_id)],
+                         args=[max(1, period_ms // count), period_ms], client=pipe)
+        return [int(ms) / 1000.0 for ms in pipe.execute()]

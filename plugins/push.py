@@ -15,7 +15,8 @@ followed: a push service answers, it does not send us elsewhere.
 Per process, requests to a push service reuse keep-alive connections (the runtime's pooled
 session, which checks each new connection's address) and one signed VAPID token per push
 service origin until it nears expiry (``NOTIF_VAPID_TOKEN_SECONDS``); the payload is
-encrypted for each message.
+encrypted for each message. A batch of deliveries (``send_many``) reads its users' subscriptions
+in one query.
 """
 from __future__ import annotations
 
@@ -95,22 +96,44 @@ class PushChannel(Channel):
         self.tokens = VapidTokens()  # the process's signed VAPID headers, per push service origin
 
     def send(self, notification, delivery, ctx: ChannelContext) -> None:
-        settings = ctx.settings
-        if not settings.vapid_private_key:
-            raise PermanentError("VAPID_PRIVATE_KEY is not set; `notif vapid` makes a key pair")
         subscriptions = list(PushSubscription.select().where(PushSubscription.user_id == notification.user_id))
+        self._send_to(notification, delivery, subscriptions, ctx)
+
+    def send_many(self, items, ctx: ChannelContext) -> list[Exception | None]:
+        """Several deliveries: every user's subscriptions read in one query, the pushes sent one after another
+        on the process's pooled session; an outcome per item."""
+        held: dict[str, list[PushSubscription]] = {}
+        users = list({notification.user_id for notification, _ in items})
+        for sub in PushSubscription.select().where(PushSubscription.user_id.in_(users)).order_by(PushSubscription.id):
+            held.setdefault(sub.user_id, []).append(sub)
+        outcomes: list[Exception | None] = []
+        for notification, delivery in items:
+            try:
+                self._send_to(notification, delivery, held.get(notification.user_id, []), ctx)
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    def _send_to(self, notification, delivery, subscriptions: list[PushSubscription], ctx: ChannelContext) -> None:
+        settings = ctx.settings
+        key = settings.vapid_private_key
+        if not key:
+            raise PermanentError("VAPID_PRIVATE_KEY is not set; `notif vapid` makes a key pair")
         if not subscriptions:
             raise Skipped("the user has no push subscription", code=NO_PUSH_SUBSCRIPTION)
         data = payload(notification, settings.public_url)
         topic = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:32]
         transient: list[TransientError] = []
         refused: list[str] = []
-        for sub in subscriptions:
+        count = len(subscriptions)
+        for sub in list(subscriptions):  # (a removed one leaves the list: send_many shares it among a user's items)
             try:
                 problem = endpoint_problem(sub.endpoint, settings)
                 if problem:
                     raise OutboundRefused(problem)
-                headers = self.tokens.headers(settings.vapid_private_key, sub.endpoint, settings.vapid_subject,
+                headers = self.tokens.headers(key, sub.endpoint, settings.vapid_subject,
                                               settings.vapid_token_seconds)
                 headers.update({"Urgency": URGENCY.get(notification.priority, "normal"), "Topic": topic})
                 # encrypted for each message (its own salt and keys); sent on the process's pooled session
@@ -121,6 +144,7 @@ class PushChannel(Channel):
                                            f"Response body:{response.text}", response=response)
             except OutboundRefused as exc:
                 sub.delete_instance()  # it would be refused on every send: the user subscribes again from a browser
+                subscriptions.remove(sub)
                 refused.append(exc.reason)
                 ctx.log.warning("push endpoint refused by the outbound policy; subscription removed", extra={
                     "reason": exc.reason, "user_id": sub.user_id, "correlation_id": notification.correlation_id})
@@ -129,6 +153,7 @@ class PushChannel(Channel):
                 status = response.status_code if response is not None else None
                 if status in (404, 410):
                     sub.delete_instance()  # the browser unsubscribed or the subscription expired
+                    subscriptions.remove(sub)
                     ctx.log.info("push subscription gone; removed", extra={"status": status, "user_id": sub.user_id})
                     continue
                 if status is None:
@@ -146,11 +171,11 @@ class PushChannel(Channel):
                 transient.append(error)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 transient.append(TransientError(f"push service unreachable: {type(exc).__name__}"))
-        if refused and len(refused) == len(subscriptions):
+        if refused and len(refused) == count:
             raise PermanentError(f"push endpoint refused: {refused[0]}; the subscription was removed")
         if transient:
             waits = [e.retry_after for e in transient if e.retry_after is not None]
-            raise TransientError(f"{len(transient)} of {len(subscriptions)} devices failed: {transient[0].reason}",
+            raise TransientError(f"{len(transient)} of {count} devices failed: {transient[0].reason}",
                                  retry_after=max(waits) if waits else None)
 
 

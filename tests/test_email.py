@@ -133,3 +133,12 @@ def test_idle_seconds_zero_opens_a_connection_per_email(mail_rt, smtp):
     for _ in range(3):
         assert deliver(rt, email_delivery().id) == "sent"
     assert inbox.ehlos == 3 and len(set(inbox.sessions)) == 3
+
+
+def test_a_batch_of_emails_goes_over_one_smtp_session_and_a_bad_address_fails_alone(mail_rt, smtp):
+    from notif.deliver_many import deliver_many
+    inbox, _ = smtp
+    rows = [email_delivery(to=to) for to in ("a@example.com", None, "b@example.com", "c@example.com")]
+    assert deliver_many(mail_rt, [d.id for d in rows]) == []
+    assert [Delivery.get_by_id(d.id).status for d in rows] == ["sent", "skipped", "sent", "sent"]
+    assert len(inbox.messages) == 3 and inbox.ehlos == 1

@@ -226,3 +226,17 @@ def test_a_token_lifetime_of_zero_signs_each_request(push_rt, service):
     for _ in range(2):
         assert deliver(rt, push_delivery().id) == "sent", service.errors
     assert len(set(authorization_tokens(service))) == 2
+
+
+def test_a_batch_of_pushes_reaches_each_users_devices_and_drops_a_gone_one_once(push_rt, service):
+    from notif.deliver_many import deliver_many
+    subscribe("u1", phone := service.subscriber("phone"))
+    subscribe("u2", service.subscriber("gone", status=410))
+    subscribe("u3", laptop := service.subscriber("laptop"))
+    rows = [push_delivery(user) for user in ("u1", "u2", "u2", "u3")]
+    assert deliver_many(push_rt, [d.id for d in rows]) == [], service.errors
+    assert [Delivery.get_by_id(d.id).status for d in rows] == ["sent", "sent", "skipped", "sent"]
+    assert len(phone.received) == 1 and len(laptop.received) == 1 and not service.errors
+    assert service.requests == 3  # one each: u2's second push knew its device was gone (skipped)
+    assert [s.endpoint for s in PushSubscription.select().order_by(PushSubscription.id)] == [
+        phone.endpoint, laptop.endpoint]

@@ -41,7 +41,7 @@ def build_worker(environ: Mapping[str, str] | None = None) -> Tasks:
     configure_logging(settings.log_format, settings.log_level, process="worker")
     use_multiprocess_storage()
     broker = make_broker(settings)
-    tasks = declare(broker, LazyRuntime(settings))
+    tasks = declare(broker, LazyRuntime(settings), settings.deliver_batch)
     broker.add_middleware(WorkerMetrics())
     broker.add_middleware(WorkerHeartbeat(settings))
     dramatiq.set_broker(broker)

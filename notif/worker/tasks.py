@@ -10,7 +10,10 @@ HIGH's path.
   message (:mod:`notif.fanout`), which then sends itself again for the next chunk, so a
   LOW announcement to a million takes a thread for one short transaction at a time.
 - ``deliver_<priority>(delivery_id)`` on ``notif.deliver.<priority>``: one delivery row →
-  its channel.
+  its channel (retries, releases, the sweeper, dead-letter replays, a lone delivery).
+- ``deliver_many_<priority>(delivery_ids)`` on the same queue: up to ``NOTIF_DELIVER_BATCH``
+  rows of one channel made together (:mod:`notif.deliver_many`); one that fails for now is
+  re-enqueued alone, as a delayed ``deliver`` message.
 - ``webhook(event_id)`` on ``notif.webhook``: one attempt at one webhook event
   (:mod:`notif.webhooks.send`), retried with the webhooks' backoff.
 
@@ -32,6 +35,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from .. import deliver as deliver_mod
+from .. import deliver_many as deliver_many_mod
 from .. import fanout as fanout_mod
 from .. import ingest as ingest_mod
 from ..config import PRIORITIES, Settings
@@ -61,6 +65,8 @@ class Tasks:
     deliver: dict[str, dramatiq.Actor]
     fanout: dict[str, dramatiq.Actor]
     webhook: dramatiq.Actor
+    deliver_many: dict[str, dramatiq.Actor]
+    batch: int = 20  # most deliveries per deliver_many message (NOTIF_DELIVER_BATCH)
 
     def send_ingest(self, priority: str, batch: Sequence[Received]) -> None:
         """Hand a batch of received SQS messages to that priority's ingest actor."""
@@ -75,6 +81,26 @@ class Tasks:
         """One ``deliver`` message per pending delivery, in one Redis round trip (an ``Enqueue``)."""
         if queued:
             enqueue_many(self.broker, [self.deliver[q.priority].message(q.delivery_id) for q in queued])
+
+    def enqueue_together(self, queued: Sequence[QueuedDelivery]) -> None:
+        """Deliveries made together (an ingest batch, a fan-out chunk): one ``deliver_many`` message per
+        (priority, channel, up to :attr:`batch` ids), a lone one a ``deliver`` message; one Redis round trip."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for q in queued:
+            groups.setdefault((q.priority, q.channel), []).append(q.delivery_id)
+        messages = []
+        for (priority, _), ids in groups.items():
+            for start in range(0, len(ids), self.batch):
+                part = ids[start:start + self.batch]
+                messages.append(self.deliver[priority].message(part[0]) if len(part) == 1
+                                else self.deliver_many[priority].message(part))
+        if messages:
+            enqueue_many(self.broker, messages)
+
+    def retry_later(self, priority: str, retries: Sequence[deliver_many_mod.Retry]) -> None:
+        """A batch's deliveries that failed for now: each a ``deliver`` message of its own, due after its delay."""
+        for retry in retries:
+            self.deliver[priority].send_with_options(args=(retry.delivery_id,), delay=int(retry.delay * 1000))
 
     def enqueue_webhooks(self, event_ids: Sequence[int]) -> None:
         """One ``webhook`` message per webhook event, in one Redis round trip."""
@@ -92,14 +118,15 @@ def _no_runtime() -> Runtime:
     raise RuntimeError("this process only sends notif's tasks; `dramatiq notif.actors` runs them")
 
 
-def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -> Tasks:
-    """Declare notif's actors on ``broker``; ``runtime()`` gives what they run with (per process)."""
+def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime, batch: int = 20) -> Tasks:
+    """Declare notif's actors on ``broker``; ``runtime()`` gives what they run with (per process); ``batch``:
+    the most deliveries per ``deliver_many`` message (NOTIF_DELIVER_BATCH)."""
     tasks: Tasks
 
     def ingest(messages: list[dict]) -> None:
         rt = runtime()
         with database.connection_context():
-            ingest_mod.ingest_batch(rt, [Received.from_json(m) for m in messages], tasks.enqueue_deliveries,
+            ingest_mod.ingest_batch(rt, [Received.from_json(m) for m in messages], tasks.enqueue_together,
                                     deliver_now=deliver_mod.deliver_batch, start_fanouts=tasks.start_fanouts)
 
     def fanout(fanout_id: int) -> None:
@@ -114,7 +141,7 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
             rt.webhooks.hand_off(chunk.webhooks)
             row = chunk.notification
             with topic_copies():  # (their delivery.sent: per recipient only, and then by the usual query)
-                hand_off(rt, chunk.queued, tasks.enqueue_deliveries, deliver_mod.deliver_batch if row is None else
+                hand_off(rt, chunk.queued, tasks.enqueue_together, deliver_mod.deliver_batch if row is None else
                          lambda rt, ids: deliver_mod.deliver_copies(rt, ids, row, IN_APP))
 
     def deliver(delivery_id: int) -> None:
@@ -125,6 +152,14 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
             except deliver_mod.RetryLater as retry:
                 # the channel's policy chose the delay (backoff with jitter, Retry-After honoured)
                 raise dramatiq.Retry(str(retry), delay=int(retry.delay * 1000)) from None
+
+    def many(priority: str) -> Callable[[list[int]], None]:
+        def deliver_many(delivery_ids: list[int]) -> None:
+            rt = runtime()
+            with database.connection_context():
+                retries = deliver_many_mod.deliver_many(rt, delivery_ids)
+            tasks.retry_later(priority, retries)  # (not a Dramatiq retry: that would send the whole batch again)
+        return deliver_many
 
     def webhook(event_id: int) -> None:
         rt = runtime()
@@ -146,10 +181,14 @@ def declare(broker: RedisBroker, runtime: Callable[[], Runtime] = _no_runtime) -
         deliver={p: actor(deliver, f"deliver_{p}", deliver_queue(p), p, DELIVER_RETRIES, 60_000) for p in PRIORITIES},
         fanout={p: actor(fanout, f"fanout_{p}", ingest_queue(p), p, INGEST_RETRIES, 120_000) for p in PRIORITIES},
         webhook=actor(webhook, WEBHOOK_ACTOR, webhook_queue(), "normal", WEBHOOK_RETRIES, 60_000),
+        # (a batch's time: its sends one after another, each bounded by the channel's own timeout)
+        deliver_many={p: actor(many(p), f"deliver_many_{p}", deliver_queue(p), p, DELIVER_RETRIES, 300_000)
+                      for p in PRIORITIES},
+        batch=batch,
     )
     return tasks
 
 
 def producer(settings: Settings) -> Tasks:
     """notif's tasks on a broker of their own, for a process that only sends them."""
-    return declare(make_broker(settings))
+    return declare(make_broker(settings), batch=settings.deliver_batch)
