@@ -301,6 +301,7 @@ class Settings:
     fanout_chunk: int = env("NOTIF_FANOUT_CHUNK", 2000, int, doc="recipients one transaction stores: a topic message is stored this many members at a time, each chunk its own short transaction and its own actor message, so other work (HIGH first) runs in between; also the most notifications one ingest transaction of a batch writes")
     fanout_stall_seconds: float = env("NOTIF_FANOUT_STALL", 60.0, float, doc="a topic fan-out that has not moved for this long is resumed by the scheduler's sweep (its worker died or its message was lost)")
     max_receives: int = env("NOTIF_MAX_RECEIVES", 10, int, doc="an SQS message received more than this many times without being stored is dead-lettered")
+    low_threads: int | None = env("NOTIF_LOW_THREADS", None, _count, doc="most threads of a worker process that LOW work (`notif.low`, `notif.deliver.low`) holds at once, so the rest are free for HIGH and NORMAL under a LOW flood; LOW messages beyond it wait in Redis, not in the process (unset: half the `--threads`; `0`: no cap)")
     broker_heartbeat_timeout_ms: int = env("NOTIF_BROKER_HEARTBEAT_TIMEOUT", 60000, int, doc="ms before Dramatiq hands a silent worker's messages to others (the outbox sweep recovers them regardless)")
     sweep_interval_seconds: float = env("NOTIF_SWEEP_INTERVAL", 15.0, float, doc="seconds between outbox sweeps (scheduler)")
     sweep_grace_seconds: float = env("NOTIF_SWEEP_GRACE", 120.0, float, doc="a pending delivery this overdue is enqueued again (its message was lost)")

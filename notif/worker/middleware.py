@@ -1,11 +1,16 @@
 """Dramatiq middleware of notif's worker (besides :class:`notif.worker.metrics.WorkerMetrics`)."""
 from __future__ import annotations
 
+import logging
+
 from dramatiq.middleware import Middleware
 
 from ..config import Settings
 from ..monitoring.heartbeat import Heartbeat
 from ..redis_client import sync_client
+from .low_gate import low_threads
+
+log = logging.getLogger(__name__)
 
 
 class WorkerHeartbeat(Middleware):
@@ -21,3 +26,19 @@ class WorkerHeartbeat(Middleware):
     def before_worker_shutdown(self, broker, worker) -> None:
         if self.heartbeat:
             self.heartbeat.stop()
+
+
+class LowThreadsCap(Middleware):
+    """Sets this worker process's LOW cap (:mod:`notif.worker.low_gate`) from its thread count at boot,
+    before its consumers start, and says what it chose in the log."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def before_worker_boot(self, broker, worker) -> None:
+        gate = getattr(broker, "low_gate", None)
+        if gate is None:  # not notif's broker (a test's stub): nothing to gate
+            return
+        gate.cap = low_threads(self.settings.low_threads, worker.worker_threads)
+        log.info("LOW work holds at most %s of %d threads", "all" if gate.cap is None else gate.cap,
+                 worker.worker_threads, extra={"low_threads": gate.cap, "threads": worker.worker_threads})
