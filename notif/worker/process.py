@@ -16,7 +16,7 @@ from ..logs import configure_logging
 from ..runtime import Runtime
 from .broker import make_broker
 from .metrics import WorkerMetrics, use_multiprocess_storage
-from .middleware import LowThreadsCap, WorkerHeartbeat
+from .middleware import HighLane, LowThreadsCap, WorkerHeartbeat
 from .tasks import Tasks, declare
 
 
@@ -45,5 +45,6 @@ def build_worker(environ: Mapping[str, str] | None = None) -> Tasks:
     broker.add_middleware(WorkerMetrics())
     broker.add_middleware(WorkerHeartbeat(settings))
     broker.add_middleware(LowThreadsCap(settings))
+    broker.add_middleware(HighLane(settings))
     dramatiq.set_broker(broker)
     return tasks
