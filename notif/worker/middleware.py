@@ -9,7 +9,7 @@ from ..config import Settings
 from ..monitoring.heartbeat import Heartbeat
 from ..redis_client import sync_client
 from .lanes import LaneBeacon, LaneWatch, role
-from .low_gate import low_threads
+from .low_gate import LOW_QUEUES, low_threads
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class LowThreadsCap(Middleware):
 
     def before_worker_boot(self, broker, worker) -> None:
         gate = getattr(broker, "low_gate", None)
-        if gate is None:  # not notif's broker (a test's stub): nothing to gate
+        queues = set(worker.consumer_whitelist or ())
+        if gate is None or (queues and not queues & LOW_QUEUES):  # a stub broker, or a worker without LOW
             return
         gate.cap = low_threads(self.settings.low_threads, worker.worker_threads)
         log.info("LOW work holds at most %s of %d threads", "all" if gate.cap is None else gate.cap,
