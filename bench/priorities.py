@@ -35,8 +35,10 @@ from .throughput import _count
 
 FLOOD_RECIPIENTS = 200
 REFERENCE = [("worker", ["dramatiq", "notif.actors", "--processes", "1", "--threads", "8"], {"NOTIF_LOW_THREADS": "0"})]
-LOW_SENT = ("SELECT count(*) FROM notif_delivery d JOIN notif_notification n ON n.id = d.notification_id "
-            "WHERE n.priority = 'low' AND d.status = 'sent'")
+# every sent delivery but HIGH's few: a NOT IN over a hashed list and one scan, whatever the planner's
+# statistics say (the join it replaced ran for minutes on tables that grew from empty during the run)
+LOW_SENT = ("SELECT count(*) FROM notif_delivery WHERE status = 'sent' AND notification_id NOT IN "
+            "(SELECT id FROM notif_notification WHERE priority <> 'low')")
 
 
 def _ms(values: list[float]) -> dict:
