@@ -1,43 +1,134 @@
 """HIGH under a LOW flood: does HIGH keep its latency, and does LOW still progress?
 
-One stack (`notif poll`, `dramatiq notif.actors` 1 process × 8 threads, `notif serve`),
-10 SSE clients for the HIGH users. First HIGH alone at a steady rate (the baseline, same
-run); then the same HIGH traffic while LOW messages with many recipients each ask for far
-more deliveries per second than the worker can make. Reported: HIGH's latency both times
-and their ratio, and how many LOW deliveries were made during the flood (no starvation).
+Two layouts of workers, each on a stack of its own (`notif poll`, `notif serve`, moto, a fresh
+database), with 10 SSE clients for the HIGH users:
+
+- ``default``: the workers the Procfile runs (every ``dramatiq notif.actors`` line in it, as
+  written: today ``worker`` with its NOTIF_LOW_THREADS cap and the HIGH lane ``worker_high``);
+- ``one_worker``, the reference: the old layout, one ``dramatiq notif.actors`` process of 8
+  threads on every queue, with no cap (NOTIF_LOW_THREADS=0).
+
+Each: HIGH alone at a steady rate first (its idle baseline, same stack), then the same HIGH
+traffic while LOW messages with many recipients each ask for about four times the deliveries
+per second the stack can make. Reported: HIGH's latency (SQS send → SSE event) both times and
+the p99 ratio (target: ≤ 2), and how many LOW deliveries were made during the flood (LOW is
+not starved). ``python -m bench.priorities`` runs it alone (BENCH_HIGH_RATE, BENCH_LOW_RATE,
+BENCH_PRIORITIES_SECONDS).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
+import shlex
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from .common import Procs, database, free_port, moto_sqs, notif_env, percentiles, say, sqs_client, sqs_env, wait_for
+from .common import ROOT, Procs, database, free_port, moto_sqs, notif_env, percentiles, say, sqs_client, sqs_env, wait_for
 from .e2e_latency import USERS, paced_send, sse_clients
 from .throughput import _count
 
 FLOOD_RECIPIENTS = 200
+REFERENCE = [("worker", ["dramatiq", "notif.actors", "--processes", "1", "--threads", "8"], {"NOTIF_LOW_THREADS": "0"})]
+# every sent delivery but HIGH's few: a NOT IN over a hashed list and one scan, whatever the planner's
+# statistics say (the join it replaced ran for minutes on tables that grew from empty during the run)
+LOW_SENT = ("SELECT count(*) FROM notif_delivery WHERE status = 'sent' AND notification_id NOT IN "
+            "(SELECT id FROM notif_notification WHERE priority <> 'low')")
 
 
 def _ms(values: list[float]) -> dict:
     return {k: round(v * 1000, 1) if k != "n" else v for k, v in percentiles(values).items()}
 
 
+def procfile_workers(procfile: Path = ROOT / "Procfile", environ=os.environ) -> list[tuple[str, list[str], dict]]:
+    """The Procfile's worker processes (its ``dramatiq notif.actors`` lines) as it would run them here:
+    ``${VAR:-default}`` expanded from ``environ``, anything before ``dramatiq`` (``nice -n 10``) kept."""
+    workers = []
+    for line in procfile.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if "dramatiq notif.actors" not in command:
+            continue
+        command = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: environ.get(m.group(1)) or m.group(2), command)
+        workers.append((name.strip(), shlex.split(command), {}))
+    return workers
+
+
+def batched_send(sqs, url: str, rate: float, seconds: float, body_for) -> int:
+    """The LOW flood: ``rate`` msg/s for ``seconds``, ten per SendMessageBatch on an absolute schedule.
+
+    Ten per request, as a bulk producer sends, so that moto (which shares the benchmark's two cores
+    and spends milliseconds of CPU on each request) does not eat into the stack being measured."""
+    total = int(rate * seconds)
+    start = time.monotonic()
+    for first in range(0, total, 10):
+        delay = start + first / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": json.dumps(body_for(i))} for i in range(first, min(first + 10, total))])
+    return total
+
+
+def _picked_up(db_url: str) -> dict[int, float]:
+    """HIGH message number → seconds from its SQS send to a worker making its notification (created_at)."""
+    import psycopg2
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT data, EXTRACT(EPOCH FROM created_at) FROM notif_notification WHERE priority = 'high'")
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    picked = {}
+    for data, created in rows:
+        data = json.loads(data) if isinstance(data, str) else data
+        picked[int(data["i"])] = float(created) - float(data["t"])
+    return picked
+
+
 def main(high_rate: float = 10, low_rate: float = 40, seconds: float = 20, warmup: float = 3) -> dict:
     say("HIGH under a LOW flood")
-    return {"one_worker": run(high_rate, low_rate, seconds, warmup, high_lane=False),
-            "with_high_lane": run(high_rate, low_rate, seconds, warmup, high_lane=True)}
+    default = procfile_workers()
+    result = {"high_rate_per_s": high_rate, "low_rate_per_s": low_rate, "low_recipients": FLOOD_RECIPIENTS,
+              "seconds": seconds, "load_average_before": os.getloadavg()[0],
+              "default": {"workers": [" ".join(argv) for _, argv, _ in default],
+                          **run(high_rate, low_rate, seconds, warmup, default)},
+              "one_worker": {"workers": [" ".join(argv) + " (NOTIF_LOW_THREADS=0)" for _, argv, _ in REFERENCE],
+                             **run(high_rate, low_rate, seconds, warmup, REFERENCE)},
+              "load_average_after": os.getloadavg()[0]}
+    # the layouts against each other: HIGH's p99 under the flood, the reference's over the default's
+    result["flood_p99_one_worker_over_default"] = round(result["one_worker"]["high_under_flood_ms"]["p99"]
+                                                        / result["default"]["high_under_flood_ms"]["p99"], 2)
+    return result
 
 
-def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_lane: bool) -> dict:
+def summary(result: dict) -> list[str]:
+    lines = []
+    for key, label in (("default", "Procfile's workers"), ("one_worker", "one worker, no cap")):
+        p = result[key]
+        lines.append(f"  HIGH under LOW flood, {label:<18}  p99 {p['high_under_flood_ms']['p99']} ms vs "
+                     f"{p['high_idle_ms']['p99']} ms idle (ratio {p['ratio_p99']}, target <= 2); LOW delivered "
+                     f"{p['low_deliveries_during_flood']:,} meanwhile")
+    lines.append(f"  (HIGH p99 under the flood: one worker / Procfile's {result['flood_p99_one_worker_over_default']}; "
+                 f"load average {result['load_average_before']:.1f} before, {result['load_average_after']:.1f} after)")
+    return lines
+
+
+def _command(argv: list[str]) -> list[str]:
+    i = argv.index("dramatiq")  # this interpreter's dramatiq, whatever comes before it (nice) kept
+    return [*argv[:i], sys.executable, "-m", "dramatiq", *argv[i + 1:]]
+
+
+def run(high_rate: float, low_rate: float, seconds: float, warmup: float, workers) -> dict:
     logdir = Path(tempfile.mkdtemp(prefix="notif-bench-"))
-    say(f" {'worker + a HIGH lane (worker-high: --queues notif.high notif.deliver.high)' if high_lane else 'one worker'}"
-        f" (logs in {logdir})")
+    for name, argv, env in workers:
+        say(f" {name}: {' '.join(argv)} {' '.join(f'{k}={v}' for k, v in env.items())}")
+    say(f"  (logs in {logdir})")
     with moto_sqs() as endpoint:
         sqs = sqs_client(endpoint)
         tag = uuid.uuid4().hex[:6]
@@ -46,12 +137,8 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_l
         with database() as db_url:
             port = free_port()
             with Procs(notif_env(db_url, tag, queues), logdir) as procs:
-                # with a HIGH lane the general worker leaves HIGH's queues to it: a worker that also
-                # consumes them prefetches HIGH messages that then wait for one of its busy threads
-                procs.worker(queues=["notif.normal", "notif.low", "notif.deliver.normal", "notif.deliver.low"]
-                             if high_lane else None)
-                if high_lane:
-                    procs.worker(4, ["notif.high", "notif.deliver.high"], name="worker-high")
+                for name, argv, env in workers:
+                    procs.start(name, _command(argv), env)
                 procs.pipeline(port)
                 arrivals: list = []
                 ready, done = threading.Event(), threading.Event()
@@ -71,31 +158,40 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_l
 
                     say(f"  flood: LOW {low_rate:g} msg/s × {FLOOD_RECIPIENTS} recipients "
                         f"({low_rate * FLOOD_RECIPIENTS:,.0f} deliveries/s asked) + HIGH {high_rate:g} msg/s")
-                    low_sql = ("SELECT count(*) FROM notif_delivery d JOIN notif_notification n ON n.id = d.notification_id "
-                               "WHERE n.priority = 'low' AND d.status = 'sent'")
-                    flood = threading.Thread(target=paced_send, args=(sqs_client(endpoint), urls["low"], low_rate,
-                                                                      seconds + warmup, lambda i: {
+                    flood = threading.Thread(target=batched_send, args=(sqs_client(endpoint), urls["low"], low_rate,
+                                                                        seconds + warmup, lambda i: {
                         "recipients": [f"lo-{r}" for r in range(FLOOD_RECIPIENTS)], "title": "low", "message": str(i),
                         "id": f"low-{i}"}))
                     flood.start()
                     time.sleep(warmup)  # pacing: let the flood build before HIGH is measured
-                    low_before = _count(db_url, low_sql)
+                    low_before = _count(db_url, LOW_SENT)
                     m = paced_send(sqs, urls["high"], high_rate, seconds, high(1_000_000))
                     wait_for(lambda: len(arrivals) >= n + m, 120, "the HIGH notifications under the flood")
-                    low_during = _count(db_url, low_sql) - low_before
+                    low_during = _count(db_url, LOW_SENT) - low_before
                     flood.join()
-                    backlog = int(low_rate * (seconds + warmup)) * FLOOD_RECIPIENTS - _count(db_url, low_sql)
+                    backlog = int(low_rate * (seconds + warmup)) * FLOOD_RECIPIENTS - _count(db_url, LOW_SENT)
                     under = [lat for i, lat in arrivals if i >= 1_000_000]
+                    picked = _picked_up(db_url)
                 finally:
                     done.set()
                     client.join(10)
     idle_ms, flood_ms = _ms(idle), _ms(under)
-    result = {"high_lane": high_lane, "high_rate_per_s": high_rate, "low_rate_per_s": low_rate,
-              "low_recipients": FLOOD_RECIPIENTS,
-              "high_idle_ms": idle_ms, "high_under_flood_ms": flood_ms,
+    # where HIGH's time went: SQS send → a worker starts on it (moto, poller, Redis, the worker's consumer),
+    # then → the browser (the ingest transaction, the publish, the web process, the SSE client)
+    stages = {}
+    for phase, (lo, hi) in {"idle": (warmup * high_rate, n), "flood": (1_000_000, 1_000_000 + m)}.items():
+        waits = [picked[i] for i, _ in arrivals if lo <= i < hi and i in picked]
+        rest = [lat - picked[i] for i, lat in arrivals if lo <= i < hi and i in picked]
+        stages[phase] = {"to_worker_ms": _ms(waits), "worker_to_browser_ms": _ms(rest)}
+    result = {"high_idle_ms": idle_ms, "high_under_flood_ms": flood_ms, "high_stages": stages,
               "ratio_p99": round(flood_ms["p99"] / idle_ms["p99"], 2),
               "ratio_p50": round(flood_ms["p50"] / idle_ms["p50"], 2),
               "low_deliveries_during_flood": low_during, "low_deliveries_still_owed_at_end": backlog}
+    say("    HIGH p50/p99 by stage, idle → flood: to a worker " + " → ".join(
+        f"{stages[ph]['to_worker_ms']['p50']}/{stages[ph]['to_worker_ms']['p99']}" for ph in stages)
+        + " ms; worker to browser " + " → ".join(
+        f"{stages[ph]['worker_to_browser_ms']['p50']}/{stages[ph]['worker_to_browser_ms']['p99']}" for ph in stages)
+        + " ms")
     say(f"    HIGH p50/p99 idle {idle_ms['p50']}/{idle_ms['p99']} ms, under the flood "
         f"{flood_ms['p50']}/{flood_ms['p99']} ms (p99 ratio {result['ratio_p99']}); "
         f"LOW delivered {low_during:,} meanwhile, {backlog:,} still owed")
@@ -103,5 +199,8 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, high_l
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(float(os.environ.get("BENCH_HIGH_RATE", "10")), float(os.environ.get("BENCH_LOW_RATE", "40"))),
-                     indent=2))
+    outcome = main(float(os.environ.get("BENCH_HIGH_RATE", "10")), float(os.environ.get("BENCH_LOW_RATE", "40")),
+                   float(os.environ.get("BENCH_PRIORITIES_SECONDS", "20")))
+    for text in summary(outcome):
+        say(text)
+    print(json.dumps(outcome, indent=2))

@@ -47,6 +47,11 @@ def stats_counter(settings: Settings, name: str, bucket: int) -> str:
     return f"{settings.redis_prefix}:stats:{name}:{bucket}"
 
 
+def high_lanes_hash(settings: Settings) -> str:
+    """Hash of live HIGH lanes (workers on HIGH's queues only): ``host:pid`` → until when (epoch seconds)."""
+    return f"{settings.redis_prefix}:high-lanes"
+
+
 def processes_hash(settings: Settings) -> str:
     """Hash of heartbeats: one field per live process (``kind:host:pid``)."""
     return f"{settings.redis_prefix}:processes"

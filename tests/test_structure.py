@@ -139,7 +139,8 @@ def test_only_the_redis_client_factory_makes_redis_clients():
     makers = []
     for name in notif_modules() + sorted(ENTRY_MODULES):
         text = module_path(name).read_text()
-        if name != "notif.redis_client" and ("from_url(" in text or "redis.Redis(" in text or "RedisBroker(" in text):
+        if name != "notif.redis_client" and ("from_url(" in text or "redis.Redis(" in text or "RedisBroker(" in text
+                                            or "NotifBroker(" in text):
             makers.append(name)
     assert makers == ["notif.worker.broker"]  # the broker is handed a client the factory made
     assert "client=sync_client(settings" in module_path("notif.worker.broker").read_text()

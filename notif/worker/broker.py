@@ -29,6 +29,8 @@ from dramatiq.common import current_millis
 from ..config import Settings
 from ..redis_client import sync_client
 from ..redis_keys import dramatiq_namespace
+from .lanes import HIGH_QUEUES, DeferringConsumer, LaneWatch
+from .low_gate import LOW_QUEUES, GatedConsumer, LowGate
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,32 @@ log = logging.getLogger(__name__)
 CHECKED_DISPATCH = "1978af11ccfadf069caaa1a3b6c4db424f203c2f6ae8b927dd2998609e8f7e15"
 
 
-def make_broker(settings: Settings) -> RedisBroker:
+class NotifBroker(RedisBroker):
+    """Dramatiq's Redis broker whose LOW queues' consumers go through :attr:`low_gate`
+    (:mod:`notif.worker.low_gate`; no cap until a worker sets one at boot) and, in a general
+    worker, whose HIGH queues' consumers defer to a live HIGH lane (:attr:`lane_watch`,
+    :mod:`notif.worker.lanes`)."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.low_gate = LowGate()
+        self.lane_watch: LaneWatch | None = None
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):
+        if queue_name in HIGH_QUEUES and self.lane_watch is not None:
+            return DeferringConsumer(super().consume(queue_name, prefetch, timeout), self.lane_watch, timeout)
+        cap = self.low_gate.cap
+        if cap is None or queue_name not in LOW_QUEUES:
+            return super().consume(queue_name, prefetch, timeout)
+        # prefetch counts the messages in progress too: at most the cap waits in this process per LOW queue
+        return GatedConsumer(super().consume(queue_name, min(prefetch, cap), timeout), self.low_gate, timeout)
+
+
+def make_broker(settings: Settings) -> NotifBroker:
     """The broker every notif process uses (workers consume; the poller and scheduler enqueue)."""
     # a client, not url= plus options: given url=, RedisBroker builds its pool from the URL
     # alone and drops every other option (timeouts, TLS)
-    return RedisBroker(
+    return NotifBroker(
         client=sync_client(settings, health_check_interval=0, retry_on_timeout=False),
         namespace=dramatiq_namespace(settings),
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,

@@ -16,7 +16,7 @@ from ..logs import configure_logging
 from ..runtime import Runtime
 from .broker import make_broker
 from .metrics import WorkerMetrics, use_multiprocess_storage
-from .middleware import WorkerHeartbeat
+from .middleware import HighLane, LowThreadsCap, WorkerHeartbeat
 from .tasks import Tasks, declare
 
 
@@ -44,5 +44,7 @@ def build_worker(environ: Mapping[str, str] | None = None) -> Tasks:
     tasks = declare(broker, LazyRuntime(settings), settings.deliver_batch)
     broker.add_middleware(WorkerMetrics())
     broker.add_middleware(WorkerHeartbeat(settings))
+    broker.add_middleware(LowThreadsCap(settings))
+    broker.add_middleware(HighLane(settings))
     dramatiq.set_broker(broker)
     return tasks
