@@ -32,13 +32,6 @@ class Benchmark:
     summary: Callable[[dict], list[str]]
 
 
-def _priorities_summary(result: dict) -> list[str]:
-    return [f"HIGH under LOW flood, {label:<11}  p99 {p['high_under_flood_ms']['p99']} ms vs "
-            f"{p['high_idle_ms']['p99']} ms idle (ratio {p['ratio_p99']}); LOW delivered "
-            f"{p['low_deliveries_during_flood']:,} meanwhile"
-            for label, p in (("one worker", result["one_worker"]), ("+ HIGH lane", result["with_high_lane"]))]
-
-
 def _sse_summary(fan: dict) -> list[str]:
     return [f"SSE, {fan['notif']['clients']} clients  notif {fan['notif']['kib_per_connection']} KiB/conn, "
             f"fan-out {fan['notif']['fanout_ms']} ms   (sse-starlette {fan['baseline']['kib_per_connection']} KiB/conn, "
@@ -57,7 +50,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                                                                _env("BENCH_SECONDS", "30", float)), e2e_latency.summary),
     "priorities": Benchmark("priorities", lambda a: priorities.main(_env("BENCH_HIGH_RATE", "10", float),
                                                                     _env("BENCH_LOW_RATE", "40", float)),
-                            _priorities_summary),
+                            priorities.summary),
     "sse": Benchmark("sse_fanout", lambda a: sse_fanout.main(_env("BENCH_SSE_CLIENTS", "10000")), _sse_summary),
     "scaling": Benchmark("scaling", lambda a: scaling.main(_env("BENCH_SCALING_RATE", "100", float),
                                                            _env("BENCH_SCALING_SECONDS", "10", float),
