@@ -44,12 +44,16 @@ class NotifBroker(RedisBroker):
     worker, whose HIGH queues' consumers defer to a live HIGH lane (:attr:`lane_watch`,
     :mod:`notif.worker.lanes`)."""
 
-    def __init__(self, **options) -> None:
+    def __init__(self, idle_poll_ms: int = 1000, **options) -> None:
         super().__init__(**options)
+        self.idle_poll_ms = idle_poll_ms
         self.low_gate = LowGate()
         self.lane_watch: LaneWatch | None = None
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):
+        # Dramatiq's consumer polls an empty queue with a backoff that doubles up to `timeout` (the worker's,
+        # 1 s): a message arriving in a lull waited up to that long for its first fetch. Capped here.
+        timeout = min(timeout, self.idle_poll_ms) if self.idle_poll_ms > 0 else timeout
         if queue_name in HIGH_QUEUES and self.lane_watch is not None:
             return DeferringConsumer(super().consume(queue_name, prefetch, timeout), self.lane_watch, timeout)
         cap = self.low_gate.cap
@@ -67,6 +71,7 @@ def make_broker(settings: Settings) -> NotifBroker:
         client=sync_client(settings, health_check_interval=0, retry_on_timeout=False),
         namespace=dramatiq_namespace(settings),
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+        idle_poll_ms=settings.worker_idle_poll_ms,
     )
 
 

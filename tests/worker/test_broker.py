@@ -87,3 +87,25 @@ def test_an_unchecked_dramatiq_enqueues_one_at_a_time(brokers, monkeypatch, capl
         assert "enqueued one at a time" in caplog.text
     finally:
         broker_mod._supported.cache_clear()
+
+
+@pytest.mark.parametrize("setting, polls_every", [(None, 100), ("20", 20), ("0", 5000)])
+def test_a_lull_is_polled_at_most_notif_worker_idle_poll_ms_apart(redis_prefix, redis_server, setting, polls_every):
+    """Dramatiq's consumer backs off on an empty queue up to the idle timeout it is given (1 s from a worker): a
+    HIGH message arriving after a lull waited up to that long. notif's broker caps it for every queue, wrapped
+    (the LOW gate, a HIGH lane's deference) or not."""
+    from notif.config import load_settings
+    from notif.worker.broker import make_broker
+
+    env = {"REDIS_URL": REDIS_URL, "NOTIF_REDIS_PREFIX": redis_prefix}
+    if setting is not None:
+        env["NOTIF_WORKER_IDLE_POLL_MS"] = setting
+    broker = make_broker(load_settings(env, use_state=False))
+    broker.low_gate.cap = 2
+    try:
+        for queue in ("notif.high", "notif.low", "notif.deliver.normal"):
+            consumer = broker.consume(queue, prefetch=4, timeout=5000)
+            assert getattr(consumer, "inner", consumer).timeout == polls_every, queue
+            consumer.close()
+    finally:
+        broker.close()
