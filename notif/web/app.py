@@ -23,6 +23,7 @@ from .cors import CORS
 from .headers import SecurityHeaders
 from .hub import Hub
 from .loop_count import LoopCounts
+from .replay import ReplayBatcher
 from .storable import RefuseUnstorable
 from .stream_slots import StreamSlots
 
@@ -42,6 +43,7 @@ class LiveState:
         self.settings = settings
         self.redis = async_client(settings)
         self.slots = StreamSlots(settings, async_queued_client(settings, SLOT_CONNECTIONS, timeout=10))
+        self.replays = ReplayBatcher()
         self._hub: Hub | None = None
         self._lock = asyncio.Lock()
 

@@ -32,15 +32,14 @@ from ..auth import AuthError
 from ..db import database
 from ..live import counts
 from ..models import Delivery, Notification
-from ..monitoring.metrics import SSE_CONNECTIONS
+from ..monitoring.metrics import SSE_CONNECTIONS, SSE_REPLAY_QUERIES
 from .deps import verify_expiry
 from .hub import CLOSE, Hub, Listener
+from .replay import REPLAY_PAGE, ReplayBatcher
 from .sse import encode_counts, encode_notification, encode_open
 from .stream_slots import StreamsFull
 
 log = logging.getLogger(__name__)
-
-REPLAY_PAGE = 500
 
 
 def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], dict[str, int]]:
@@ -57,6 +56,7 @@ def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], dic
                     .where(mine & (Notification.id < after) & (Delivery.channel == "in_app") & (Delivery.sent_at > anchor))
                     .order_by(Notification.id))
             rows = list(late) + rows
+        SSE_REPLAY_QUERIES.inc(6 if anchor is not None else 5)  # anchor, rows, (late), three counts
         return [r.to_dict() for r in rows if r.id not in exclude], counts(user_id)
 
 
@@ -76,8 +76,8 @@ async def _watch_disconnect(receive, listener: Listener) -> None:
 class Stream:
     """One connected client."""
 
-    def __init__(self, hub: Hub, listener: Listener, send, settings) -> None:
-        self.hub, self.listener, self.send, self.settings = hub, listener, send, settings
+    def __init__(self, hub: Hub, listener: Listener, send, settings, replays: ReplayBatcher) -> None:
+        self.hub, self.listener, self.send, self.settings, self.replays = hub, listener, send, settings, replays
         self.sent: set[int] = set()  # ids sent on this connection (a live copy of a replayed one is dropped)
 
     async def write(self, chunk: bytes) -> None:
@@ -89,9 +89,18 @@ class Stream:
         listener.last_write = loop.time()
 
     async def replay(self, after: int) -> int:
-        """Send what the client missed since ``after``, then the counts now; returns the newest id sent."""
+        """Send what the client missed since ``after``, then the counts now; returns the newest id sent.
+
+        The first page comes from the process's batcher (notif.web.replay: a reconnect storm shares its
+        queries), any further page from :func:`missed` alone."""
+        first = True
         while True:
-            rows, counted = await to_thread.run_sync(missed, self.listener.user_id, after, self.sent)
+            if first:
+                rows, counted = await self.replays.missed(self.listener.user_id, after)
+                rows = [r for r in rows if r["id"] not in self.sent]
+                first = False
+            else:
+                rows, counted = await to_thread.run_sync(missed, self.listener.user_id, after, self.sent)
             for row in rows:
                 self.sent.add(row["id"])
                 await self.write(encode_notification(row, counted["unread"]))
@@ -191,7 +200,7 @@ async def _stream(app, settings, user_id: str, expires: int, after: int | None, 
     listener.task = asyncio.current_task()
     SSE_CONNECTIONS.inc()
     try:
-        await Stream(hub, listener, send, settings).run(after)
+        await Stream(hub, listener, send, settings, app.state.live.replays).run(after)
     except asyncio.CancelledError:
         if not listener.timed_out:
             raise  # the server is stopping
