@@ -19,7 +19,6 @@ and its counts. Operators see the batching in ``/metrics``:
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import NamedTuple
 
@@ -28,6 +27,7 @@ from anyio import to_thread
 from ..db import database, is_postgres
 from ..models import Notification, utcnow
 from ..monitoring.metrics import SSE_REPLAY_QUERIES, SSE_REPLAYED_STREAMS
+from .batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 
@@ -122,47 +122,13 @@ class ReplayBatcher:
     """Gathers the first-page replays of new streams and answers each batch with one query (one event loop)."""
 
     def __init__(self, window_ms: float = WINDOW_MS, batch: int = BATCH, concurrent: int = CONCURRENT) -> None:
-        self.window = window_ms / 1000
-        self.batch = max(1, batch)
-        self.pending: list[tuple[Request, asyncio.Future]] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.running: set[asyncio.Task] = set()
-        self.gate = asyncio.Semaphore(max(1, concurrent))  # batches in the database at once
+        self.batcher: MicroBatcher[Request, Missed] = MicroBatcher(self._fetch, window_ms, batch, concurrent)
 
     async def missed(self, user_id: str, after: int) -> Missed:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
-        self.pending.append((Request(user_id, after), future))
-        if len(self.pending) >= self.batch:
-            self._flush()
-        elif self.timer is None:
-            self.timer = loop.call_later(self.window, self._flush)
-        return await future
+        return await self.batcher.ask(Request(user_id, after))
 
-    def _flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        batch, self.pending = self.pending, []
-        if batch:
-            task = asyncio.create_task(self._answer(batch))
-            self.running.add(task)
-            task.add_done_callback(self.running.discard)
-
-    async def _answer(self, batch: list[tuple[Request, asyncio.Future]]) -> None:
-        try:
-            async with self.gate:
-                live = [(r, f) for r, f in batch if not f.done()]  # a stream gone meanwhile is not asked for
-                if not live:
-                    return
-                answers = await to_thread.run_sync(fetch, [r for r, _ in live])
-            SSE_REPLAYED_STREAMS.inc(len(live))
-            for (_, future), answer in zip(live, answers, strict=True):
-                if not future.done():
-                    future.set_result(answer)
-        except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else ConnectionError("replay cancelled"))
-            if not isinstance(exc, Exception):
-                raise
+    @staticmethod
+    async def _fetch(requests: list[Request]) -> list[Missed]:
+        answers = await to_thread.run_sync(fetch, requests)
+        SSE_REPLAYED_STREAMS.inc(len(requests))
+        return answers
