@@ -67,6 +67,7 @@ class Client:
                 raise ConnectionError("closed before connected")
             buffer += chunk
         stream.replayed = buffer.count(EVENT)
+        stream.arrived = time.time()  # (for a storm: when its replay was done)
         found = ID.findall(buffer)
         if found:
             stream.last_id = int(found[-1])
@@ -155,7 +156,9 @@ class Client:
         start = time.time()
         result = await self._start(streams, True, None)
         replayed = [s.replayed for s in self.open]
-        return {"done": result["open"], "errors": result["errors"], "error_kinds": result["error_kinds"],
+        done = sorted(s.arrived - start for s in self.open if s.arrived is not None)
+        pick = [round(done[min(len(done) - 1, int(q * len(done)))], 2) for q in (0.5, 0.9, 0.99)] if done else []
+        return {"p50_p90_p99": pick, "done": result["open"], "errors": result["errors"], "error_kinds": result["error_kinds"],
                 "start": start, "last": time.time(), "replayed": sum(replayed), "min_replayed": min(replayed, default=0)}
 
 

@@ -128,13 +128,14 @@ def run(mode: str, n: int, users: int, logdir: Path, db_url: str | None = None) 
                      "error_kinds": sorted({k for a in answers for k in a["error_kinds"]})[:5],
                      "seconds": round(max(a["last"] for a in answers) - min(a["start"] for a in answers), 2),
                      "replayed": sum(a["replayed"] for a in answers),
-                     "min_replayed": min(a["min_replayed"] for a in answers)}
+                     "min_replayed": min(a["min_replayed"] for a in answers),
+                     "p50_p90_p99_per_client": [a["p50_p90_p99"] for a in answers]}
             if mode == "notif":
                 storm["replay_queries"] = metric(port, "notif_sse_replay_queries_total") - queries
             out["storm"] = storm
             say(f"    reconnect storm: {storm['done']} back in {storm['seconds']} s, {storm['errors']} errors, "
                 f"{storm['replayed']} replayed (min {storm['min_replayed']}/stream), "
-                f"{storm.get('replay_queries', '-')} replay statements")
+                f"{storm.get('replay_queries', '-')} replay statements; p50/p90/p99 s {storm['p50_p90_p99_per_client']}")
             return out
         finally:
             fleet.close()

@@ -110,10 +110,10 @@ class Stream:
                 return max(after, newest)
             after = newest
 
-    async def run(self, after: int | None) -> None:
+    async def run(self, after: int | None, extra: tuple = ()) -> None:
         await self.send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no")]})
+            (b"x-accel-buffering", b"no"), *extra]})
         await self.write(encode_open(self.settings.sse_retry_ms))
         last = await self.replay(after) if after is not None else None
         while True:
@@ -150,7 +150,8 @@ class EventsEndpoint:
         await events(scope, receive, send)
 
 
-async def events(scope, receive, send) -> None:
+async def events(scope, receive, send, extra: tuple = ()) -> None:
+    """The endpoint; ``extra``: headers every answer carries (the front door's security and CORS headers)."""
     app = scope["app"]
     settings = app.state.settings
     query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
@@ -165,42 +166,42 @@ async def events(scope, receive, send) -> None:
             token = value.strip()
         user_id, expires = verify_expiry(settings, token)
     except AuthError as exc:
-        return await _json(send, 401, {"error": "unauthorized", "reason": str(exc)}, [(b"www-authenticate", b"Bearer")])
+        return await _json(send, 401, {"error": "unauthorized", "reason": str(exc)}, [(b"www-authenticate", b"Bearer"), *extra])
     if not settings.feature("sse"):
         return await _json(send, 404, {"error": "feature_off", "reason": "live events are turned off "
-                                       "(NOTIF_FEATURES / NOTIF_FEATURE_SSE); poll GET /api/notifications"})
+                                       "(NOTIF_FEATURES / NOTIF_FEATURE_SSE); poll GET /api/notifications"}, [*extra])
     try:
         after = _last_event_id(scope, query)
     except ValueError:
         return await _json(send, 422, {"detail": [{"loc": ["query", "last_event_id"], "type": "value_error",
-                                                   "msg": "Last-Event-ID must be a notification id (digits)"}]})
+                                                   "msg": "Last-Event-ID must be a notification id (digits)"}]}, [*extra])
     slots = app.state.live.slots
     try:
         slot = await slots.acquire(user_id)  # NOTIF_SSE_MAX_STREAMS and NOTIF_SSE_MAX_PER_USER
     except StreamsFull as exc:
         return await _json(send, 429, {"error": "too_many_streams", "reason": exc.reason},
-                           [(b"retry-after", str(exc.retry_after).encode())])
+                           [(b"retry-after", str(exc.retry_after).encode()), *extra])
     except Exception as exc:
         return await _json(send, 503, {"error": "unavailable", "reason": f"live events are unavailable: {exc}"},
-                           [(b"retry-after", b"5")])
+                           [(b"retry-after", b"5"), *extra])
     try:
-        await _stream(app, settings, user_id, expires, after, receive, send)
+        await _stream(app, settings, user_id, expires, after, receive, send, extra)
     finally:
         await slots.release(slot)
 
 
-async def _stream(app, settings, user_id: str, expires: int, after: int | None, receive, send) -> None:
+async def _stream(app, settings, user_id: str, expires: int, after: int | None, receive, send, extra: tuple) -> None:
     try:
         hub = await app.state.live.hub()
         listener = await hub.subscribe(user_id, expires)  # before the replay: nothing published meanwhile is lost
     except Exception as exc:
         return await _json(send, 503, {"error": "unavailable", "reason": f"live events are unavailable: {exc}"},
-                           [(b"retry-after", b"5")])
+                           [(b"retry-after", b"5"), *extra])
     watcher = asyncio.ensure_future(_watch_disconnect(receive, listener))
     listener.task = asyncio.current_task()
     SSE_CONNECTIONS.inc()
     try:
-        await Stream(hub, listener, send, settings, app.state.live.replays).run(after)
+        await Stream(hub, listener, send, settings, app.state.live.replays).run(after, extra)
     except asyncio.CancelledError:
         if not listener.timed_out:
             raise  # the server is stopping

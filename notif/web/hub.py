@@ -189,7 +189,8 @@ class Hub:
     async def _send_commands(self) -> None:
         await asyncio.sleep(0)  # let the connects of this loop iteration queue theirs too
         while self.commands:
-            command, run = self.commands[0][0], []
+            command = self.commands[0][0]
+            run: list[tuple[str, str, asyncio.Future | None]] = []
             while self.commands and self.commands[0][0] == command and len(run) < SUBSCRIBE_BATCH:
                 run.append(self.commands.popleft())
             channels = [channel for _, channel, _ in run]

@@ -13,7 +13,6 @@ from ..config import Settings
 from ..logs import configure_logging
 from .app import create_app
 
-
 BACKLOG = 65535
 
 
