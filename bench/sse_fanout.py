@@ -43,7 +43,7 @@ def open_files(pid: int) -> int:
 
 
 def metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120).read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
@@ -134,7 +134,7 @@ def run(mode: str, n: int, users: int, logdir: Path, db_url: str | None = None) 
                 storm["replay_queries"] = metric(port, "notif_sse_replay_queries_total") - queries
             out["storm"] = storm
             say(f"    reconnect storm: {storm['done']} back in {storm['seconds']} s, {storm['errors']} errors, "
-                f"{storm['replayed']} replayed (min {storm['min_replayed']}/stream), "
+                f"{storm['replayed']} replayed (min {storm['min_replayed']}/stream), {storm['error_kinds']}, "
                 f"{storm.get('replay_queries', '-')} replay statements; p50/p90/p99 s {storm['p50_p90_p99_per_client']}")
             return out
         finally:
