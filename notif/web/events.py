@@ -29,35 +29,14 @@ from urllib.parse import parse_qs
 from anyio import to_thread
 
 from ..auth import AuthError
-from ..db import database
-from ..live import counts
-from ..models import Delivery, Notification
-from ..monitoring.metrics import SSE_CONNECTIONS, SSE_REPLAY_QUERIES
+from ..monitoring.metrics import SSE_CONNECTIONS
 from .deps import verify_expiry
 from .hub import CLOSE, Hub, Listener
-from .replay import REPLAY_PAGE, ReplayBatcher
+from .replay import REPLAY_PAGE, ReplayBatcher, missed
 from .sse import encode_counts, encode_notification, encode_open
 from .stream_slots import StreamsFull
 
 log = logging.getLogger(__name__)
-
-
-def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], dict[str, int]]:
-    """Notifications the client has not seen since ``after``, oldest first, and the user's counts
-    (notif.live.counts)."""
-    with database.connection_context():
-        mine = (Notification.user_id == user_id) & Notification.visible()
-        anchor = (Delivery.select(Delivery.sent_at).join(Notification)
-                  .where(mine & (Notification.id == after) & (Delivery.channel == "in_app")).scalar())
-        rows = list(Notification.select().where(mine & (Notification.id > after))
-                    .order_by(Notification.id).limit(REPLAY_PAGE))
-        if anchor is not None:
-            late = (Notification.select().join(Delivery)
-                    .where(mine & (Notification.id < after) & (Delivery.channel == "in_app") & (Delivery.sent_at > anchor))
-                    .order_by(Notification.id))
-            rows = list(late) + rows
-        SSE_REPLAY_QUERIES.inc(6 if anchor is not None else 5)  # anchor, rows, (late), three counts
-        return [r.to_dict() for r in rows if r.id not in exclude], counts(user_id)
 
 
 async def _json(send, status: int, body: dict, headers: list | None = None) -> None:

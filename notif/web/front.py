@@ -8,7 +8,9 @@ and time per event in a fan-out). So the front door hands ``GET /events`` to the
 directly, with the answers' headers the layers would have added computed once per request:
 the security headers (notif.web.headers) and, when ``NOTIF_CORS_ORIGINS`` is set, CORS's
 (notif.web.cors; a preflight ``OPTIONS`` still goes through CORS). Nothing else on that
-path needs the layers: it reads no body, and its own answers are JSON it writes itself.
+path needs the layers: a stream's request has no body, and its own answers are JSON it
+writes itself. A request the layers would refuse (a body, which the body limit measures; a
+NUL in the query, notif.web.storable) goes through them as before, and is refused there.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from .cors import EXPOSE_HEADERS
 from .events import events
 from .headers import API_POLICY
+from .storable import _has_body, _problem
 
 SECURITY = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"), (b"content-security-policy", API_POLICY.encode()))
@@ -38,7 +41,8 @@ class NotifApp(FastAPI):
         return (*SECURITY, (b"vary", b"Origin"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "GET":
+        if (scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "GET"
+                and not _has_body(scope) and _problem(scope, None) is None):
             scope["app"] = self
             return await events(scope, receive, send, self.events_headers(scope))
         await super().__call__(scope, receive, send)

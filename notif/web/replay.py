@@ -10,7 +10,7 @@ statements for the whole batch (the missed rows — ``unnest`` of the users and 
 ids, ``CROSS JOIN LATERAL`` a per-user ``ORDER BY id LIMIT`` — and the three counts), on
 SQLite with the one-stream function per request, but in one thread hop for the batch.
 
-What a stream gets is exactly what :func:`notif.web.events.missed` returns for it (the
+What a stream gets is exactly what :func:`missed` returns for it (the
 tests compare the two): its user's visible notifications after ``after`` (the first
 ``REPLAY_PAGE`` of them; the stream asks for the rest one page at a time), those older
 ones whose in-app delivery was sent after the one at ``after`` (committed out of id order),
@@ -25,7 +25,8 @@ from typing import NamedTuple
 from anyio import to_thread
 
 from ..db import database, is_postgres
-from ..models import Notification, utcnow
+from ..live import counts
+from ..models import Delivery, Notification, utcnow
 from ..monitoring.metrics import SSE_REPLAY_QUERIES, SSE_REPLAYED_STREAMS
 from .batching import MicroBatcher
 
@@ -104,9 +105,26 @@ def fetch_postgres(requests: list[Request]) -> list[Missed]:
     return out
 
 
+def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], dict[str, int]]:
+    """Notifications the client has not seen since ``after``, oldest first, and the user's counts
+    (notif.live.counts)."""
+    with database.connection_context():
+        mine = (Notification.user_id == user_id) & Notification.visible()
+        anchor = (Delivery.select(Delivery.sent_at).join(Notification)
+                  .where(mine & (Notification.id == after) & (Delivery.channel == "in_app")).scalar())
+        rows = list(Notification.select().where(mine & (Notification.id > after))
+                    .order_by(Notification.id).limit(REPLAY_PAGE))
+        if anchor is not None:
+            late = (Notification.select().join(Delivery)
+                    .where(mine & (Notification.id < after) & (Delivery.channel == "in_app") & (Delivery.sent_at > anchor))
+                    .order_by(Notification.id))
+            rows = list(late) + rows
+        SSE_REPLAY_QUERIES.inc(6 if anchor is not None else 5)  # anchor, rows, (late), three counts
+        return [r.to_dict() for r in rows if r.id not in exclude], counts(user_id)
+
+
 def fetch_one_by_one(requests: list[Request]) -> list[Missed]:
     """SQLite (one writer, a local file): the one-stream queries per request, in a single thread hop."""
-    from .events import missed  # (events imports this module)
     out = []
     for request in requests:
         rows, counts_now = missed(request.user_id, request.after, set())  # (counted there)
