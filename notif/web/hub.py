@@ -4,8 +4,9 @@ Each connected stream registers a :class:`Listener` for its user. The first list
 user subscribes the process to that user's channel; the last one to leave unsubscribes, so
 Redis only sends a process the events of users it serves; the (UN)SUBSCRIBEs of streams
 opened or closed in the same moment go out together, one command for hundreds of channels
-(a reconnect storm). ``subscribe`` returns once Redis has confirmed the subscription — a stream subscribes *before* it replays from the
-database, so nothing published in between is missed.
+(a reconnect storm). ``subscribe`` returns once Redis has confirmed the subscription — a
+stream subscribes *before* it replays from the database, so nothing published in between
+is missed.
 
 An event is parsed and encoded to SSE bytes once, however many streams receive it. A
 listener's mailbox is bounded: a client that stops reading is closed rather than allowed
