@@ -24,7 +24,9 @@ from .errors import ConfigError
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32  # RFC 7518 § 3.2: an HS256 key at least as long as the hash
 SERVICE_SCOPE = "service"  # a token with `"scope": "service"` speaks for the host application, not a user
-VERIFIED_TOKENS = 4096  # tokens remembered as verified, per process (a few hundred bytes each)
+# tokens remembered as verified, per process (a few hundred bytes each): more than one web process holds streams
+# (20,000), so that a reconnect storm, every stream's token again at once, finds them all (docs/benchmarks.md)
+VERIFIED_TOKENS = 32768
 
 
 class AuthError(Exception):

@@ -55,3 +55,8 @@ WEBHOOK_LATENCY = Histogram("notif_webhook_latency_seconds",
 WEBHOOK_REQUEST = Histogram("notif_webhook_request_seconds", "One webhook attempt's HTTP round trip, by event type",
                             ["event"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 SSE_CONNECTIONS = Gauge("notif_sse_connections", "Open SSE streams on this web process", multiprocess_mode="livesum")
+SSE_REPLAY_QUERIES = Counter("notif_sse_replay_queries_total",
+                             "Database statements run to replay missed events to SSE streams (a batch of reconnects "
+                             "shares them: two per batch on PostgreSQL)")
+SSE_REPLAYED_STREAMS = Counter("notif_sse_replayed_streams_total",
+                               "SSE streams that replayed missed events (Last-Event-ID, or after Redis came back)")

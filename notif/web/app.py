@@ -20,9 +20,11 @@ from ..webhooks.outbox import WebhookOutbox
 from . import events, health, inbox, messages, metrics, page, preferences, push, responses, scheduled, topics
 from .body_limit import BodyLimit
 from .cors import CORS
+from .front import NotifApp
 from .headers import SecurityHeaders
 from .hub import Hub
 from .loop_count import LoopCounts
+from .replay import ReplayBatcher
 from .storable import RefuseUnstorable
 from .stream_slots import StreamSlots
 
@@ -42,6 +44,7 @@ class LiveState:
         self.settings = settings
         self.redis = async_client(settings)
         self.slots = StreamSlots(settings, async_queued_client(settings, SLOT_CONNECTIONS, timeout=10))
+        self.replays = ReplayBatcher()
         self._hub: Hub | None = None
         self._lock = asyncio.Lock()
 
@@ -88,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         if app.state.loop_counts is not None:
             app.state.loop_counts.close()
 
-    app = FastAPI(title="notif", version="0.1.0", lifespan=lifespan, responses=responses.EDGE,
+    app = NotifApp(title="notif", version="0.1.0", lifespan=lifespan, responses=responses.EDGE,
                   description="Notifications: the inbox API, live events (SSE), health.")
     app.state.settings = settings
     app.state.loop_counts = LoopCounts(settings.database_url) if is_postgres() else None  # connects on first use
@@ -111,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(topics.router, responses=responses.SIGNED_IN)
     app.include_router(messages.router, responses=responses.SIGNED_IN)
     # Starlette routes a class instance as a raw ASGI app; add_route's annotation names request handlers only
+    # (taken at the front door, notif.web.front; the route remains for what reads the routes, and OPTIONS)
     app.add_route("/events", events.EventsEndpoint(), methods=["GET"], include_in_schema=False)  # type: ignore[arg-type]
     app.include_router(page.router)
     # outermost last: headers on every answer, the body limit before anything reads a body, and CORS around
@@ -120,4 +124,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders, public_url=settings.public_url)
     if settings.cors_origins:
         app.add_middleware(CORS, origins=settings.cors_origins)
+        app.cors_origins = frozenset(origin.encode("latin-1") for origin in settings.cors_origins)
     return app

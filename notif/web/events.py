@@ -29,35 +29,14 @@ from urllib.parse import parse_qs
 from anyio import to_thread
 
 from ..auth import AuthError
-from ..db import database
-from ..live import counts
-from ..models import Delivery, Notification
 from ..monitoring.metrics import SSE_CONNECTIONS
 from .deps import verify_expiry
 from .hub import CLOSE, Hub, Listener
+from .replay import REPLAY_PAGE, ReplayBatcher, missed
 from .sse import encode_counts, encode_notification, encode_open
 from .stream_slots import StreamsFull
 
 log = logging.getLogger(__name__)
-
-REPLAY_PAGE = 500
-
-
-def missed(user_id: str, after: int, exclude: set[int]) -> tuple[list[dict], dict[str, int]]:
-    """Notifications the client has not seen since ``after``, oldest first, and the user's counts
-    (notif.live.counts)."""
-    with database.connection_context():
-        mine = (Notification.user_id == user_id) & Notification.visible()
-        anchor = (Delivery.select(Delivery.sent_at).join(Notification)
-                  .where(mine & (Notification.id == after) & (Delivery.channel == "in_app")).scalar())
-        rows = list(Notification.select().where(mine & (Notification.id > after))
-                    .order_by(Notification.id).limit(REPLAY_PAGE))
-        if anchor is not None:
-            late = (Notification.select().join(Delivery)
-                    .where(mine & (Notification.id < after) & (Delivery.channel == "in_app") & (Delivery.sent_at > anchor))
-                    .order_by(Notification.id))
-            rows = list(late) + rows
-        return [r.to_dict() for r in rows if r.id not in exclude], counts(user_id)
 
 
 async def _json(send, status: int, body: dict, headers: list | None = None) -> None:
@@ -76,8 +55,8 @@ async def _watch_disconnect(receive, listener: Listener) -> None:
 class Stream:
     """One connected client."""
 
-    def __init__(self, hub: Hub, listener: Listener, send, settings) -> None:
-        self.hub, self.listener, self.send, self.settings = hub, listener, send, settings
+    def __init__(self, hub: Hub, listener: Listener, send, settings, replays: ReplayBatcher) -> None:
+        self.hub, self.listener, self.send, self.settings, self.replays = hub, listener, send, settings, replays
         self.sent: set[int] = set()  # ids sent on this connection (a live copy of a replayed one is dropped)
 
     async def write(self, chunk: bytes) -> None:
@@ -89,9 +68,18 @@ class Stream:
         listener.last_write = loop.time()
 
     async def replay(self, after: int) -> int:
-        """Send what the client missed since ``after``, then the counts now; returns the newest id sent."""
+        """Send what the client missed since ``after``, then the counts now; returns the newest id sent.
+
+        The first page comes from the process's batcher (notif.web.replay: a reconnect storm shares its
+        queries), any further page from :func:`missed` alone."""
+        first = True
         while True:
-            rows, counted = await to_thread.run_sync(missed, self.listener.user_id, after, self.sent)
+            if first:
+                rows, counted = await self.replays.missed(self.listener.user_id, after)
+                rows = [r for r in rows if r["id"] not in self.sent]
+                first = False
+            else:
+                rows, counted = await to_thread.run_sync(missed, self.listener.user_id, after, self.sent)
             for row in rows:
                 self.sent.add(row["id"])
                 await self.write(encode_notification(row, counted["unread"]))
@@ -101,10 +89,10 @@ class Stream:
                 return max(after, newest)
             after = newest
 
-    async def run(self, after: int | None) -> None:
+    async def run(self, after: int | None, extra: tuple = ()) -> None:
         await self.send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no")]})
+            (b"x-accel-buffering", b"no"), *extra]})
         await self.write(encode_open(self.settings.sse_retry_ms))
         last = await self.replay(after) if after is not None else None
         while True:
@@ -141,7 +129,8 @@ class EventsEndpoint:
         await events(scope, receive, send)
 
 
-async def events(scope, receive, send) -> None:
+async def events(scope, receive, send, extra: tuple = ()) -> None:
+    """The endpoint; ``extra``: headers every answer carries (the front door's security and CORS headers)."""
     app = scope["app"]
     settings = app.state.settings
     query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
@@ -156,42 +145,42 @@ async def events(scope, receive, send) -> None:
             token = value.strip()
         user_id, expires = verify_expiry(settings, token)
     except AuthError as exc:
-        return await _json(send, 401, {"error": "unauthorized", "reason": str(exc)}, [(b"www-authenticate", b"Bearer")])
+        return await _json(send, 401, {"error": "unauthorized", "reason": str(exc)}, [(b"www-authenticate", b"Bearer"), *extra])
     if not settings.feature("sse"):
         return await _json(send, 404, {"error": "feature_off", "reason": "live events are turned off "
-                                       "(NOTIF_FEATURES / NOTIF_FEATURE_SSE); poll GET /api/notifications"})
+                                       "(NOTIF_FEATURES / NOTIF_FEATURE_SSE); poll GET /api/notifications"}, [*extra])
     try:
         after = _last_event_id(scope, query)
     except ValueError:
         return await _json(send, 422, {"detail": [{"loc": ["query", "last_event_id"], "type": "value_error",
-                                                   "msg": "Last-Event-ID must be a notification id (digits)"}]})
+                                                   "msg": "Last-Event-ID must be a notification id (digits)"}]}, [*extra])
     slots = app.state.live.slots
     try:
         slot = await slots.acquire(user_id)  # NOTIF_SSE_MAX_STREAMS and NOTIF_SSE_MAX_PER_USER
     except StreamsFull as exc:
         return await _json(send, 429, {"error": "too_many_streams", "reason": exc.reason},
-                           [(b"retry-after", str(exc.retry_after).encode())])
+                           [(b"retry-after", str(exc.retry_after).encode()), *extra])
     except Exception as exc:
         return await _json(send, 503, {"error": "unavailable", "reason": f"live events are unavailable: {exc}"},
-                           [(b"retry-after", b"5")])
+                           [(b"retry-after", b"5"), *extra])
     try:
-        await _stream(app, settings, user_id, expires, after, receive, send)
+        await _stream(app, settings, user_id, expires, after, receive, send, extra)
     finally:
         await slots.release(slot)
 
 
-async def _stream(app, settings, user_id: str, expires: int, after: int | None, receive, send) -> None:
+async def _stream(app, settings, user_id: str, expires: int, after: int | None, receive, send, extra: tuple) -> None:
     try:
         hub = await app.state.live.hub()
         listener = await hub.subscribe(user_id, expires)  # before the replay: nothing published meanwhile is lost
     except Exception as exc:
         return await _json(send, 503, {"error": "unavailable", "reason": f"live events are unavailable: {exc}"},
-                           [(b"retry-after", b"5")])
+                           [(b"retry-after", b"5"), *extra])
     watcher = asyncio.ensure_future(_watch_disconnect(receive, listener))
     listener.task = asyncio.current_task()
     SSE_CONNECTIONS.inc()
     try:
-        await Stream(hub, listener, send, settings).run(after)
+        await Stream(hub, listener, send, settings, app.state.live.replays).run(after, extra)
     except asyncio.CancelledError:
         if not listener.timed_out:
             raise  # the server is stopping

@@ -2,9 +2,11 @@
 
 Each connected stream registers a :class:`Listener` for its user. The first listener of a
 user subscribes the process to that user's channel; the last one to leave unsubscribes, so
-Redis only sends a process the events of users it serves. ``subscribe`` returns once Redis
-has confirmed the subscription — a stream subscribes *before* it replays from the
-database, so nothing published in between is missed.
+Redis only sends a process the events of users it serves; the (UN)SUBSCRIBEs of streams
+opened or closed in the same moment go out together, one command for hundreds of channels
+(a reconnect storm). ``subscribe`` returns once Redis has confirmed the subscription — a
+stream subscribes *before* it replays from the database, so nothing published in between
+is missed.
 
 An event is parsed and encoded to SSE bytes once, however many streams receive it. A
 listener's mailbox is bounded: a client that stops reading is closed rather than allowed
@@ -44,6 +46,10 @@ RESYNC = ("resync", None, b"")  # events may have been missed: catch up from the
 CLOSE = ("close", None, b"")  # stop the stream
 PING = ("ping", None, PING_BYTES)  # a heartbeat comment
 EXPIRED = ("expired", None, encode_expired())  # the token expired: say so, then stop the stream
+
+
+CONFIRMED = True  # a channel's subscription Redis has confirmed
+SUBSCRIBE_BATCH = 2000  # channels per SUBSCRIBE command
 
 
 class Listener:
@@ -102,17 +108,25 @@ class Hub:
         self.mailbox_size = mailbox_size
         self.pubsub = client.pubsub()
         self.listeners: dict[str, set[Listener]] = {}
-        self.confirmed: dict[str, asyncio.Event] = {}
+        # per channel: a future its first listeners await until Redis confirms the subscription, then CONFIRMED
+        self.confirmed: dict[str, asyncio.Future | bool] = {}
+        # (SUBSCRIBE or UNSUBSCRIBE, channel, the future a SUBSCRIBE's reply resolves), in order, not yet sent
+        self.commands: deque[tuple[str, str, asyncio.Future | None]] = deque()
+        # per channel, the futures of the SUBSCRIBEs sent and not yet answered (Redis answers in order): an
+        # answer to one sent before an UNSUBSCRIBE does not confirm the SUBSCRIBE queued after it
+        self.replies: dict[str, deque[asyncio.Future]] = {}
+        self._sender: asyncio.Task | None = None
         self.control = hub_control_channel(settings)
         self._task: asyncio.Task | None = None
         self._ticker: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.confirmed[self.control] = asyncio.Event()
+        confirmed = self.confirmed[self.control] = asyncio.get_running_loop().create_future()
+        self.replies[self.control] = deque([confirmed])
         await self.pubsub.subscribe(self.control)  # opens the connection the reader waits on
         self._task = asyncio.create_task(self._read(), name="notif-hub")
         self._ticker = asyncio.create_task(self._tick(), name="notif-hub-tick")
-        await asyncio.wait_for(self.confirmed[self.control].wait(), 10)
+        await asyncio.wait_for(confirmed, 10)
 
     def close_all(self) -> None:
         """Ask every stream to finish (the process is shutting down)."""
@@ -122,7 +136,7 @@ class Hub:
 
     async def stop(self) -> None:
         self.close_all()
-        for task in (self._task, self._ticker):
+        for task in (self._task, self._ticker, self._sender):
             if task:
                 task.cancel()
                 try:
@@ -136,16 +150,19 @@ class Hub:
         return sum(len(v) for v in self.listeners.values())
 
     async def subscribe(self, user_id: str, expires: float | None = None) -> Listener:
-        """A listener for the user's events (``expires``: when to end it, seconds since the epoch)."""
+        """A listener for the user's events (``expires``: when to end it, seconds since the epoch), once Redis
+        has confirmed the process's subscription to the user's channel."""
         channel = user_channel(self.settings, user_id)
         listener = Listener(user_id, self.mailbox_size, expires)
         self.listeners.setdefault(channel, set()).add(listener)
         try:
             confirmed = self.confirmed.get(channel)
             if confirmed is None:
-                confirmed = self.confirmed[channel] = asyncio.Event()
-                await self.pubsub.subscribe(channel)
-            await asyncio.wait_for(confirmed.wait(), 10)
+                confirmed = self.confirmed[channel] = asyncio.get_running_loop().create_future()
+                self._command("SUBSCRIBE", channel, confirmed)
+            if confirmed is not CONFIRMED:
+                assert isinstance(confirmed, asyncio.Future)
+                await asyncio.wait_for(asyncio.shield(confirmed), 10)
         except BaseException:
             await self.unsubscribe(listener)
             raise
@@ -159,19 +176,61 @@ class Hub:
         listeners.discard(listener)
         if not listeners:
             del self.listeners[channel]
-            self.confirmed.pop(channel, None)
+            confirmed = self.confirmed.pop(channel, None)
+            if isinstance(confirmed, asyncio.Future) and not confirmed.done():
+                confirmed.cancel()
+            self._command("UNSUBSCRIBE", channel)
+
+    def _command(self, command: str, channel: str, confirmed: asyncio.Future | None = None) -> None:
+        """Queue a (UN)SUBSCRIBE; the sender sends those queued meanwhile together, one command per run of the
+        same kind, in order (a storm's thousands of new users: a few commands, not one each)."""
+        self.commands.append((command, channel, confirmed))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_commands(), name="notif-hub-subscribe")
+
+    async def _send_commands(self) -> None:
+        await asyncio.sleep(0)  # let the connects of this loop iteration queue theirs too
+        while self.commands:
+            command = self.commands[0][0]
+            run: list[tuple[str, str, asyncio.Future | None]] = []
+            while self.commands and self.commands[0][0] == command and len(run) < SUBSCRIBE_BATCH:
+                run.append(self.commands.popleft())
+            channels = [channel for _, channel, _ in run]
+            if command == "SUBSCRIBE":
+                for _, channel, confirmed in run:
+                    assert confirmed is not None
+                    self.replies.setdefault(channel, deque()).append(confirmed)
             try:
-                await self.pubsub.unsubscribe(channel)
-            except Exception:  # the connection is down; on reconnect only listed channels return
-                log.warning("could not unsubscribe", extra={"channel": channel}, exc_info=True)
+                if command == "SUBSCRIBE":
+                    await self.pubsub.subscribe(*channels)
+                else:
+                    await self.pubsub.unsubscribe(*channels)
+            except Exception as exc:  # the connection is down; on reconnect only listed channels return
+                log.warning("could not %s %d channels", command.lower(), len(channels), exc_info=True)
+                for _, channel, confirmed in run if command == "SUBSCRIBE" else ():
+                    self._replied(channel)
+                    if confirmed is not None and not confirmed.done():
+                        confirmed.set_exception(ConnectionError(f"Redis refused the subscription: {exc}"))
+
+    def _replied(self, channel: str) -> asyncio.Future | None:
+        """The future of the oldest SUBSCRIBE of ``channel`` not yet answered, now answered."""
+        waiting = self.replies.get(channel)
+        if not waiting:
+            return None
+        confirmed = waiting.popleft()
+        if not waiting:
+            del self.replies[channel]
+        return confirmed
 
     def _dispatch(self, message: dict) -> None:
         channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
         kind = message["type"]
         if kind == "subscribe":
-            event = self.confirmed.get(channel)
-            if event is not None:
-                event.set()
+            confirmed = self._replied(channel)  # (None: redis-py subscribing again after a reconnect)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+            if confirmed is not None and self.confirmed.get(channel) is confirmed:
+                self.confirmed[channel] = CONFIRMED  # (a future per channel would be kept as long as it lives)
             return
         if kind != "message" or channel == self.control:
             return

@@ -13,6 +13,8 @@ from ..config import Settings
 from ..logs import configure_logging
 from .app import create_app
 
+BACKLOG = 65535
+
 
 class Server(uvicorn.Server):
     """uvicorn's server, exiting 0 after a graceful shutdown on SIGTERM/SIGINT.
@@ -41,8 +43,11 @@ class Server(uvicorn.Server):
 def run_web(settings: Settings, host: str, port: int) -> None:
     """``notif serve``: serve until SIGTERM/SIGINT, then end open streams and exit 0."""
     configure_logging(settings.log_format, settings.log_level, process="web")
+    # backlog: connections the kernel queues before the process accepts them (it caps this at
+    # net.core.somaxconn). uvicorn's 2048 overflowed in a reconnect storm: every connect past it waited for the
+    # client's SYN retry, 1 s and then 3 s later (docs/benchmarks.md › SSE capacity of one web process)
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True,
-                            timeout_graceful_shutdown=25)
+                            timeout_graceful_shutdown=25, backlog=BACKLOG)
     # what start-up built (the app, its routes and models, imported modules: ~100,000 objects) lives as long as
     # the process: out of the collector's sight, a full collection no longer walks it (~45 ms on the benchmark
     # machine, docs/benchmarks.md › The inbox at 10 million rows), a pause some request would wait through

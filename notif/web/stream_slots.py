@@ -9,6 +9,10 @@ atomically — two processes cannot both take the last slot. Its process renews 
 every ``REFRESH_SECONDS`` while the stream lives and removes it when the stream ends; the
 slots of a process that dies without a word lapse within ``LEASE_SECONDS``.
 
+Streams opened (or closed) within a few milliseconds of each other share one script call
+(or one pipeline of ZREMs): a reconnect storm costs a round trip per few hundred streams,
+not one each (notif.web.batching).
+
 A stream refused gets :class:`StreamsFull`: the events route answers 429 with
 ``Retry-After``.
 """
@@ -24,6 +28,7 @@ import redis.asyncio as aioredis
 
 from ..config import Settings
 from ..redis_keys import sse_streams
+from .batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +36,28 @@ LEASE_SECONDS = 60  # a slot its process stopped renewing is free again after th
 REFRESH_SECONDS = 20.0
 PROCESS_RETRY_AFTER = 5  # a full process: another one behind the load balancer, or a stream ending, frees room
 
-# KEYS[1] the user's streams; ARGV: now, lease end, stream id, cap, key ttl.
-# Returns {1, lease end} when the slot is taken, else {0, the earliest lease end held}.
+# KEYS: each request's user set (a user may come twice); ARGV: now, lease end, cap, key ttl, then each
+# request's stream id. Returns, per request in order, 1 and the lease end when the slot is taken, else 0 and
+# the earliest lease end held.
 TAKE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, first[2]}
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3]) then
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    out[#out + 1] = 0
+    out[#out + 1] = first[2]
+  else
+    redis.call('ZADD', key, ARGV[2], ARGV[4 + i])
+    redis.call('EXPIRE', key, ARGV[4])
+    out[#out + 1] = 1
+    out[#out + 1] = ARGV[2]
+  end
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {1, ARGV[2]}
+return out
 """
+BATCH_WINDOW_MS = 2.0  # a new stream's lease waits this long for others to share the script call (or its release)
+BATCH = 500
 
 # KEYS: users' sets; ARGV: lease end, key ttl, then per key the number of its stream ids and the ids.
 # XX: a slot released since the caller looked is not brought back.
@@ -82,6 +97,8 @@ class StreamSlots:
         self._take = client.register_script(TAKE)
         self._renew_script = client.register_script(RENEW)
         self._renewer: asyncio.Task | None = None
+        self._takes: MicroBatcher[tuple[str, str], tuple[int, float]] = MicroBatcher(self._take_many, BATCH_WINDOW_MS, BATCH)
+        self._releases: MicroBatcher[tuple[str, str], None] = MicroBatcher(self._release_many, BATCH_WINDOW_MS, BATCH)
 
     async def acquire(self, user_id: str) -> str:
         """A slot for one more stream of ``user_id`` (its id, for :meth:`release`), or StreamsFull."""
@@ -93,27 +110,39 @@ class StreamSlots:
         if not self.per_user:
             return stream_id
         try:
-            now = time.time()
-            taken, until = await self._take(keys=[sse_streams(self.settings, user_id)],
-                                            args=[now, now + LEASE_SECONDS, stream_id, self.per_user, LEASE_SECONDS * 2])
+            taken, until = await self._takes.ask((user_id, stream_id))
         except BaseException:
             del self.held[stream_id]
             raise
-        if not int(taken):
+        if not taken:
             del self.held[stream_id]
-            retry_after = min(LEASE_SECONDS, max(1, math.ceil(float(until) - now)))
+            retry_after = min(LEASE_SECONDS, max(1, math.ceil(until - time.time())))
             raise StreamsFull(f"this user has {self.per_user} live streams open already (NOTIF_SSE_MAX_PER_USER); "
                               "close one (another tab or device) or try again later", retry_after)
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.create_task(self._renew(), name="notif-sse-slots")
         return stream_id
 
+    async def _take_many(self, requests: list[tuple[str, str]]) -> list[tuple[int, float]]:
+        now = time.time()
+        out = await self._take(keys=[sse_streams(self.settings, user_id) for user_id, _ in requests],
+                               args=[now, now + LEASE_SECONDS, self.per_user, LEASE_SECONDS * 2,
+                                     *(stream_id for _, stream_id in requests)])
+        return [(int(out[i]), float(out[i + 1])) for i in range(0, len(out), 2)]
+
+    async def _release_many(self, requests: list[tuple[str, str]]) -> list[None]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id, stream_id in requests:
+                pipe.zrem(sse_streams(self.settings, user_id), stream_id)
+            await pipe.execute()
+        return [None] * len(requests)
+
     async def release(self, stream_id: str) -> None:
         user_id = self.held.pop(stream_id, None)
         if user_id is None or not self.per_user:
             return
         try:
-            await self.client.zrem(sse_streams(self.settings, user_id), stream_id)
+            await self._releases.ask((user_id, stream_id))
         except Exception:  # Redis is down: the lease lapses by itself
             log.warning("could not release an SSE stream's slot; it lapses within %s s", LEASE_SECONDS,
                         extra={"user_id": user_id}, exc_info=True)
