@@ -32,12 +32,6 @@ class Benchmark:
     summary: Callable[[dict], list[str]]
 
 
-def _sse_summary(fan: dict) -> list[str]:
-    return [f"SSE, {fan['notif']['clients']} clients  notif {fan['notif']['kib_per_connection']} KiB/conn, "
-            f"fan-out {fan['notif']['fanout_ms']} ms   (sse-starlette {fan['baseline']['kib_per_connection']} KiB/conn, "
-            f"{fan['baseline']['fanout_ms']} ms; ratios {fan['ratio_memory']} and {fan['ratio_fanout']})"]
-
-
 #: every benchmark, in the order they run
 BENCHMARKS: dict[str, Benchmark] = {
     "throughput": Benchmark("throughput", lambda a: throughput.main(_env("BENCH_MESSAGES", "100000"),
@@ -51,7 +45,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "priorities": Benchmark("priorities", lambda a: priorities.main(_env("BENCH_HIGH_RATE", "10", float),
                                                                     _env("BENCH_LOW_RATE", "40", float)),
                             priorities.summary),
-    "sse": Benchmark("sse_fanout", lambda a: sse_fanout.main(_env("BENCH_SSE_CLIENTS", "10000")), _sse_summary),
+    "sse": Benchmark("sse_fanout", lambda a: sse_fanout.main(), sse_fanout.summary),
     "scaling": Benchmark("scaling", lambda a: scaling.main(_env("BENCH_SCALING_RATE", "100", float),
                                                            _env("BENCH_SCALING_SECONDS", "10", float),
                                                            _env("BENCH_SCALING_MESSAGES", "20000")), scaling.summary),
