@@ -164,15 +164,28 @@ def main(n: int | None = None, users: int | None = None) -> dict:
     say("  notif serve")
     with database() as db_url:
         ours = run("notif", n, users, logdir, db_url)
-    return {"baseline": base, "notif": ours, "load_average": os.getloadavg(),
+    return {"baseline": base, "notif": ours, "load_average": os.getloadavg(), "kernel": _accept_queue(),
             "ratio_memory": round(ours["max"]["kib_per_stream"] / base["max"]["kib_per_stream"], 2),
             "ratio_fanout": round(ours["fanout_ms"] / base["fanout_ms"], 2),
             "ratio_storm": round(ours["storm"]["seconds"] / base["storm"]["seconds"], 2),
             "projection": [project(ours, 50_000), project(ours, 100_000)]}
 
 
+def _accept_queue() -> dict[str, int | None]:
+    """The kernel's caps on a listening socket's queues: a reconnect storm overflows them (SYN retries at 1, 3, 7 s)."""
+    caps: dict[str, int | None] = {}
+    for name, path in (("somaxconn", "/proc/sys/net/core/somaxconn"),
+                       ("tcp_max_syn_backlog", "/proc/sys/net/ipv4/tcp_max_syn_backlog")):
+        try:
+            caps[name] = int(Path(path).read_text())
+        except (OSError, ValueError):
+            caps[name] = None
+    return caps
+
+
 def summary(result: dict) -> list[str]:
     ours, base = result["notif"], result["baseline"]
+    kernel = result.get("kernel", {})
     lines = [
         f"  SSE, {ours['open']} streams  notif {ours['small']['kib_per_stream']} KiB/stream at {ours['small']['open']}, "
         f"{ours['max']['kib_per_stream']} at {ours['open']} (sse-starlette {base['max']['kib_per_stream']} at "
@@ -182,7 +195,8 @@ def summary(result: dict) -> list[str]:
         f"  SSE storm    notif {ours['storm']['done']} back and replayed in {ours['storm']['seconds']} s, "
         f"{ours['storm']['errors']} errors, {ours['storm']['replay_queries']:.0f} replay statements "
         f"(sse-starlette reconnect only: {base['storm']['seconds']} s, {base['storm']['errors']} errors; "
-        f"ratio {result['ratio_storm']})",
+        f"ratio {result['ratio_storm']}; net.core.somaxconn {kernel.get('somaxconn')}, "
+        f"tcp_max_syn_backlog {kernel.get('tcp_max_syn_backlog')})",
     ]
     for p in result["projection"]:
         lines.append(f"  SSE at {p['streams']}: ~{p['rss_mib']} MiB, fan-out ~{p['fanout_ms']} ms, storm ~{p['storm_s']} s; "
