@@ -4,6 +4,11 @@ While the workers keep up (few messages waiting in Redis) every priority receive
 When the backlog reaches its bound, each free slot goes to one of the waiting priorities
 by smooth weighted round-robin (nginx's algorithm): with weights 6/3/1 every run of ten
 grants holds six HIGH, three NORMAL and one LOW, interleaved, so LOW always progresses.
+
+One exception keeps a flood of one priority from delaying another that keeps up: when the
+backlog is full of queued batches and a priority's own queue is empty (say HIGH, worked by
+its own lane, while LOW floods), that priority receives at once, outside the round-robin.
+Its workers are taking its batches as they come, so this admits no more than they do.
 """
 from __future__ import annotations
 
@@ -68,6 +73,14 @@ class WeightedGate:
                     depths = self._read_depths()
                     eligible = {p for p in self.waiting if depths.get(p, 0) < self.max_queued}
                     free = self.max_backlog - sum(depths.values()) - self.in_flight
+                    if priority in eligible and free <= 0 and depths.get(priority, 0) == 0 \
+                            and sum(depths.values()) >= self.max_backlog:
+                        # the backlog is full of the others' batches while this priority's own queue is
+                        # empty: its workers keep up, so one more batch of it neither grows the backlog for
+                        # long nor takes a thread the others' batches would get (a HIGH lane's case).
+                        self.in_flight += 1
+                        self.cond.notify_all()
+                        return True
                     if priority in eligible and free > 0:
                         if self.next not in eligible:
                             self.next = self.rr.pick(eligible)

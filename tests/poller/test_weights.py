@@ -27,6 +27,8 @@ def run_gate(gate, depths, grants_wanted, priorities=("high", "normal", "low")):
     stop = threading.Event()
     start = dict(depths)
     depths["high"] = gate.max_backlog
+    for p in priorities:  # none with an empty queue of its own, which would be let through a full backlog
+        depths[p] = max(depths.get(p, 0), 1)
     order, lock = [], threading.Lock()
 
     def receiver(p):
@@ -79,3 +81,33 @@ def test_no_grant_while_the_shared_backlog_is_at_its_bound():
     depths["low"] = 0  # the workers caught up
     t.join(5)
     assert result == [True]
+
+
+def test_a_priority_whose_own_queue_is_empty_is_not_held_behind_a_backlog_of_others():
+    """A LOW flood fills the backlog; HIGH's own queue is empty (its lane keeps up): HIGH receives at once instead
+    of waiting for LOW's batches to drain. LOW, whose queue is the backlog, still waits; and once HIGH has a
+    batch queued it waits its turn like the others."""
+    depths = {"high": 0, "normal": 0, "low": 40}
+    gate = WeightedGate(WEIGHTS, lambda: depths, max_backlog=32, max_queued=100, interval=0.001)
+    stop = threading.Event()
+    first: list[bool] = []
+    at_once = threading.Thread(target=lambda: first.append(gate.acquire("high", stop)))
+    at_once.start()
+    at_once.join(5)
+    stop.set() if at_once.is_alive() else gate.release()
+    assert first == [True], "HIGH waited behind LOW's backlog"
+    stop.clear()
+    waiting = []
+    t = threading.Thread(target=lambda: waiting.append(gate.acquire("low", stop)))
+    t.start()
+    t.join(0.2)
+    assert t.is_alive() and not waiting  # LOW waits for room
+    depths["high"] = 1  # HIGH's workers have fallen behind by a batch: no more bypass
+    h = threading.Thread(target=lambda: waiting.append(gate.acquire("high", stop)))
+    h.start()
+    h.join(0.2)
+    assert h.is_alive()
+    depths["low"] = 0
+    t.join(5)
+    h.join(5)
+    assert waiting == [True, True]
