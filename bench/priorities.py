@@ -113,10 +113,51 @@ def summary(result: dict) -> list[str]:
         p = result[key]
         lines.append(f"  HIGH under LOW flood, {label:<18}  p99 {p['high_under_flood_ms']['p99']} ms vs "
                      f"{p['high_idle_ms']['p99']} ms idle (ratio {p['ratio_p99']}, target <= 2); LOW delivered "
-                     f"{p['low_deliveries_during_flood']:,} meanwhile")
+                     f"{p['low_deliveries_during_flood']:,} meanwhile; SQS alone beside it: p99 "
+                     f"{p['sqs_alone_flood_ms'].get('p99')} vs {p['sqs_alone_idle_ms'].get('p99')} ms idle "
+                     f"(ratio {p['sqs_alone_ratio_p99']})")
     lines.append(f"  (HIGH p99 under the flood: one worker / Procfile's {result['flood_p99_one_worker_over_default']}; "
                  f"load average {result['load_average_before']:.1f} before, {result['load_average_after']:.1f} after)")
     return lines
+
+
+class SQSProbe:
+    """SQS alone, beside notif, on the same moto: a queue of its own, sent to at HIGH's rate and long-polled by one
+    bare receive loop; send → receive latencies per phase. What the SQS stand-in alone does under the flood (moto
+    scans a whole queue on every call, and the LOW queue grows), against what notif adds on top."""
+
+    def __init__(self, endpoint: str, tag: str) -> None:
+        self.sqs = sqs_client(endpoint)
+        self.url = self.sqs.create_queue(QueueName=f"probe-{tag}")["QueueUrl"]
+        self.latencies: dict[str, list[float]] = {}
+        self.stop = threading.Event()
+
+    def run(self, phase: str, rate: float, seconds: float) -> threading.Thread:
+        """Send for ``seconds`` at ``rate`` and receive until every one is in; in a thread."""
+        got = self.latencies.setdefault(phase, [])
+
+        def receive(total: int) -> None:
+            receiver = sqs_client(self.sqs.meta.endpoint_url)
+            while len(got) < total and not self.stop.is_set():
+                for m in receiver.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
+                                                  WaitTimeSeconds=2).get("Messages", []):
+                    got.append(time.time() - json.loads(m["Body"])["t"])
+                    receiver.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+
+        def send_and_receive() -> None:
+            total = int(rate * seconds)
+            reader = threading.Thread(target=receive, args=(total,))
+            reader.start()
+            paced_send(sqs_client(self.sqs.meta.endpoint_url), self.url, rate, seconds, lambda i: {"t": time.time()})
+            reader.join(120)
+
+        thread = threading.Thread(target=send_and_receive)
+        thread.start()
+        return thread
+
+    def ms(self, phase: str) -> dict:
+        values = self.latencies.get(phase)
+        return _ms(values) if values else {}
 
 
 def _command(argv: list[str]) -> list[str]:
@@ -150,9 +191,12 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, worker
                     return lambda i: {"user_id": f"lat-{i % USERS}", "title": "high", "message": str(i),
                                       "data": {"i": offset + i, "t": time.time()}}
 
+                probe = SQSProbe(endpoint, tag)
                 try:
-                    say(f"  baseline: HIGH alone, {high_rate:g} msg/s for {seconds:g} s")
+                    say(f"  baseline: HIGH alone, {high_rate:g} msg/s for {seconds:g} s (and SQS alone beside it)")
+                    probing = probe.run("idle", high_rate, seconds)
                     n = paced_send(sqs, urls["high"], high_rate, seconds, high(0))
+                    probing.join(120)
                     wait_for(lambda: len(arrivals) >= n, 60, "the baseline HIGH notifications")
                     idle = [lat for i, lat in arrivals if warmup * high_rate <= i < n]
 
@@ -165,7 +209,9 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, worker
                     flood.start()
                     time.sleep(warmup)  # pacing: let the flood build before HIGH is measured
                     low_before = _count(db_url, LOW_SENT)
+                    probing = probe.run("flood", high_rate, seconds)
                     m = paced_send(sqs, urls["high"], high_rate, seconds, high(1_000_000))
+                    probing.join(120)
                     wait_for(lambda: len(arrivals) >= n + m, 120, "the HIGH notifications under the flood")
                     low_during = _count(db_url, LOW_SENT) - low_before
                     flood.join()
@@ -173,6 +219,7 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, worker
                     under = [lat for i, lat in arrivals if i >= 1_000_000]
                     picked = _picked_up(db_url)
                 finally:
+                    probe.stop.set()
                     done.set()
                     client.join(10)
     idle_ms, flood_ms = _ms(idle), _ms(under)
@@ -183,7 +230,10 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, worker
         waits = [picked[i] for i, _ in arrivals if lo <= i < hi and i in picked]
         rest = [lat - picked[i] for i, lat in arrivals if lo <= i < hi and i in picked]
         stages[phase] = {"to_worker_ms": _ms(waits), "worker_to_browser_ms": _ms(rest)}
+    sqs_idle, sqs_flood = probe.ms("idle"), probe.ms("flood")
     result = {"high_idle_ms": idle_ms, "high_under_flood_ms": flood_ms, "high_stages": stages,
+              "sqs_alone_idle_ms": sqs_idle, "sqs_alone_flood_ms": sqs_flood,
+              "sqs_alone_ratio_p99": round(sqs_flood["p99"] / sqs_idle["p99"], 2) if sqs_idle.get("p99") else None,
               "ratio_p99": round(flood_ms["p99"] / idle_ms["p99"], 2),
               "ratio_p50": round(flood_ms["p50"] / idle_ms["p50"], 2),
               "low_deliveries_during_flood": low_during, "low_deliveries_still_owed_at_end": backlog}
@@ -195,6 +245,8 @@ def run(high_rate: float, low_rate: float, seconds: float, warmup: float, worker
     say(f"    HIGH p50/p99 idle {idle_ms['p50']}/{idle_ms['p99']} ms, under the flood "
         f"{flood_ms['p50']}/{flood_ms['p99']} ms (p99 ratio {result['ratio_p99']}); "
         f"LOW delivered {low_during:,} meanwhile, {backlog:,} still owed")
+    say(f"    SQS alone (moto) beside it p50/p99 idle {sqs_idle.get('p50')}/{sqs_idle.get('p99')} ms, under the flood "
+        f"{sqs_flood.get('p50')}/{sqs_flood.get('p99')} ms (p99 ratio {result['sqs_alone_ratio_p99']})")
     return result
 
 
