@@ -172,7 +172,7 @@ def _withdraw(notification_ids: list[int], reason: str) -> None:
 
 def _announce(rt: Runtime, item: Amend) -> None:
     """Tell the users' open streams (best effort: the inbox API already shows the change)."""
-    if rt.redis is None or not rt.settings.feature("sse"):
+    if rt.live is None or not rt.settings.feature("sse"):
         return
     mine = Notification.key == item.target
     if item.kind == "retract":
@@ -185,7 +185,7 @@ def _announce(rt: Runtime, item: Amend) -> None:
         for start in range(0, len(rows), PUBLISH_CHUNK):
             chunk = rows[start:start + PUBLISH_CHUNK]
             counts = unread_counts({n.user_id for n in chunk})
-            pipe = rt.redis.pipeline(transaction=False)
+            pipe = rt.live.pipeline(transaction=False)
             for n in chunk:
                 event = (removed_event(n.id, counts.get(n.user_id, 0)) if item.kind == "retract"
                          else updated_event(n, counts.get(n.user_id, 0)))

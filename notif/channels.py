@@ -27,6 +27,12 @@ class ChannelContext:
     redis: Any
     log: Any
     outbound: OutboundSession | None = None
+    live_redis: Any = None  # NOTIF_LIVE_REDIS_URL's client, when it is set: use :meth:`live`
+
+    def live(self) -> Any:
+        """The Redis that live events (SSE) are published on: a Redis of its own when
+        NOTIF_LIVE_REDIS_URL is set, else the shared one."""
+        return self.live_redis if self.live_redis is not None else self.redis
 
     def http(self) -> OutboundSession:
         """A ``requests.Session`` that obeys the outbound policy (https only, public addresses

@@ -47,6 +47,7 @@ def _masked(name: str, value: Any, secret: bool) -> str:
 class Settings:
     database_url: str = env("DATABASE_URL", "sqlite:///notif.db", doc="`postgres://…` or `sqlite:///path`")
     redis_url: str | None = env("REDIS_URL", doc="Redis for Dramatiq, fan-out, locks, limits")
+    live_redis_url: str | None = env("NOTIF_LIVE_REDIS_URL", doc="a Redis of its own for live events (the SSE pub/sub: every in-app publish, every web process's subscriptions), so a burst of them and the Dramatiq broker do not share one server's thread; same TLS settings as REDIS_URL (unset: REDIS_URL)")
     redis_tls_verify: str = env("NOTIF_REDIS_TLS_VERIFY", "required", parse.tls_verify, doc="for a `rediss://` REDIS_URL: `required` (verify the server's certificate) or `none` (Heroku Redis: a self-signed certificate)")
     redis_tls_ca: str | None = env("NOTIF_REDIS_TLS_CA", doc="for a `rediss://` REDIS_URL: a CA file (PEM) to verify the server's certificate with")
     redis_prefix: str = env("NOTIF_REDIS_PREFIX", "notif", doc="prefix of every Redis key notif uses (one per deployment or test run)")

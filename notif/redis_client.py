@@ -19,9 +19,14 @@ from .config import Settings
 TIMEOUTS = {"socket_timeout": 10, "socket_connect_timeout": 5}
 
 
-def tls_options(settings: Settings) -> dict[str, Any]:
-    """redis-py's TLS arguments for ``settings.redis_url`` (none for a plain ``redis://``)."""
-    if urlparse(settings.require("redis_url")).scheme != "rediss":
+def url(settings: Settings, live: bool = False) -> str:
+    """``REDIS_URL``, or for live events (``live``) ``NOTIF_LIVE_REDIS_URL`` when it is set."""
+    return (settings.live_redis_url if live else None) or settings.require("redis_url")
+
+
+def tls_options(settings: Settings, live: bool = False) -> dict[str, Any]:
+    """redis-py's TLS arguments for the URL (none for a plain ``redis://``)."""
+    if urlparse(url(settings, live)).scheme != "rediss":
         return {}
     options: dict[str, Any] = {
         "ssl_cert_reqs": ssl.CERT_NONE if settings.redis_tls_verify == "none" else ssl.CERT_REQUIRED}
@@ -32,21 +37,22 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def connection_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """Keyword arguments for a connection (pool) to ``REDIS_URL``: timeouts and TLS."""
-    return {**TIMEOUTS, **tls_options(settings), **overrides}
+def connection_options(settings: Settings, live: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for a connection (pool) to ``REDIS_URL`` (or the live one): timeouts and TLS."""
+    return {**TIMEOUTS, **tls_options(settings, live), **overrides}
 
 
-def sync_client(settings: Settings, **overrides: Any) -> redis.Redis:
-    """A thread-safe client with its own pool (retries a timed-out command once)."""
+def sync_client(settings: Settings, live: bool = False, **overrides: Any) -> redis.Redis:
+    """A thread-safe client with its own pool (retries a timed-out command once); ``live``: to the live events'
+    Redis."""
     options = {"health_check_interval": 30, "retry_on_timeout": True, **overrides}
-    return redis.Redis.from_url(settings.require("redis_url"), **connection_options(settings, **options))
+    return redis.Redis.from_url(url(settings, live), **connection_options(settings, live, **options))
 
 
-def async_client(settings: Settings, **overrides: Any) -> aioredis.Redis:
-    """An asyncio client (the web process's live events)."""
+def async_client(settings: Settings, live: bool = False, **overrides: Any) -> aioredis.Redis:
+    """An asyncio client (``live``: the web process's live events)."""
     options = {"health_check_interval": 30, **overrides}
-    return aioredis.Redis.from_url(settings.require("redis_url"), **connection_options(settings, **options))
+    return aioredis.Redis.from_url(url(settings, live), **connection_options(settings, live, **options))
 
 
 def async_queued_client(settings: Settings, max_connections: int, timeout: float, **overrides: Any) -> aioredis.Redis:

@@ -33,6 +33,12 @@ class Runtime:
     templates: TemplateStore
     recorder: Recorder = field(default_factory=lambda: Recorder(None))
     webhooks: WebhookOutbox = field(default_factory=WebhookOutbox.disabled)  # what the host app's webhooks want
+    live_redis: redis.Redis | None = None  # NOTIF_LIVE_REDIS_URL's client, when it is set
+
+    @property
+    def live(self) -> redis.Redis | None:
+        """The Redis live events are published on: NOTIF_LIVE_REDIS_URL's, else the one Redis."""
+        return self.live_redis if self.live_redis is not None else self.redis
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -47,6 +53,7 @@ class Runtime:
             templates=TemplateStore.from_settings(settings, template_dirs(pm, settings)),
             recorder=Recorder(RollingCounters(client, settings)),
             webhooks=WebhookOutbox(settings),
+            live_redis=sync_client(settings, live=True) if settings.live_redis_url else None,
         )
         install(rt.webhooks)
         return rt
@@ -67,4 +74,5 @@ class Runtime:
         return session(self.settings)
 
     def channel_context(self, log: logging.Logger) -> ChannelContext:
-        return ChannelContext(settings=self.settings, redis=self.redis, log=log, outbound=self.outbound)
+        return ChannelContext(settings=self.settings, redis=self.redis, log=log, outbound=self.outbound,
+                              live_redis=self.live_redis)

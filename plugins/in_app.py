@@ -32,7 +32,7 @@ class InAppChannel(Channel):
             return  # live events are off: the stored notification is the delivery
         event = notification_event(notification, unread_count(notification.user_id))
         try:
-            publish(ctx.redis, ctx.settings, notification.user_id, event)
+            publish(ctx.live(), ctx.settings, notification.user_id, event)
         except redis.RedisError as exc:
             raise TransientError(f"could not publish to Redis: {exc}") from exc
 
@@ -41,7 +41,7 @@ class InAppChannel(Channel):
             return
         counts = unread_counts({n.user_id for n, _ in items})
         try:
-            pipe = ctx.redis.pipeline(transaction=False)
+            pipe = ctx.live().pipeline(transaction=False)
             for notification, _ in items:
                 publish(pipe, ctx.settings, notification.user_id,
                         notification_event(notification, counts.get(notification.user_id, 0)))
@@ -53,7 +53,7 @@ class InAppChannel(Channel):
         if not ctx.settings.feature("sse"):
             return
         try:
-            online = listening(ctx.redis, ctx.settings, [user for _, user in copies])
+            online = listening(ctx.live(), ctx.settings, [user for _, user in copies])
         except redis.RedisError as exc:
             raise TransientError(f"could not reach Redis: {exc}") from exc
         copies = [(notification_id, user) for notification_id, user in copies if user in online]
@@ -62,7 +62,7 @@ class InAppChannel(Channel):
         counts = unread_counts({user for _, user in copies})
         event = notification_events(notification)
         try:
-            pipe = ctx.redis.pipeline(transaction=False)
+            pipe = ctx.live().pipeline(transaction=False)
             for notification_id, user in copies:
                 publish_json(pipe, ctx.settings, user, event(notification_id, counts.get(user, 0)))
             pipe.execute()

@@ -42,7 +42,7 @@ class LiveState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = async_client(settings)
+        self.redis = async_client(settings, live=True)  # the hub's pub/sub and the state events
         self.slots = StreamSlots(settings, async_queued_client(settings, SLOT_CONNECTIONS, timeout=10))
         self.replays = ReplayBatcher()
         self._hub: Hub | None = None

@@ -24,8 +24,8 @@ def _check_database() -> None:
         database.execute_sql("SELECT 1")
 
 
-def _check_redis(settings) -> None:
-    client = sync_client(settings, socket_timeout=2, socket_connect_timeout=2, health_check_interval=0)
+def _check_redis(settings, live: bool = False) -> None:
+    client = sync_client(settings, live, socket_timeout=2, socket_connect_timeout=2, health_check_interval=0)
     try:
         client.ping()
     finally:
@@ -43,8 +43,11 @@ def _check_sqs(settings) -> None:
 async def readyz(request: Request) -> JSONResponse:
     settings = request.app.state.settings
     checks = {}
-    for name, check in (("database", _check_database), ("redis", lambda: _check_redis(settings)),
-                        ("sqs", lambda: _check_sqs(settings))):
+    dependencies = [("database", _check_database), ("redis", lambda: _check_redis(settings)),
+                    ("sqs", lambda: _check_sqs(settings))]
+    if settings.live_redis_url:  # a Redis of its own for live events: /events needs it too
+        dependencies.insert(2, ("live_redis", lambda: _check_redis(settings, live=True)))
+    for name, check in dependencies:
         try:
             await run_in_threadpool(check)
             checks[name] = "ok"
