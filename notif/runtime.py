@@ -24,6 +24,8 @@ from .sqs import client_for
 from .templates import TemplateStore
 from .webhooks.outbox import WebhookOutbox, install
 
+RedisClient = redis.Redis  # (inside Runtime, `redis` is its field)
+
 
 @dataclass
 class Runtime:
@@ -33,10 +35,10 @@ class Runtime:
     templates: TemplateStore
     recorder: Recorder = field(default_factory=lambda: Recorder(None))
     webhooks: WebhookOutbox = field(default_factory=WebhookOutbox.disabled)  # what the host app's webhooks want
-    live_redis: redis.Redis | None = None  # NOTIF_LIVE_REDIS_URL's client, when it is set
+    live_redis: RedisClient | None = None  # NOTIF_LIVE_REDIS_URL's client, when it is set
 
     @property
-    def live(self) -> redis.Redis | None:
+    def live(self) -> RedisClient | None:
         """The Redis live events are published on: NOTIF_LIVE_REDIS_URL's, else the one Redis."""
         return self.live_redis if self.live_redis is not None else self.redis
 

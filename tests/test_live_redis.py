@@ -36,26 +36,34 @@ def subscribed(client: redis_lib.Redis, channel: str):
     return pubsub
 
 
+def published(pubsub):
+    """The next published message (not a subscribe confirmation), or None."""
+    message = pubsub.get_message(timeout=0.5)
+    return message if message and message["type"] == "message" else None
+
+
 def test_an_in_app_delivery_is_published_on_the_live_redis_and_not_on_the_shared_one(live_settings, live_server,
                                                                                        redis_server):
     rt = Runtime.start(live_settings)
     channel = user_channel(live_settings, "ana")
-    live = subscribed(redis_lib.Redis.from_url(live_server.url), channel)
+    live_client = redis_lib.Redis.from_url(live_server.url)  # (kept: a client closes its pool when collected)
+    live = subscribed(live_client, channel)
     shared = subscribed(redis_server, channel)
     try:
         n = Notification.create(user_id="ana", key="k-live", title="Hi", message="there", priority="high",
                                 correlation_id="cid-live")
         d = Delivery.create(notification=n, channel="in_app")
         assert deliver(rt, d.id) == "sent"
-        event = wait_until(lambda: live.get_message(timeout=0.5), 5, message="the event on the live Redis")
+        event = wait_until(lambda: published(live), 5, message="the event on the live Redis")
         assert json.loads(event["data"])["notification"]["id"] == n.id
         # anything notif had published on the shared Redis came before this: the first message there is ours
         redis_server.publish(channel, "sentinel")
-        first = wait_until(lambda: shared.get_message(timeout=0.5), 5, message="the sentinel")
+        first = wait_until(lambda: published(shared), 5, message="the sentinel")
         assert first["data"] == b"sentinel"
         assert rt.redis.connection_pool.connection_kwargs["port"] == 6379  # the broker's, counters', locks' Redis
     finally:
         live.close()
+        live_client.close()
         shared.close()
         rt.redis.close()
         rt.live_redis.close()
