@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from .cors import EXPOSE_HEADERS
 from .events import events
 from .headers import API_POLICY
-from .storable import _has_body, _problem
+from .storable import has_body, problem_of
 
 SECURITY = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"), (b"content-security-policy", API_POLICY.encode()))
@@ -42,7 +42,7 @@ class NotifApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "GET"
-                and not _has_body(scope) and _problem(scope, None) is None):
+                and not has_body(scope) and problem_of(scope, None) is None):
             scope["app"] = self
             return await events(scope, receive, send, self.events_headers(scope))
         await super().__call__(scope, receive, send)

@@ -33,7 +33,7 @@ def _loc(where: str, path: str) -> list[Any]:
 Problem = tuple[list[Any], str, str]  # loc, message, type
 
 
-def _problem(scope: Scope, body: bytes | None) -> Problem | None:
+def problem_of(scope: Scope, body: bytes | None) -> Problem | None:
     """The first unstorable field of the request (or a JSON body the parser cannot read)."""
     for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
         for part, what in ((key, "its name"), (value, "its value")):
@@ -87,7 +87,7 @@ async def refuse(send: Send, loc: list[Any], msg: str, kind: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def _has_body(scope: Scope) -> bool:
+def has_body(scope: Scope) -> bool:
     headers = dict(scope["headers"])
     return headers.get(b"content-length", b"0").strip() not in (b"", b"0") or b"transfer-encoding" in headers
 
@@ -100,7 +100,7 @@ class RefuseUnstorable:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         body: bytes | None = None
-        if _has_body(scope):  # (a request without one, e.g. an SSE stream's, keeps its receive untouched)
+        if has_body(scope):  # (a request without one, e.g. an SSE stream's, keeps its receive untouched)
             chunks = []
             while True:
                 message = await receive()
@@ -110,7 +110,7 @@ class RefuseUnstorable:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
-        problem = _problem(scope, body)
+        problem = problem_of(scope, body)
         if problem is not None:
             return await refuse(send, *problem)
         if body is None:
