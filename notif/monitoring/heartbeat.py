@@ -22,30 +22,32 @@ MISSED_BEATS = 3  # a process this many beats late is shown as stopped
 FORGET_AFTER = 3600.0
 
 
-class Heartbeat:
-    def __init__(self, redis_client, settings: Settings, kind: str) -> None:
-        self.redis, self.settings, self.kind = redis_client, settings, kind
-        self.interval = settings.heartbeat_seconds
-        self.field = f"{kind}:{socket.gethostname()}:{os.getpid()}"
-        self.started = time.time()
+class HashBeat:
+    """One field of a Redis hash kept fresh by a daemon thread, every ``interval`` seconds from
+    :meth:`start` to :meth:`stop` (which removes it); subclasses say what it holds (:meth:`value`).
+    A beat that fails is logged and tried again at the next one."""
+
+    def __init__(self, redis_client, key: str, field: str, interval: float, name: str) -> None:
+        self.redis, self.key, self.field, self.interval, self.name = redis_client, key, field, interval, name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def value(self) -> str | float:
+        raise NotImplementedError
+
     def beat(self) -> None:
-        value = json.dumps({"kind": self.kind, "host": socket.gethostname(), "pid": os.getpid(),
-                            "started_at": self.started, "seen_at": time.time(), "interval": self.interval})
-        self.redis.hset(processes_hash(self.settings), self.field, value)
+        self.redis.hset(self.key, self.field, self.value())
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.beat()
             except Exception:
-                log.warning("heartbeat failed (Redis unreachable?)", exc_info=True)
+                log.warning("%s failed (Redis unreachable?)", self.name, exc_info=True)
             self._stop.wait(self.interval)
 
-    def start(self) -> Heartbeat:
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.kind}", daemon=True)
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
         return self
 
@@ -54,9 +56,23 @@ class Heartbeat:
         if self._thread:
             self._thread.join(self.interval)
         try:
-            self.redis.hdel(processes_hash(self.settings), self.field)
+            self.redis.hdel(self.key, self.field)
         except Exception:
-            pass
+            pass  # a field left behind goes stale on its own
+
+
+class Heartbeat(HashBeat):
+    """This process's field in ``<prefix>:processes``: what it is and when it was last seen."""
+
+    def __init__(self, redis_client, settings: Settings, kind: str) -> None:
+        super().__init__(redis_client, processes_hash(settings), f"{kind}:{socket.gethostname()}:{os.getpid()}",
+                         settings.heartbeat_seconds, f"heartbeat-{kind}")
+        self.settings, self.kind = settings, kind
+        self.started = time.time()
+
+    def value(self) -> str:
+        return json.dumps({"kind": self.kind, "host": socket.gethostname(), "pid": os.getpid(),
+                           "started_at": self.started, "seen_at": time.time(), "interval": self.interval})
 
 
 def live_processes(redis_client, settings: Settings, now: float | None = None) -> list[dict]:

@@ -26,6 +26,7 @@ import time
 from dramatiq.broker import Consumer, MessageProxy
 
 from ..config import Settings
+from ..monitoring.heartbeat import HashBeat
 from ..redis_keys import deliver_queue, high_lanes_hash, ingest_queue
 
 log = logging.getLogger(__name__)
@@ -44,40 +45,19 @@ def role(queues: set[str] | None) -> str:
     return "general" if queues & HIGH_QUEUES else "other"
 
 
-class LaneBeacon:
-    """Keeps this lane process's field in the lanes hash fresh, from boot to shutdown."""
+class LaneBeacon(HashBeat):
+    """Keeps this lane process's field in the lanes hash fresh (its deadline), from boot to shutdown."""
 
     def __init__(self, redis_client, settings: Settings) -> None:
-        self.redis, self.key = redis_client, high_lanes_hash(settings)
-        self.interval = settings.heartbeat_seconds
-        self.field = f"{socket.gethostname()}:{os.getpid()}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(redis_client, high_lanes_hash(settings), f"{socket.gethostname()}:{os.getpid()}",
+                         settings.heartbeat_seconds, "high-lane-beacon")
 
-    def beat(self) -> None:
-        self.redis.hset(self.key, self.field, time.time() + MISSED_BEATS * self.interval)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:
-                log.warning("HIGH lane beacon failed (Redis unreachable?)", exc_info=True)
+    def value(self) -> float:
+        return time.time() + MISSED_BEATS * self.interval
 
     def start(self) -> LaneBeacon:
         self.beat()  # before the first message: the general workers step back at once
-        self._thread = threading.Thread(target=self._run, name="high-lane-beacon", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(self.interval)
-        try:
-            self.redis.hdel(self.key, self.field)
-        except Exception:
-            pass  # its deadline passes on its own
+        return super().start()
 
 
 class LaneWatch:
