@@ -165,3 +165,16 @@ def machine() -> dict:
                if line.startswith("MemTotal"))
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
             "kernel": platform.release()}
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc (a Dramatiq worker forks its processes)."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return pids

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import NamedTuple
 
-from .common import Procs, database, free_port, moto_sqs, notif_env, port_open, say, sqs_client, sqs_env, wait_for
+from .common import Procs, database, free_port, moto_sqs, notif_env, port_open, process_tree, say, sqs_client, sqs_env, wait_for
 from .e2e_latency import Arrival, SSEProcess, _ms, paced_senders
 from .throughput import _count, _fill
 
@@ -55,18 +55,6 @@ def busy_cores(before: CpuSample, after: CpuSample) -> float:
     return (after.busy - before.busy) / max(1, after.total - before.total) * (os.cpu_count() or 1)
 
 
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            pass
-    return pids
-
-
 def connections(procs: Procs) -> dict:
     """Established connections to Redis (6379) and PostgreSQL (5432) held by each kind of
     process (its forks included), as ``ss`` sees them: the figures the sizing's connection
@@ -76,7 +64,7 @@ def connections(procs: Procs) -> dict:
     owner = {}
     for proc in procs.procs:
         kind = _kind(proc)
-        for pid in _tree(proc.pid):
+        for pid in process_tree(proc.pid):
             owner[pid] = (kind, proc.pid)
     counts: dict = {}
     for port, service in ((6379, "redis"), (5432, "postgres")):
@@ -112,7 +100,7 @@ def stack_cpu(procs: Procs) -> dict:
     PostgreSQL and Redis server process (those are shared with anything else on the machine)."""
     by_kind: dict[str, float] = {}
     for proc in procs.procs:
-        by_kind[_kind(proc)] = by_kind.get(_kind(proc), 0.0) + _cpu_of(_tree(proc.pid))
+        by_kind[_kind(proc)] = by_kind.get(_kind(proc), 0.0) + _cpu_of(process_tree(proc.pid))
     servers = {"postgres": [], "redis": []}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .common import REDIS_URL, Procs, database, moto_sqs, notif_env, say, sqs_client, sqs_env, wait_for
+from .common import REDIS_URL, Procs, database, moto_sqs, notif_env, process_tree, say, sqs_client, sqs_env, wait_for
 
 THREADS = 8
 USERS = 1000
@@ -64,14 +64,7 @@ def _pending(namespace: str, queue: str) -> int:
 
 def _tree_rss_kib(pid: int) -> tuple[int, int]:
     """(RSS of the process and its children, RSS of the largest one): the worker forks."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            pass
+    pids = process_tree(pid)
     sizes = []
     for p in pids:
         try:
