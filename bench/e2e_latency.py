@@ -133,29 +133,41 @@ def sqs_alone(endpoint: str, rate: float, seconds: float, warmup: float, senders
     return {**_ms(latencies), "sent_per_s": round(sent_per_s)}
 
 
+async def open_stream(port: int, token: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``GET /events`` with ``token`` on a raw socket (as many as needed, none of an HTTP client's weight).
+    Keep the writer as long as the stream: a collected writer closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /events?token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def read_events(reader: asyncio.StreamReader, connected: asyncio.Event, on_data) -> None:
+    """Read one SSE stream until it ends: ``connected`` set at its ``: connected`` comment, ``on_data(payload,
+    arrival time)`` for each ``data:`` line (chunked encoding interleaves size lines; a data line is whole)."""
+    buffer = b""
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return
+        now = time.time()
+        buffer += chunk
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            if b": connected" in block:
+                connected.set()
+            for line in block.split(b"\n"):
+                if line.startswith(b"data: "):
+                    on_data(json.loads(line[6:]), now)
+
+
 async def sse_clients(port: int, arrivals: list, ready: threading.Event, done: threading.Event) -> None:
     from notif.auth import make_token
 
     async def one(user: str, connected: asyncio.Event):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET /events?token={make_token(SECRET, user)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        await writer.drain()
-        buffer = b""
-        while not done.is_set():
-            chunk = await reader.read(65536)
-            if not chunk:
-                return
-            now = time.time()
-            buffer += chunk
-            while b"\n\n" in buffer:
-                block, buffer = buffer.split(b"\n\n", 1)
-                if b": connected" in block:
-                    connected.set()
-                for line in block.split(b"\n"):
-                    # chunked transfer encoding interleaves size lines; the data line is whole
-                    if line.startswith(b"data: "):
-                        payload = json.loads(line[6:])
-                        arrivals.append((payload["data"]["i"], now - payload["data"]["t"]))
+        reader, _writer = await open_stream(port, make_token(SECRET, user))
+        await read_events(reader, connected, lambda payload, now: arrivals.append(
+            (payload["data"]["i"], now - payload["data"]["t"])))
 
     events = [asyncio.Event() for _ in range(USERS)]
     tasks = [asyncio.create_task(one(f"lat-{u}", events[u])) for u in range(USERS)]
@@ -182,27 +194,16 @@ async def _streams(ports: list[int], users: list[str], expected: int, timeout: f
     enough = asyncio.Event()
 
     async def one(k: int, user: str, connected: asyncio.Event):
-        reader, writer = await asyncio.open_connection("127.0.0.1", ports[k % len(ports)])
-        writer.write(f"GET /events?token={make_token(SECRET, user)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        await writer.drain()
-        buffer = b""
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                return
-            now = time.time()
-            buffer += chunk
-            while b"\n\n" in buffer:
-                block, buffer = buffer.split(b"\n\n", 1)
-                if b": connected" in block:
-                    connected.set()
-                for line in block.split(b"\n"):
-                    if line.startswith(b"data: "):  # chunked encoding interleaves size lines; data lines are whole
-                        data = json.loads(line[6:])["data"]
-                        if "i" in data:
-                            arrivals.append(Arrival(data["i"], now - data["t"], user, now))
-                            if len(arrivals) >= expected:
-                                enough.set()
+        reader, _writer = await open_stream(ports[k % len(ports)], make_token(SECRET, user))
+
+        def arrived(payload: dict, now: float) -> None:
+            data = payload["data"]
+            if "i" in data:
+                arrivals.append(Arrival(data["i"], now - data["t"], user, now))
+                if len(arrivals) >= expected:
+                    enough.set()
+
+        await read_events(reader, connected, arrived)
 
     events = [asyncio.Event() for _ in users]
     tasks = [asyncio.create_task(one(k, u, events[k])) for k, u in enumerate(users)]
